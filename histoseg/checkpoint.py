@@ -1,0 +1,122 @@
+"""Reading histoseg checkpoints safely and turning them into :class:`~histoseg.predictor.Predictor`\\ s.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is executed, so a
+checkpoint from an untrusted source cannot run anything. A histoseg checkpoint is a Lightning
+checkpoint with a ``"histoseg"`` block (version, task, classes, mpp, patch size, network
+arguments) next to the ``state_dict``; the network is rebuilt from those arguments without any
+download and the weights loaded into it.
+
+Example:
+    >>> from histoseg.checkpoint import load_predictor
+    >>> predictor = load_predictor("runs/kidney/checkpoints/last.ckpt")  # doctest: +SKIP
+    >>> predictor.classes, predictor.mpp  # doctest: +SKIP
+    (['background', 'interstitium', 'tubules', 'glomeruli', 'other'], 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from histoseg.errors import CheckpointError
+from histoseg.io_utils import sha256_file
+from histoseg.predictor import Predictor
+
+CHECKPOINT_KEY = "histoseg"
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a histoseg checkpoint dictionary (weights only, on the CPU).
+
+    Raises:
+        CheckpointError: missing, unreadable, or not a histoseg checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; give the .ckpt written by 'histoseg fit'")
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is not a loadable checkpoint
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable histoseg checkpoint ({reason}); give the .ckpt written by 'histoseg fit'"
+        ) from None
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"{path}: not a histoseg checkpoint (no '{CHECKPOINT_KEY}' block); give the .ckpt written by 'histoseg fit'"
+        )
+    block = checkpoint[CHECKPOINT_KEY]
+    for key in ("task", "classes", "mpp", "patch_size", "network"):
+        if key not in block:
+            raise CheckpointError(f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool")
+    return checkpoint
+
+
+def build_network(block: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the pure network described by a checkpoint's histoseg block (random weights)."""
+    task = block["task"]
+    config = dict(block["network"])
+    if task == "segmentation":
+        from histoseg.models import build_segmentation_model
+
+        return build_segmentation_model(encoder_weights=None, **config)
+    if task == "patch_classification":
+        from histoseg.classifiers import build_classifier
+
+        return build_classifier(**config)
+    raise CheckpointError(f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
+
+
+def load_predictor(
+    path: str | os.PathLike[str], *, method: str = "atrous", tile_size: int | None = None
+) -> Predictor:
+    """Build a :class:`Predictor` from a histoseg checkpoint.
+
+    Args:
+        path: Checkpoint file.
+        method: Patch classifiers only: dense prediction method (``atrous``,
+            ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.fcn`).
+        tile_size: Inference tile side in pixels (default: 512 for U-Nets, larger for classifiers).
+
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`; weights that do not fit the network.
+    """
+    checkpoint = read_checkpoint(path)
+    block = checkpoint[CHECKPOINT_KEY]
+    network = build_network(block)
+    state = {k[len("network."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})") from None
+    network.eval()
+    classes = list(block["classes"])
+    patch = int(block["patch_size"])
+    metadata = {"task": block["task"], "network": block["network"], "histoseg_version_trained": block.get("version")}
+    if block["task"] == "segmentation":
+        multiple = 2 ** int(block["network"].get("encoder_depth", 5))
+        size = tile_size or max(512, patch)
+        size = max(multiple, size // multiple * multiple)
+        model: torch.nn.Module = network
+        margin = min(64, size // 8)
+    else:
+        from histoseg.fcn import DensePredictor
+
+        model = DensePredictor(network, patch_size=patch, method=method)
+        multiple = 1
+        size = tile_size or 512
+        margin = patch // 2
+    return Predictor(
+        model=model,
+        classes=classes,
+        mpp=float(block["mpp"]),
+        tile_size=size,
+        margin=margin,
+        size_multiple=multiple,
+        background_class=classes.index("background") if "background" in classes else None,
+        checkpoint_sha256=sha256_file(path),
+        metadata=metadata,
+    )

@@ -1,0 +1,215 @@
+"""The ``histoseg`` command line.
+
+- ``histoseg fit|validate|test|predict --config FILE``: LightningCLI over the tasks
+  (:mod:`histoseg.tasks`) and datamodules (:mod:`histoseg.datamodules`); every option is a typed
+  ``__init__`` argument, so ``--help`` and ``--print_config`` document them. ``data.classes``,
+  ``data.mpp`` and ``data.patch_size`` are linked into the model, so checkpoints carry them.
+- ``histoseg quantify --ckpt_path CKPT --slides PATH_OR_GLOB --out DIR``: slide inference and the
+  cohort area report (:mod:`histoseg.cohort`).
+- ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic`).
+
+User errors print one line ``error: <file or option>: <what is wrong>; <fix>`` on stderr and exit
+with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import NoReturn
+
+from histoseg import __version__
+from histoseg.errors import HistosegError
+
+COMMANDS = ("fit", "validate", "test", "predict", "quantify", "synthesize")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The user-facing line of an exception (also when re-raised from a DataLoader worker)."""
+    text = str(exc)
+    if "Original Traceback" in text:  # torch re-raises worker errors with the worker's traceback
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        text = lines[-1] if lines else text
+        if ": " in text and text.split(": ", 1)[0].rsplit(".", 1)[-1].endswith("Error"):
+            text = text.split(": ", 1)[1]
+    return " ".join(text.split())
+
+
+def _user_error(exc: BaseException) -> HistosegError | None:
+    """The HistosegError behind ``exc`` (jsonargparse and Lightning wrap errors raised in __init__/setup)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, HistosegError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _lightning_cli(args: list[str] | None) -> None:
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    from histoseg import datamodules, tasks
+
+    class HistosegCLI(LightningCLI):
+        """LightningCLI with the data -> model links that make checkpoints self-describing."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            for key in ("classes", "mpp", "patch_size"):
+                parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    HistosegCLI(
+        model_class=tasks.BaseTask,
+        datamodule_class=datamodules.SlideDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
+        args=args,
+        auto_configure_optimizers=False,
+    )
+
+
+def _quantify(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="histoseg quantify",
+        description="Predict label maps for slides and write GeoJSON, overlays and the cohort area report.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="histoseg checkpoint (.ckpt from 'histoseg fit')")
+    parser.add_argument("--slides", required=True, help="slide file, folder, or glob (quote it: 'slides/*.svs')")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
+    parser.add_argument("--tile_size", type=int, default=None, help="inference tile side in pixels")
+    parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction in [0, 1)")
+    parser.add_argument("--blend", choices=("gaussian", "crop"), default="gaussian", help="how tiles are merged")
+    parser.add_argument("--batch_size", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--method", default="atrous", choices=("atrous", "shift_and_stitch", "upsample"),
+                        help="patch classifiers: dense prediction method")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
+    parser.add_argument("--world_size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
+    parsed = parser.parse_args(argv)
+    if not 0 <= parsed.overlap < 1:
+        raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
+    if parsed.batch_size < 1:
+        raise HistosegError(f"--batch_size {parsed.batch_size} must be at least 1")
+    from histoseg.checkpoint import load_predictor
+    from histoseg.cohort import run_quantify
+
+    predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
+    rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
+    world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    return run_quantify(
+        predictor,
+        parsed.slides,
+        parsed.out,
+        mpp=parsed.mpp,
+        tile_size=parsed.tile_size,
+        overlap=parsed.overlap,
+        blend=parsed.blend,
+        batch_size=parsed.batch_size,
+        device=parsed.device,
+        progress=not parsed.no_progress,
+        rank=rank,
+        world_size=world,
+    )
+
+
+def _synthesize(argv: list[str]) -> int:
+    from histoseg import synthetic
+
+    result = synthetic.main(argv)
+    return int(result or 0)
+
+
+USAGE = f"""usage: histoseg [-h] [--version] {{{",".join(COMMANDS)}}} ...
+
+histoseg {__version__}: segmentation and area quantification of histology whole-slide images.
+
+commands:
+  fit         train a model:            histoseg fit --config configs/kidney.yaml
+  validate    score a checkpoint:       histoseg validate --config CFG --ckpt_path CKPT
+  test        score on test slides:     histoseg test --config CFG --ckpt_path CKPT
+  predict     Lightning predict loop:   histoseg predict --config CFG --ckpt_path CKPT
+  quantify    slides -> label maps, GeoJSON, overlays, area report:
+              histoseg quantify --ckpt_path CKPT --slides 'slides/*.svs' --out DIR
+  synthesize  write synthetic kidney-like slides: histoseg synthesize --out DIR
+
+'histoseg COMMAND --help' lists a command's options."""
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of ``histoseg`` and ``python -m histoseg``."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        print(f"histoseg {__version__}")
+        sys.exit(0)
+    command = argv[0]
+    if command not in COMMANDS:
+        _fail(f"unknown command {command!r}; use one of {', '.join(COMMANDS)} (histoseg --help)")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    warnings.filterwarnings("ignore", message=".*tensorboardX.*")
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+    try:
+        if command == "quantify":
+            code = _quantify(argv[1:])
+            sys.exit(code)
+        if command == "synthesize":
+            sys.exit(_synthesize(argv[1:]))
+        _lightning_cli(None if args is None else argv)
+    except HistosegError as exc:
+        _fail(_one_line(exc), exc.exit_code)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - config errors from jsonargparse and user errors from workers
+        user = _user_error(exc)
+        if user is not None:
+            _fail(_one_line(user), user.exit_code)
+        name = type(exc).__name__
+        if name in ("ArgumentError", "NSKeyError") or "jsonargparse" in type(exc).__module__:
+            _fail(_config_message(exc, argv))
+        if "HistosegError" in str(exc) or "SlideError" in str(exc) or "LabelError" in str(exc):
+            _fail(_one_line(exc))
+        raise
+
+
+def _config_message(exc: BaseException, argv: list[str]) -> str:
+    """One line for a configuration error from jsonargparse."""
+    import re
+
+    text = " ".join(str(exc).split())
+    match = re.search(r"Option '[^']+' is not accepted|Key \"[^\"]+\" is required|File does not exist: '[^']+'", text)
+    key = re.search(r'Parser key "([^"]+)"', text)
+    if match:
+        text = (f"{key.group(1)}: " if key else "") + match.group(0)
+    config = None
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 < len(argv):
+            config = argv[index + 1]
+    where = f"{config}: " if config else ""
+    hint = "; check the option names and values (histoseg fit --help, --print_config)"
+    return f"{where}invalid configuration: {text[:300]}{hint}"
+
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
