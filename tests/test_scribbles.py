@@ -1,0 +1,342 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.draw import disk, ellipse
+
+from histoseg import KIDNEY_CLASSES
+from histoseg.errors import ConfigError, LabelError
+from histoseg.scribbles import (
+    Stroke,
+    rasterize_strokes,
+    read_scribble_image,
+    read_scribbles_geojson,
+    simulate_scribbles,
+    write_scribbles_geojson,
+)
+
+CLASSES = KIDNEY_CLASSES
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _feature(kind, coords, name="tubules"):
+    props = {"objectType": "annotation"}
+    if name is not None:
+        props["classification"] = {"name": name, "color": [0, 0, 255]}
+    return {"type": "Feature", "geometry": {"type": kind, "coordinates": coords}, "properties": props}
+
+
+def _write_fc(path: Path, features) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def _synthetic_mask(seed: int = 0) -> np.ndarray:
+    """Interstitium (1) with round tubules (2), oval glomeruli (3), a glass corner (0), a thin vessel (4)."""
+    rng = np.random.default_rng(seed)
+    mask = np.full((160, 160), 1, np.uint8)
+    for _ in range(25):
+        r, c = rng.integers(8, 152, 2)
+        rr, cc = disk((r, c), int(rng.integers(5, 12)), shape=mask.shape)
+        mask[rr, cc] = 2
+    for _ in range(3):
+        r, c = rng.integers(20, 140, 2)
+        rr, cc = ellipse(r, c, 15, 10, shape=mask.shape)
+        mask[rr, cc] = 3
+    mask[:15, :15] = 0
+    mask[150:, 100:] = 255
+    mask[80, 20:140] = 4  # one pixel thick: thinner than the brush
+    return mask
+
+
+# --- rasterising --------------------------------------------------------------------------
+
+
+def test_rasterize_strokes_known_shapes():
+    dot = rasterize_strokes([Stroke(1, np.array([[4.5, 4.5]]))], (9, 9), brush_px=3)
+    assert (dot == 1).sum() == 9 and (dot[3:6, 3:6] == 1).all()  # centres within 1.5 px: a 3x3 block
+    dot5 = rasterize_strokes([(1, [[4.5, 4.5]])], (9, 9), brush_px=5)
+    assert (dot5 == 1).sum() == 21  # d^2 <= 6.25: 5x5 minus the 4 corners
+    line = rasterize_strokes([(2, [[1.5, 2.5], [5.5, 2.5]])], (5, 8), brush_px=3)
+    assert (line == 2).sum() == 3 * 7 and (line[1:4, 0:7] == 2).all()
+    diag = rasterize_strokes([(3, [[0.5, 0.5], [4.5, 4.5]])], (5, 5), brush_px=1)
+    assert np.array_equal(diag == 3, np.eye(5, dtype=bool))
+    # Sub-pixel brushes are drawn one pixel wide.
+    assert np.array_equal(rasterize_strokes([(3, [[0.5, 0.5], [4.5, 4.5]])], (5, 5), brush_px=0.3), diag)
+    with pytest.raises(ConfigError):
+        rasterize_strokes([], (5, 5), brush_px=0)
+
+
+def test_rasterize_strokes_last_wins_and_clipping():
+    strokes = [Stroke(1, np.array([[0.5, 2.5], [9.5, 2.5]])), Stroke(2, np.array([[4.5, -3.0], [4.5, 20.0]]))]
+    out = rasterize_strokes(strokes, (6, 10), brush_px=1)
+    assert out[2, 4] == 2 and (out[2] == 1).sum() == 9 and (out[:, 4] == 2).all()
+    swapped = rasterize_strokes(strokes[::-1], (6, 10), brush_px=1)
+    assert swapped[2, 4] == 1
+
+
+def test_long_segment_path_matches_short_segments():
+    # One long diagonal segment (row-strip code path) equals the same line cut into short pieces
+    # whenever the cut points are exact (multiples of 1/4 on this slope).
+    shape = (300, 300)
+    long = rasterize_strokes([(1, [[3.0, 5.0], [283.0, 285.0]])], shape, brush_px=7)
+    pieces = np.stack([np.linspace(3.0, 283.0, 281), np.linspace(5.0, 285.0, 281)], axis=1)
+    short = rasterize_strokes([(1, pieces)], shape, brush_px=7)
+    assert np.array_equal(long, short)
+    rows, cols = np.nonzero(long == 1)
+    dist = np.abs((cols + 0.5) - (rows + 0.5) + 2.0) / np.sqrt(2)
+    assert dist.max() <= 3.5 and long.sum() > 0
+
+
+# --- GeoJSON ------------------------------------------------------------------------------
+
+
+def test_read_geojson_lines_polygons_points(tmp_path):
+    features = [
+        _feature("LineString", [[1.5, 2.5], [5.5, 2.5]], "Tubules"),
+        _feature(
+            "Polygon",
+            [
+                [[10, 10], [18, 10], [18, 18], [10, 18], [10, 10]],
+                [[12, 12], [16, 12], [16, 16], [12, 16], [12, 12]],
+            ],
+            "glomeruli",
+        ),
+        _feature("Point", [30.5, 30.5], "other"),
+        _feature("MultiLineString", [[[0.5, 35.5], [3.5, 35.5]], [[0.5, 38.5], [0.5, 38.5]]], "interstitium"),
+        _feature(
+            "Polygon", [[[20.5, 0.5], [23.5, 0.5], [23.5, 3.5], [20.5, 3.5], [20.5, 0.5]]], "background"
+        ),
+    ]
+    mask, warnings = read_scribbles_geojson(
+        _write_fc(tmp_path / "s.geojson", features), CLASSES, shape=(40, 40), scale=1.0, brush_px=3
+    )
+    assert warnings == []
+    assert (mask == 2).sum() == 21  # 7 x 3
+    assert (mask == 3).sum() == 64 - 16  # centres 10.5..17.5 minus the hole 12.5..15.5
+    assert (mask == 4).sum() == 9
+    # A 3-px band over centres x = 0.5 .. 4.5 (5 x 3) and a dot clipped at the left edge (2 x 3).
+    assert (mask == 1).sum() == 15 + 6
+    assert (mask == 0).sum() == 16  # boundary centres count: 20.5..23.5 inclusive
+
+
+def test_read_geojson_scale_and_last_wins(tmp_path):
+    features = [
+        _feature("LineString", [[0.0, 10.0], [40.0, 10.0]], "tubules"),
+        _feature("LineString", [[20.0, 0.0], [20.0, 40.0]], "glomeruli"),
+    ]
+    f = _write_fc(tmp_path / "s.geojson", features)
+    mask, _ = read_scribbles_geojson(f, CLASSES, shape=(10, 10), scale=4.0, brush_px=1)
+    # Level-0 / 4: the lines run along y = 2.5 and x = 5.0 (between columns 4 and 5: both at distance 0.5).
+    assert mask[2, 5] == 3 and mask[2, 4] == 3 and mask[2, 0] == 2
+    assert (mask == 2).sum() == 8 and (mask == 3).sum() == 20
+
+
+def test_read_geojson_warnings_and_errors(tmp_path):
+    features = [
+        _feature("LineString", [], "tubules"),
+        _feature("LineString", [[1, 1], [3, 3]], None),
+        {"type": "Feature", "geometry": None, "properties": {"name": "blank"}},
+        _feature("LineString", [[1, 1], [3, 3]], "tubules"),
+    ]
+    mask, warnings = read_scribbles_geojson(
+        _write_fc(tmp_path / "w.geojson", features), CLASSES, shape=(8, 8), scale=1.0, brush_px=1
+    )
+    assert (mask == 2).sum() > 0 and len(warnings) == 2
+    assert "2 empty geometries: feature 0, feature 2 ('blank')" in warnings[0]
+    assert "unclassified feature(s): feature 1" in warnings[1]
+    kw = {"shape": (8, 8), "scale": 1.0, "brush_px": 1}
+    with pytest.raises(LabelError) as err:
+        read_scribbles_geojson(
+            _write_fc(
+                tmp_path / "u.geojson", [_feature("LineString", [[1, 1], [2, 2]], n) for n in ("Tumor", "x")]
+            ),
+            CLASSES,
+            **kw,
+        )
+    assert "'Tumor' (feature 0), 'x' (feature 1)" in str(err.value) and "known classes are background" in str(
+        err.value
+    )
+    (tmp_path / "j.geojson").write_text('{"type": "FeatureCollection", "features": [}')
+    with pytest.raises(LabelError, match="invalid JSON"):
+        read_scribbles_geojson(tmp_path / "j.geojson", CLASSES, **kw)
+    (tmp_path / "g.geojson").write_text(json.dumps({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}))
+    with pytest.raises(LabelError, match="not a GeoJSON FeatureCollection"):
+        read_scribbles_geojson(tmp_path / "g.geojson", CLASSES, **kw)
+    with pytest.raises(LabelError, match=r"vertex at \(9, 3\) outside the slide \(level-0 size 8 x 8"):
+        read_scribbles_geojson(
+            _write_fc(tmp_path / "o.geojson", [_feature("LineString", [[1, 1], [9, 3]])]),
+            CLASSES,
+            slide_size=(8, 8),
+            **kw,
+        )
+    with pytest.raises(LabelError, match="not found"):
+        read_scribbles_geojson(tmp_path / "missing.geojson", CLASSES, **kw)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.37, 4.0, 2.5])
+def test_round_trip_write_read_equals_direct_raster(tmp_path, scale):
+    mask = _synthetic_mask()
+    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3, seed=2)
+    rng = np.random.default_rng(0)
+    strokes += [
+        Stroke(int(rng.integers(5)), rng.uniform(-2, 162, size=(int(rng.integers(1, 6)), 2)))
+        for _ in range(20)
+    ]
+    path = write_scribbles_geojson(
+        strokes, tmp_path / "s.geojson", CLASSES, scale=scale, brush_px=3, colours={"tubules": "#00ff00"}
+    )
+    data = json.loads(path.read_text())
+    assert data["type"] == "FeatureCollection" and len(data["features"]) == len(strokes)
+    first = data["features"][0]
+    assert (
+        first["geometry"]["type"] == "LineString" and first["properties"]["classification"]["name"] in CLASSES
+    )
+    back, warnings = read_scribbles_geojson(path, CLASSES, shape=mask.shape, scale=scale, brush_px=3)
+    assert warnings == []
+    assert np.array_equal(back, rasterize_strokes(strokes, mask.shape, 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["s.geojson"]
+
+
+def test_writer_colours_and_dots(tmp_path):
+    path = write_scribbles_geojson(
+        [Stroke(2, np.array([[1.5, 1.5]]))],
+        tmp_path / "d.geojson",
+        CLASSES,
+        scale=2.0,
+        colours={"Tubules": [1, 2, 3]},
+    )
+    feature = json.loads(path.read_text())["features"][0]
+    assert feature["geometry"]["coordinates"] == [[3.0, 3.0], [3.0, 3.0]]
+    assert feature["properties"]["classification"] == {"name": "tubules", "color": [1, 2, 3]}
+
+
+# --- colour images ------------------------------------------------------------------------
+
+
+def test_read_scribble_image_rgb_rgba_palette(tmp_path):
+    rgb = np.full((6, 8, 3), 255, np.uint8)
+    rgb[0, :3] = (255, 0, 0)
+    rgb[1, :2] = (0, 0, 250)  # within tolerance 5 of blue
+    rgb[2, 0] = (0, 0, 0)  # black: unlabelled
+    Image.fromarray(rgb).save(tmp_path / "s.png")
+    colours = {"tubules": (255, 0, 0), "glomeruli": "#0000ff"}
+    out = read_scribble_image(tmp_path / "s.png", colours, CLASSES, tolerance=5, shape=(6, 8))
+    assert (out == 2).sum() == 3 and (out == 3).sum() == 2 and (out == 255).sum() == 48 - 5
+    rgba = np.zeros((6, 8, 4), np.uint8)  # transparent everywhere (any rgb): unlabelled
+    rgba[..., :3] = 77
+    rgba[3, 3] = (255, 0, 0, 255)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    out = read_scribble_image(tmp_path / "a.png", colours, CLASSES)
+    assert out[3, 3] == 2 and (out != 255).sum() == 1
+    pal = Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8), mode="P")
+    pal.putpalette([255, 255, 255, 255, 0, 0, 0, 0, 255] + [0] * 759)
+    pal.save(tmp_path / "p.png")
+    assert read_scribble_image(tmp_path / "p.png", colours, CLASSES).tolist() == [[255, 2], [3, 2]]
+    # A configured black is a class, not "unlabelled".
+    assert (
+        read_scribble_image(tmp_path / "s.png", {**colours, "background": (0, 0, 0)}, CLASSES, tolerance=5)[
+            2, 0
+        ]
+        == 0
+    )
+
+
+def test_read_scribble_image_errors(tmp_path):
+    rgb = np.full((10, 10, 3), 255, np.uint8)
+    rgb[0, :7] = (1, 200, 3)
+    rgb[1, :2] = (9, 9, 9)
+    Image.fromarray(rgb).save(tmp_path / "s.png")
+    with pytest.raises(LabelError) as err:
+        read_scribble_image(tmp_path / "s.png", {"tubules": (255, 0, 0)}, CLASSES)
+    msg = str(err.value)
+    assert "2 colour(s) are not scribble colours ((1, 200, 3) x 7 px, (9, 9, 9) x 2 px)" in msg
+    assert "add them to colours" in msg and "\n" not in msg
+    with pytest.raises(LabelError, match="must be 9 x 9"):
+        read_scribble_image(tmp_path / "s.png", {"tubules": (1, 200, 3)}, CLASSES, tolerance=10, shape=(9, 9))
+    with pytest.raises(ConfigError, match="unknown class name"):
+        read_scribble_image(tmp_path / "s.png", {"tumour": (1, 200, 3)}, CLASSES)
+    with pytest.raises(ConfigError, match="not a colour"):
+        read_scribble_image(tmp_path / "s.png", {"tubules": (1, 300, 3)}, CLASSES)
+    with pytest.raises(ConfigError, match="reuses the colour"):
+        read_scribble_image(tmp_path / "s.png", {"tubules": (1, 2, 3), "other": "#010203"}, CLASSES)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(LabelError, match="cannot read the scribble image"):
+        read_scribble_image(tmp_path / "bad.png", {"tubules": (1, 2, 3)}, CLASSES)
+
+
+# --- simulation ---------------------------------------------------------------------------
+
+
+def _check_simulation(mask, strokes, fraction, brush, *, thin_classes=()):
+    raster = rasterize_strokes(strokes, mask.shape, brush)
+    labelled = int((mask != 255).sum())
+    got = int((raster != 255).sum())
+    assert abs(got / (fraction * labelled) - 1) <= 0.10, got / (fraction * labelled)
+    assert got <= 1.1 * fraction * labelled
+    present = set(np.unique(mask[mask != 255]).tolist())
+    assert {s.class_index for s in strokes} == present
+    wrong = (raster != 255) & (raster != mask)
+    # Only classes thinner than the brush may spill, by at most one dot.
+    assert set(np.unique(raster[wrong]).tolist()) <= set(thin_classes)
+    assert wrong.sum() <= len(thin_classes) * brush * brush
+    assert (raster[mask == 255] == 255).all() or thin_classes
+    return got
+
+
+@pytest.mark.parametrize("method", ["skeleton", "random_walk"])
+@pytest.mark.parametrize("fraction,brush", [(0.03, 3), (0.01, 3), (0.1, 5)])
+def test_simulate_scribbles_fraction_classes_and_purity(method, fraction, brush):
+    mask = _synthetic_mask()
+    strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush, seed=0, method=method)
+    _check_simulation(mask, strokes, fraction, brush, thin_classes=(4,))
+    again = simulate_scribbles(mask, fraction=fraction, brush_px=brush, seed=0, method=method)
+    assert len(again) == len(strokes) and all(
+        a.class_index == b.class_index and np.array_equal(a.xy, b.xy)
+        for a, b in zip(again, strokes, strict=True)
+    )
+    for stroke in strokes:
+        assert stroke.xy.dtype == np.float64 and stroke.xy.shape[1] == 2
+        assert np.array_equal(stroke.xy % 1, np.full_like(stroke.xy, 0.5))  # pixel centres
+        assert len(stroke.xy) <= 40 * brush
+
+
+def test_simulate_scribbles_fallback_dot_and_errors():
+    mask = np.full((50, 50), 1, np.uint8)
+    mask[25, 5:45] = 2  # only a one-pixel line: gets a single dot at its widest point
+    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3)
+    thin = [s for s in strokes if s.class_index == 2]
+    assert len(thin) == 1 and len(thin[0].xy) == 1 and thin[0].xy[0, 1] == 25.5
+    with pytest.raises(ConfigError, match="too small for one 3-px dot per class"):
+        simulate_scribbles(mask, fraction=0.002, brush_px=3)
+    with pytest.raises(ConfigError):
+        simulate_scribbles(mask, fraction=0.0)
+    with pytest.raises(ConfigError):
+        simulate_scribbles(mask, method="zigzag")  # type: ignore[arg-type]
+    assert simulate_scribbles(np.full((5, 5), 255, np.uint8)) == []
+
+
+def test_simulate_scribbles_ignore_values():
+    mask = np.full((60, 60), 1, np.uint8)
+    mask[:, 30:] = 0
+    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3, ignore=(0, 255))
+    raster = rasterize_strokes(strokes, mask.shape, 3)
+    assert {s.class_index for s in strokes} == {1}
+    assert (raster[:, 30:] == 255).all()
+    assert abs((raster != 255).sum() / (0.05 * 1800) - 1) <= 0.1
+
+
+@pytest.mark.skipif(not (SHARED / "flash-mouse-pas" / "labels").is_dir(), reason="../shared/data is absent")
+def test_simulate_scribbles_on_real_kidney_labels():
+    # Bouteldja et al., JASN 2021 (AGPL-3.0 example data, read in place).
+    raw = np.asarray(Image.open(SHARED / "flash-mouse-pas" / "labels" / "healthy_01-labels.png"))
+    lut = np.full(256, 255, np.uint8)
+    lut[[0, 1, 2, 3, 4, 5, 6]] = [1, 2, 3, 3, 4, 4, 4]  # 7 = tubule border: unlabelled here
+    mask = lut[raw]
+    for method in ("skeleton", "random_walk"):
+        strokes = simulate_scribbles(mask, fraction=0.03, brush_px=5, method=method)
+        _check_simulation(mask, strokes, 0.03, 5)
