@@ -36,3 +36,45 @@ def cmu() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def write_tiff_pyramid(path: Path, image: np.ndarray, mpp: float | None, levels: int = 2, tile: int = 64) -> Path:
+    """Write a tiled RGB TIFF pyramid (one page per level, 2x steps) with optional mpp tags."""
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tif:
+        data = image
+        for level in range(levels):
+            kwargs = {}
+            if mpp is not None:
+                kwargs = {"resolution": (1e4 / (mpp * 2**level), 1e4 / (mpp * 2**level)), "resolutionunit": "CENTIMETER"}
+            tif.write(data, tile=(tile, tile), photometric="rgb", compression="deflate", subfiletype=1 if level else 0, **kwargs)
+            h, w = data.shape[:2]
+            data = data[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3)).astype(np.uint8)
+    return path
+
+
+CLASS_COLOURS = np.array([[245, 245, 245], [230, 150, 190], [180, 60, 140], [120, 30, 110], [90, 90, 200]], np.uint8)
+
+
+def make_labelled_slide(folder: Path, name: str, seed: int, size: tuple[int, int] = (320, 256), mpp: float = 0.5):
+    """A tiny slide whose pixels are a known function of its dense label mask (exact alignment tests).
+
+    Returns (slide path, label path, labels (H, W) uint8).
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    labels = np.zeros((h, w), np.uint8)
+    labels[20:-20, 20:-20] = 1
+    for _ in range(12):
+        cy, cx = rng.integers(30, h - 30), rng.integers(30, w - 30)
+        r = rng.integers(6, 18)
+        yy, xx = np.ogrid[:h, :w]
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.integers(2, 5)
+    image = CLASS_COLOURS[labels]
+    slide = write_tiff_pyramid(folder / f"{name}.tif", image, mpp)
+    label_path = folder / f"{name}.png"
+    Image.fromarray(labels).save(label_path)
+    return slide, label_path, labels

@@ -1,0 +1,130 @@
+"""The command line: help, version, every config parses, end-to-end fits, one-line user errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FLASH, ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+# Tiny network overrides so that end-to-end runs take seconds.
+TINY_UNET = [
+    "--model.init_args.encoder", "resnet18", "--model.init_args.encoder_weights", "null",
+    "--model.init_args.encoder_depth", "3", "--model.init_args.decoder_channels", "[16, 8, 8]",
+]
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "histoseg", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_help_and_version():
+    assert run("--help").returncode == 0
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("histoseg ")
+    fit_help = run("fit", "--help")
+    assert fit_help.returncode == 0 and "--config" in fit_help.stdout
+    assert_user_error(run("bogus"), "unknown command")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config):
+    result = run("fit", "--config", str(config), "--print_config")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "class_path" in result.stdout
+
+
+def test_console_script_matches_module():
+    import shutil
+
+    exe = shutil.which("histoseg", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("console script not installed in this environment")
+    assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.startswith("histoseg ")
+
+
+def test_flash_fit_writes_checkpoint_and_loss_falls(tmp_path):
+    if not FLASH.exists():
+        pytest.skip("../shared/data/flash-mouse-pas absent")
+    result = run(
+        "fit", "--config", "configs/flash.yaml", *TINY_UNET,
+        "--trainer.max_epochs", "4", "--trainer.limit_val_batches", "1",
+        "--data.init_args.patches_per_epoch", "48", "--data.init_args.batch_size", "8",
+        "--model.init_args.lr", "0.01", "--model.init_args.scheduler", "none",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
+        "--trainer.default_root_dir", str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(tmp_path.rglob("*.ckpt"))
+    import csv
+
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+
+
+BAD_CASES = {
+    "missing config": (["--config", "configs/does-not-exist.yaml"], ["does-not-exist.yaml"]),
+    "unknown key": (["--config", "configs/flash.yaml", "--data.init_args.bogus", "1"], ["bogus"]),
+    "patch size": (["--config", "configs/flash.yaml", "--data.init_args.patch_size", "100"], ["data.patch_size=100", "multiple of 32"]),
+    "missing slide table": (["--config", "configs/flash.yaml", "--data.init_args.slides", "nope.csv"], ["nope.csv", "not found"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES), ids=list(BAD_CASES))
+def test_bad_config_is_one_line_error(case, tmp_path):
+    args, needles = BAD_CASES[case]
+    if "flash" in " ".join(args) and not FLASH.exists():
+        pytest.skip("../shared/data/flash-mouse-pas absent")
+    assert_user_error(run("fit", *args, "--trainer.default_root_dir", str(tmp_path)), *needles)
+
+
+def _table(tmp_path, rows, header="slide,labels,split,mpp"):
+    path = tmp_path / "slides.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_bad_slide_inputs(tmp_path):
+    from conftest import make_labelled_slide
+    from PIL import Image
+    import numpy as np
+
+    slide, labels, mask = make_labelled_slide(tmp_path, "a", seed=0)
+    common = ["--config", "configs/flash.yaml", *TINY_UNET, "--data.init_args.value_map", "null",
+              "--data.init_args.white_value_map", "null", "--trainer.max_epochs", "1",
+              "--trainer.default_root_dir", str(tmp_path)]
+    # missing slide file
+    t = _table(tmp_path, ["missing.tif,a.png,train,", "a.tif,a.png,val,"])
+    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "missing.tif", "not found")
+    # label mask of the wrong size
+    Image.fromarray(mask[:100, :100]).save(tmp_path / "small.png")
+    Image.fromarray(np.pad(mask, 5)).save(tmp_path / "big.png")
+    t = _table(tmp_path, ["a.tif,big.png,train,"])
+    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "big.png", "label mask is")
+    # label values missing from the value map
+    wrong = mask.copy()
+    wrong[0, 0] = 9
+    Image.fromarray(wrong).save(tmp_path / "wrong.png")
+    t = _table(tmp_path, ["a.tif,wrong.png,train,"])
+    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "wrong.png", "[9]", "value map")
+    # a slide with no mpp and no override
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "nompp.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "nompp-labels.png")
+    t = _table(tmp_path, ["nompp.png,nompp-labels.png,train,"])
+    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "nompp.png", "--mpp")
+    assert not list(tmp_path.rglob("*.ckpt"))
