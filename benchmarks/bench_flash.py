@@ -1,0 +1,206 @@
+"""Leave-one-tile-out benchmark on the six FLASH mouse-kidney PAS tiles.
+
+Data: Bouteldja et al., "Deep Learning-Based Segmentation and Quantification in Experimental
+Kidney Histopathology", JASN 2021 (AGPL-3.0; read from ../shared/data, never copied).
+
+For each of the six tiles: train on the other five for a fixed number of optimisation steps
+(the CPU budget: steps x batch x patch^2 pixels; the wall and CPU time are printed), predict the
+held-out tile and score it against its dense reference at the reference's own resolution
+(level-0 pixels of the 516 x 516 labelled centre). Dice per class is pooled over the six
+held-out tiles (a class absent from reference and prediction of a tile adds nothing); the
+interstitial fraction A_int / (A_int + A_tub + A_glom) is compared per tile.
+
+Label variants (``--labels``):
+  dense      the full masks (value map and white-pixel rule of configs/flash.yaml)
+  scribbles  strokes simulated from the dense masks (``--scribble-fraction`` of labelled pixels)
+
+Usage:
+    python benchmarks/bench_flash.py --steps 300 [--labels dense|scribbles] [--border-w0 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
+NAMES = ["adenine", "alport", "healthy", "iri", "ntn", "uuo"]
+VALUE_MAP = {0: "interstitium", 1: "tubules", 7: "tubules", 2: "glomeruli", 3: "glomeruli", 4: "other", 5: "other", 6: "other"}
+WHITE_MAP = {0: "other"}
+CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
+SCORED = ["interstitium", "tubules", "glomeruli", "other"]
+SLIDE_MPP = 0.34  # estimated upstream (see ../shared/data/README.md)
+
+
+def reference(name: str) -> np.ndarray:
+    """Dense reference of a tile's labelled centre, class indices (516, 516)."""
+    from PIL import Image
+
+    from histoseg.labels import load_dense_labels
+
+    image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
+    return load_dense_labels(
+        FLASH / "labels" / f"{name}_01-labels.png", CLASSES, image_size=(640, 640), value_map=VALUE_MAP,
+        offset=(62, 62), white_value_map=WHITE_MAP, image=image,
+    )
+
+
+def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush_um: float) -> Path:
+    """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val."""
+    from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
+
+    rows = []
+    for i, name in enumerate(NAMES):
+        image = FLASH / "images" / f"{name}_01.png"
+        split = "val" if name == held_out else "train"
+        if labels == "scribbles" and split == "train":
+            mask = reference(name)
+            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=max(1, round(brush_um / SLIDE_MPP)), seed=i)
+            path = folder / f"{name}.scribbles.geojson"
+            # strokes are in mask pixels; the mask starts at level-0 (62, 62)
+            from histoseg.scribbles import Stroke
+
+            shifted = [Stroke(s.class_index, s.xy + 62.0) for s in strokes]
+            write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
+            rows.append([image, path, "scribbles", split, SLIDE_MPP, "", ""])
+        else:
+            rows.append([image, FLASH / "labels" / f"{name}_01-labels.png", "dense", split, SLIDE_MPP, 62, 62])
+    table = folder / "slides.csv"
+    with open(table, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["slide", "labels", "kind", "split", "mpp", "label_offset_x", "label_offset_y"])
+        writer.writerows(rows)
+    return table
+
+
+def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
+    """Predicted classes of the tile's labelled centre at level 0, (516, 516)."""
+    from PIL import Image
+
+    from histoseg.slide import Slide
+
+    with Slide(FLASH / "images" / f"{name}_01.png", mpp=SLIDE_MPP) as slide:
+        w, h = slide.size_at_mpp(mpp)
+        image = slide.read_at_mpp(0, 0, w, h, mpp)
+    pad_h, pad_w = (-h) % 32, (-w) % 32
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    with torch.inference_mode():
+        pred = model(x)[0, :, :h, :w].argmax(0).numpy().astype(np.uint8)
+    full = np.asarray(Image.fromarray(pred).resize((640, 640), Image.Resampling.NEAREST))
+    return full[62:578, 62:578]
+
+
+def confusion(ref: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    keep = ref != 255
+    return np.bincount(ref[keep].astype(int) * n + pred[keep].astype(int), minlength=n * n).reshape(n, n)
+
+
+def interstitial_fraction(labels: np.ndarray) -> float:
+    i, t, g = (int((labels == CLASSES.index(c)).sum()) for c in ("interstitium", "tubules", "glomeruli"))
+    return i / (i + t + g) if i + t + g else float("nan")
+
+
+def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[torch.nn.Module, float, float]:
+    import lightning as L
+
+    from histoseg.datamodules import SlideDataModule
+    from histoseg.tasks import SegmentationTask
+
+    table = write_table(folder, held_out, args.labels, args.scribble_fraction, args.brush_um)
+    dm = SlideDataModule(
+        slides=str(table), classes=CLASSES, value_map=VALUE_MAP, white_value_map=WHITE_MAP, mpp=args.mpp,
+        patch_size=args.patch_size, batch_size=args.batch_size, patches_per_epoch=args.steps * args.batch_size,
+        val_patches=1, class_balanced=True, border_w0=args.border_w0, border_sigma_um=args.border_sigma_um,
+        class_weighting=args.class_weighting, brush_um=args.brush_um, num_workers=0, seed=0,
+    )
+    task = SegmentationTask(
+        classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, encoder=args.encoder, encoder_weights=args.encoder_weights,
+        decoder_channels=[128, 64, 32, 24, 16], lr=args.lr, channels_last=True, loss=args.loss,
+        regularizer=args.regularizer, regularizer_weight=args.regularizer_weight,
+    )
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    L.seed_everything(0, verbose=False)
+    trainer.fit(task, dm)
+    return task.network.eval(), time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="optimisation steps per fold (the CPU budget)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--mpp", type=float, default=0.5)
+    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--encoder", default="tu-tf_efficientnet_lite0")
+    parser.add_argument("--encoder-weights", default="auto")
+    parser.add_argument("--loss", default="ce", choices=["ce", "ce+dice", "ce+jaccard"])
+    parser.add_argument("--border-w0", type=float, default=0.0)
+    parser.add_argument("--border-sigma-um", type=float, default=2.5)
+    parser.add_argument("--class-weighting", default="none", choices=["none", "inverse_frequency", "sqrt_inverse_frequency"])
+    parser.add_argument("--labels", default="dense", choices=["dense", "scribbles"])
+    parser.add_argument("--scribble-fraction", type=float, default=0.03)
+    parser.add_argument("--brush-um", type=float, default=2.0)
+    parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
+    parser.add_argument("--regularizer-weight", type=float, default=0.1)
+    parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if not FLASH.exists():
+        print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
+        return 0
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    n = len(CLASSES)
+    total = np.zeros((n, n), dtype=np.int64)
+    per_tile = []
+    start = time.perf_counter()
+    for held_out in args.folds.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            model, wall, cpu = train_fold(args, held_out, Path(tmp))
+        ref = reference(held_out)
+        pred = predict_tile(model, held_out, args.mpp)
+        total += confusion(ref, pred, n)
+        ref_if, pred_if = interstitial_fraction(ref), interstitial_fraction(np.where(ref == 255, 255, pred))
+        per_tile.append({"tile": held_out, "train_wall_s": wall, "train_cpu_s": cpu, "ref_interstitial_fraction": ref_if,
+                         "pred_interstitial_fraction": pred_if, "error_pp": 100 * (pred_if - ref_if)})
+        print(f"fold {held_out:8s} train {wall:6.1f} s wall / {cpu:6.1f} s CPU   interstitial fraction "
+              f"ref {ref_if:.3f} pred {pred_if:.3f} ({100 * (pred_if - ref_if):+.1f} pp)", flush=True)
+    tp = np.diag(total).astype(float)
+    fp = total.sum(0) - tp
+    fn = total.sum(1) - tp
+    dice = {c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
+            for i, c in enumerate(CLASSES)}
+    pixels = args.steps * args.batch_size * args.patch_size**2
+    print(f"\nFLASH leave-one-tile-out, labels={args.labels}"
+          + (f" (simulated scribbles, {100 * args.scribble_fraction:g} % of labelled pixels)" if args.labels == "scribbles" else "")
+          + f", encoder={args.encoder} weights={args.encoder_weights}, loss={args.loss}, border_w0={args.border_w0}")
+    print(f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
+          f"= {pixels / 1e6:.1f} MP; mean train wall time {np.mean([t['train_wall_s'] for t in per_tile]):.1f} s")
+    print("pooled Dice: " + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
+          + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}")
+    errors = [abs(t["error_pp"]) for t in per_tile]
+    print(f"interstitial fraction |error|: mean {np.mean(errors):.1f} pp, max {np.max(errors):.1f} pp")
+    print(f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "dice": dice, "tiles": per_tile}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
