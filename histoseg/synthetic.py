@@ -338,7 +338,6 @@ class _Object:
     aspect: float  # minor / major axis
     angle: float  # radians
     ident: int = 0
-    params: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
