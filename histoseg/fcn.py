@@ -705,6 +705,11 @@ class DensePredictor(nn.Module):
         pad_mode: See :func:`dense_predict`.
         chunk_rows: See :func:`dense_predict`.
 
+    Raises:
+        ConfigError: Unknown method or missing patch size.
+        TypeError: ``method="atrous"`` for a network :func:`atrous_network` cannot rewrite
+            (e.g. :class:`~histoseg.classifiers.EncoderPatchClassifier`: use ``"upsample"``).
+
     Example:
         >>> import torch
         >>> from histoseg.classifiers import PlainPatchClassifier
@@ -730,6 +735,8 @@ class DensePredictor(nn.Module):
             raise ConfigError(f"DensePredictor: unknown method {method!r}; use one of {', '.join(METHODS)}")
         if any(isinstance(m, (nn.Flatten, nn.Linear)) for m in fcn.modules()):
             fcn = convolutionalize(fcn, int(size))
+        if method == "atrous":
+            atrous_network(fcn)  # fail now, not at the first tile, if it cannot be rewritten
         self.fcn = fcn
         self.patch_size = int(size)
         self.method: Method = method
