@@ -105,7 +105,9 @@ def load_predictor(
     else:
         from histoseg.fcn import DensePredictor
 
-        model = DensePredictor(network, patch_size=patch, method=method)
+        if block["network"].get("arch") == "encoder" and method == "atrous":
+            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.fcn)
+        model = DensePredictor(network, patch_size=patch, method=method)  # type: ignore[arg-type]
         multiple = 1
         size = tile_size or 512
         margin = patch // 2

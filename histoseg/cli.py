@@ -162,7 +162,12 @@ def main(args: Sequence[str] | None = None) -> None:
     command = argv[0]
     if command not in COMMANDS:
         _fail(f"unknown command {command!r}; use one of {', '.join(COMMANDS)} (histoseg --help)")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("histoseg")
+    if not logger.handlers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
     try:

@@ -247,7 +247,7 @@ class SlideDataModule(L.LightningDataModule):
             dataset: Any = RandomPatchDataset(
                 slides, self.patch_options(), num_classes=len(self.classes), centered=True, seed=self.seed + 1
             ) if slides else []
-            return self._loader(dataset, sampler=EpochSampler(self.val_patches) if slides else None)
+            return self._loader(dataset, sampler=range(self.val_patches) if slides else None)
         return self._loader(GridPatchDataset(slides, self.patch_options(), max_patches=self.val_patches))
 
     def val_dataloader(self) -> DataLoader[Any]:

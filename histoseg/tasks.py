@@ -185,6 +185,9 @@ class BaseTask(L.LightningModule):
             if not math.isnan(d):
                 self.log(f"{stage}_dice_{_safe_name(name)}", d, sync_dist=True)
                 self.log(f"{stage}_iou_{_safe_name(name)}", i, sync_dist=True)
+        total = confusion.sum()
+        if total > 0:
+            self.log(f"{stage}_acc", confusion.diag().sum().float() / total, sync_dist=True)
         present = ~torch.isnan(dice)
         if present.any():
             self.log(f"{stage}_dice", dice[present].mean(), prog_bar=True, sync_dist=True)
@@ -389,3 +392,120 @@ class SegmentationTask(BaseTask):
                 reg = regularizers.crf_loss(logits, batch["image"])
             loss = loss + self.regularizer_weight * reg
         return loss
+
+
+class PatchClassificationTask(BaseTask):
+    """Patch classification on grid points: the class of a patch's centre pixel.
+
+    Trained on patches centred on labelled points (``data.centered: true``; the label is
+    ``mask[P // 2, P // 2]``). For slide inference the classifier is convolutionalized and run
+    densely (:mod:`histoseg.fcn`), so the same ``quantify`` command serves it. Logged: ``val_acc``
+    (point accuracy) and per-class F1 as ``val_dice_<class>`` (F1 = Dice on points).
+
+    Args:
+        classes: Class names (linked from ``data.classes``).
+        mpp: Training resolution (linked from ``data.mpp``).
+        patch_size: Patch side (linked from ``data.patch_size``).
+        arch: ``plain`` (valid-conv CNN with dense layers; exact dense prediction) or ``encoder``
+            (a timm trunk with a dense head; dense prediction not exact at tile borders).
+        widths: Plain CNN: channels of the conv blocks (each 3x3 conv, BatchNorm, ReLU, 2x2 max-pool).
+        dense: Widths of the hidden dense layers.
+        dropout: Dropout before each dense layer after the first.
+        encoder: Encoder arch: timm model name.
+        encoder_weights: Encoder arch: a local timm state-dict file, or null.
+        lr: Peak learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: ``cosine`` or ``none``.
+        channels_last: Channels-last memory format.
+        init_checkpoint: Fine-tuning start checkpoint.
+        freeze_encoder: Keep the convolutional trunk fixed.
+    """
+
+    task_name = "patch_classification"
+
+    def __init__(
+        self,
+        classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006
+        mpp: float = 1.0,
+        patch_size: int = 64,
+        arch: Literal["plain", "encoder"] = "plain",
+        widths: list[int] = [32, 64, 128],  # noqa: B006
+        dense: list[int] = [256],  # noqa: B006
+        dropout: float = 0.3,
+        encoder: str = "resnet18",
+        encoder_weights: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "none"] = "cosine",
+        channels_last: bool = False,
+        init_checkpoint: str | None = None,
+        freeze_encoder: bool = False,
+    ) -> None:
+        self.arch = arch
+        self.widths = list(widths)
+        self.dense = list(dense)
+        self.dropout = dropout
+        self.encoder = encoder
+        self.encoder_weights = encoder_weights
+        super().__init__(
+            classes=classes, mpp=mpp, patch_size=patch_size, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+            channels_last=channels_last, init_checkpoint=init_checkpoint, freeze_encoder=freeze_encoder,
+        )
+        self.save_hyperparameters()
+
+    def network_config(self) -> dict[str, Any]:
+        """Arguments of :func:`histoseg.classifiers.build_classifier` (weights come from the checkpoint)."""
+        config: dict[str, Any] = {
+            "arch": self.arch,
+            "num_classes": len(self.classes),
+            "patch_size": self.patch_size,
+            "dense": list(self.dense),
+            "dropout": self.dropout,
+        }
+        if self.arch == "plain":
+            config["widths"] = list(self.widths)
+        else:
+            config["encoder"] = self.encoder
+        return config
+
+    def build_network(self) -> nn.Module:
+        """The patch classifier."""
+        from histoseg.classifiers import build_classifier
+
+        config = self.network_config()
+        if self.arch == "encoder":
+            config["weights"] = self.encoder_weights
+        return build_classifier(**config)
+
+    def encoder_module(self) -> nn.Module | None:
+        """The convolutional trunk."""
+        if self.arch == "encoder":
+            return self.network.features  # type: ignore[return-value]
+        trunk = nn.ModuleList()
+        for layer in self.network:  # type: ignore[attr-defined]
+            if isinstance(layer, nn.Flatten):
+                break
+            trunk.append(layer)
+        return trunk
+
+    def head_prefixes(self) -> tuple[str, ...]:
+        """The last Linear layer (the class logits)."""
+        last = [name for name, m in self.network.named_modules() if isinstance(m, nn.Linear)][-1]
+        return (last + ".",)
+
+    def _centre(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["mask"]
+        return mask[:, mask.shape[1] // 2, mask.shape[2] // 2]
+
+    def compute_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of the centre pixel's class (unlabelled centres ignored)."""
+        target = self._centre(batch)
+        if not (target != IGNORE_INDEX).any():
+            return logits.sum() * 0.0
+        return torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+
+    def predictions_and_targets(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted class and centre label per patch."""
+        return logits.argmax(1), self._centre(batch)
