@@ -28,13 +28,34 @@ from histoseg.predictor import Predictor
 CHECKPOINT_KEY = "histoseg"
 
 
+def resolve_checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint path, or the newest file matching a glob such as ``runs/kidney/**/last.ckpt``.
+
+    Raises:
+        CheckpointError: a glob that matches nothing.
+    """
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        import glob
+
+        matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+        if not matches:
+            raise CheckpointError(
+                f"{text}: no checkpoint matches; train one first (histoseg fit --config ...) or give its path"
+            )
+        return max(matches, key=lambda p: p.stat().st_mtime)
+    return Path(text)
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a histoseg checkpoint dictionary (weights only, on the CPU).
+
+    ``path`` may be a glob (the newest match is used, see :func:`resolve_checkpoint_path`).
 
     Raises:
         CheckpointError: missing, unreadable, or not a histoseg checkpoint.
     """
-    path = Path(path)
+    path = resolve_checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; give the .ckpt written by 'histoseg fit'")
     try:
@@ -84,6 +105,7 @@ def load_predictor(
     Raises:
         CheckpointError: see :func:`read_checkpoint`; weights that do not fit the network.
     """
+    path = resolve_checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     block = checkpoint[CHECKPOINT_KEY]
     network = build_network(block)

@@ -287,7 +287,8 @@ class SyntheticKidneyDataModule(SlideDataModule):
         slide_height: Slide height in pixels at ``slide_mpp``.
         slide_mpp: Level-0 resolution of the generated slides.
         generator_seed: Seed of the generator.
-        stain_hue_shift: Stain variation: hue shift of the PAS colours (domain-shift experiments).
+        stain_hue_shift: Stain variation: rotation of the stain colours in degrees (domain shift).
+        stain_saturation: Stain variation: saturation scale of the stain colours (1 = unchanged).
         fibrosis: Pathology setting in [0, 1]: wider interstitium, atrophic tubules.
         **See SlideDataModule for the other arguments.**
     """
@@ -302,6 +303,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         slide_mpp: float = 0.5,
         generator_seed: int = 0,
         stain_hue_shift: float = 0.0,
+        stain_saturation: float = 1.0,
         fibrosis: float = 0.0,
         classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006
         mpp: float = 1.0,
@@ -354,6 +356,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         self.slide_mpp = slide_mpp
         self.generator_seed = generator_seed
         self.stain_hue_shift = stain_hue_shift
+        self.stain_saturation = stain_saturation
         self.fibrosis = fibrosis
         self.label_kind = label_kind
         self.grid_spacing_um = grid_spacing_um
@@ -364,7 +367,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         base = Path(self.root).expanduser() if self.root else default_cache_dir() / "synthetic-kidney"
         tag = (
             f"n{self.n_slides}-{self.slide_width}x{self.slide_height}-mpp{self.slide_mpp:g}-seed{self.generator_seed}"
-            f"-hue{self.stain_hue_shift:g}-fib{self.fibrosis:g}"
+            f"-hue{self.stain_hue_shift:g}-sat{self.stain_saturation:g}-fib{self.fibrosis:g}"
         )
         return base / tag
 
@@ -388,7 +391,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
             width=self.slide_width,
             height=self.slide_height,
             mpp=self.slide_mpp,
-            stain=StainParams(hue_shift=self.stain_hue_shift),
+            stain=StainParams(hue_shift=self.stain_hue_shift, saturation=self.stain_saturation),
             tissue=TissueParams(fibrosis=self.fibrosis),
         )
         table = root / f"table-{self.label_kind}.csv"
@@ -412,7 +415,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
                 if self.label_kind == "points":
                     from histoseg.points import grid_points_from_mask, write_points_csv
 
-                    points = grid_points_from_mask(mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(0, 255))
+                    points = grid_points_from_mask(mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,))
                     labels = root / f"{Path(item.image_path).stem}.points.csv"
                     write_points_csv(points, labels, self.classes)
                 else:

@@ -29,13 +29,12 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__
+from histoseg.checkpoint import CHECKPOINT_KEY
 from histoseg.errors import CheckpointError, ConfigError
 from histoseg.losses import weighted_cross_entropy
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "histoseg"
-"""Key of the histoseg block in a checkpoint: version, task, classes, mpp, patch size, network config."""
 
 
 def dice_iou_from_confusion(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
