@@ -1,0 +1,462 @@
+"""Quantify a cohort of slides: label maps, GeoJSON, overlays and one report, resumable and shardable.
+
+This module owns ``python -m histoseg quantify`` (:func:`run_quantify`). For every slide it writes,
+inside the output folder ``OUT`` only (names from :func:`histoseg.io_utils.safe_stem`):
+
+- ``OUT/<stem>.labels.tif``: the uint8 label map, tiled pyramidal TIFF with mpp and colour table;
+- ``OUT/<stem>.geojson``: one QuPath annotation per connected region, level-0 slide pixels;
+- ``OUT/<stem>.overlay.png``: thumbnail and prediction side by side, legend and biomarker;
+- ``OUT/.<stem>.result.json``: the slide's numbers, written **last** (the completion marker);
+
+and for the cohort ``OUT/report.csv``, ``OUT/report.json`` and ``OUT/cohort.png``, built from the
+result files. Every file is written under a temporary name and renamed when complete.
+
+- **Resume**: a slide whose result file says ``ok`` for the same slide file (path, size, mtime),
+  checkpoint and settings, and whose three outputs exist, is skipped. Failed slides are retried.
+- **Failures**: an unreadable or truncated slide, a non-slide file, a slide without mpp... prints
+  ``error: <file>: <reason>`` on stderr, removes that slide's partial outputs, records the failure
+  (listed in the report with its reason) and goes on; the return status is 1 if any slide failed.
+- **Shards**: rank ``r`` of ``world_size`` processes ``slides[r::world_size]`` (sorted); every rank
+  writes result files, rank 0 waits for all of them (``wait_timeout``) and writes the merged report.
+
+Example:
+    >>> from histoseg.cohort import run_quantify
+    >>> status = run_quantify(predictor, "slides/*.svs", Path("out"), progress=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from histoseg import __version__
+from histoseg.errors import ConfigError, HistosegError
+from histoseg.geojson import labels_tif_to_geojson, write_geojson
+from histoseg.inference import Blend, predict_slide
+from histoseg.io_utils import atomic_path, ensure_writable_dir, safe_stem
+from histoseg.predictor import Predictor
+from histoseg.quantify import interstitial_fraction, read_label_level
+from histoseg.report import write_cohort_png, write_overlay_png, write_report_csv, write_report_json
+from histoseg.slide import Slide, find_slides
+
+__all__ = ["collect_slides", "run_quantify", "slide_stems"]
+
+REPORT_FILES = ("report.csv", "report.json", "cohort.png")
+OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
+
+
+def collect_slides(
+    slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], out: Path
+) -> list[Path]:
+    """Expand slide arguments (files, folders, globs) into a sorted, de-duplicated list.
+
+    Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports)
+    are left out, so ``OUT`` may be the slide folder itself.
+
+    Raises:
+        SlideError: a single pattern matches nothing.
+    """
+    items = [slides] if isinstance(slides, (str, os.PathLike)) else list(slides)
+    found: list[Path] = []
+    for item in items:
+        text = str(item)
+        if Path(text).is_dir() or any(ch in text for ch in "*?["):
+            found.extend(find_slides(text))
+        else:
+            found.append(Path(text))
+    out_resolved = out.resolve()
+    unique: dict[str, Path] = {}
+    for path in found:
+        resolved = path.resolve()
+        if resolved.parent == out_resolved and (
+            path.name in REPORT_FILES or any(path.name.endswith(s) for s in OUTPUT_SUFFIXES)
+        ):
+            continue
+        unique.setdefault(str(resolved), path)
+    return sorted(unique.values(), key=lambda p: str(p))
+
+
+def slide_stems(paths: Sequence[Path]) -> list[str]:
+    """Output stems: ``safe_stem`` of the file stem; the full name, then a path hash, on collisions."""
+    stems = [safe_stem(p.stem) for p in paths]
+    counts = Counter(stems)
+    stems = [safe_stem(p.name) if counts[s] > 1 else s for s, p in zip(stems, paths, strict=True)]
+    counts = Counter(stems)
+    return [
+        f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}" if counts[s] > 1 else s
+        for s, p in zip(stems, paths, strict=True)
+    ]
+
+
+def _slide_identity(path: Path) -> dict[str, Any]:
+    try:
+        stat = path.stat()
+        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    except OSError:
+        return {"path": str(path.resolve()), "size": None, "mtime_ns": None}
+
+
+def _outputs(out: Path, stem: str) -> dict[str, Path]:
+    return {
+        "labels": out / f"{stem}.labels.tif",
+        "geojson": out / f"{stem}.geojson",
+        "overlay": out / f"{stem}.overlay.png",
+    }
+
+
+def _marker(out: Path, stem: str) -> Path:
+    return out / f".{stem}.result.json"
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_marker(path: Path, result: dict[str, Any]) -> None:
+    from histoseg.report import _clean
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(_clean(result), handle, indent=1, allow_nan=False)
+
+
+def _is_complete(result: dict[str, Any] | None, key: dict[str, Any], out: Path, stem: str) -> bool:
+    if not result or result.get("status") != "ok" or result.get("key") != key:
+        return False
+    return all(p.is_file() for p in _outputs(out, stem).values())
+
+
+def _error_line(path: Path, message: str) -> tuple[str, str]:
+    """``(line for stderr, reason for the report)``; the message may already start with the path."""
+    message = " ".join(str(message).split())
+    for prefix in (str(path), str(path.resolve())):
+        if message.startswith(prefix + ":"):
+            reason = message[len(prefix) + 1 :].strip()
+            return f"error: {prefix}: {reason}", reason
+    return f"error: {path}: {message}", message
+
+
+class _Display:
+    """Cohort and per-slide progress bars (rich, on stderr) and error lines that do not garble them."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.cohort = self.bar.add_task("slides", total=total)
+            self.slide = self.bar.add_task("", total=1, visible=False)
+            self.bar.start()
+
+    def start_slide(self, name: str) -> Callable[[int, int], None] | None:
+        if self.bar is None:
+            return None
+        self.bar.reset(self.slide, total=1, description=f"  {name}", visible=True)
+
+        def update(done: int, total: int) -> None:
+            self.bar.update(self.slide, completed=done, total=max(total, 1))
+
+        return update
+
+    def end_slide(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.slide, visible=False)
+            self.bar.advance(self.cohort)
+
+    def error(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_quantify(
+    predictor: Predictor,
+    slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    mpp: float | None = None,
+    tile_size: int | None = None,
+    overlap: float = 0.5,
+    blend: Blend = "gaussian",
+    batch_size: int = 4,
+    device: str = "cpu",
+    progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    wait_timeout: float = 24 * 3600.0,
+) -> int:
+    """Predict, quantify and report every slide of a cohort.
+
+    Args:
+        predictor: The model and its facts (classes, mpp, tile size, background class, checkpoint hash).
+        slides: A slide file, folder or glob, or a list of them.
+        out: Output folder (created; must be writable).
+        mpp: Level-0 mpp of the slides, overriding their metadata (needed for files without one).
+        tile_size: Inference tile side (default ``predictor.tile_size``).
+        overlap: Tile overlap for Gaussian blending.
+        blend: ``"gaussian"`` or ``"crop"`` (see :func:`histoseg.inference.predict_slide`).
+        batch_size: Tiles per forward pass.
+        device: Torch device.
+        progress: Progress bars on stderr (only when it is a terminal).
+        rank: This process's shard index, 0 <= rank < world_size.
+        world_size: Number of shards (processes) sharing the cohort.
+        wait_timeout: Seconds rank 0 waits for the other ranks' result files before reporting the
+            missing slides as failed.
+
+    Returns:
+        0 when every slide succeeded, 1 when any failed (rank 0: in the merged report).
+
+    Raises:
+        HistosegError: the output folder is not writable, nothing matches ``slides``, or an option is invalid.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(
+            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
+        )
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
+    started = time.time()
+    out_dir = ensure_writable_dir(out)
+    paths = collect_slides(slides, out_dir)
+    if not paths:
+        raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
+    stems = slide_stems(paths)
+    settings = {
+        "checkpoint_sha256": predictor.checkpoint_sha256,
+        "classes": list(predictor.classes),
+        "label_mpp": float(predictor.mpp),
+        "tile_size": int(tile_size or predictor.tile_size),
+        "overlap": float(overlap),
+        "blend": blend,
+        "mpp_override": mpp,
+        "background_class": predictor.background_class,
+    }
+    mine = list(range(rank, len(paths), world_size))
+    display = _Display(progress, len(mine))
+    failures = 0
+    reused = 0
+    try:
+        for index in mine:
+            path, stem = paths[index], stems[index]
+            key = {**settings, "slide": _slide_identity(path)}
+            if _is_complete(_read_marker(_marker(out_dir, stem)), key, out_dir, stem):
+                reused += 1
+                display.end_slide()
+                continue
+            callback = display.start_slide(path.name)
+            result = _quantify_one(
+                predictor,
+                path,
+                stem,
+                out_dir,
+                key,
+                mpp=mpp,
+                tile_size=tile_size,
+                overlap=overlap,
+                blend=blend,
+                batch_size=batch_size,
+                device=device,
+                on_progress=callback,
+                display=display,
+            )
+            failures += result["status"] != "ok"
+            display.end_slide()
+    finally:
+        display.close()
+    if rank != 0:
+        return 1 if failures else 0
+    results = _gather(paths, stems, out_dir, settings, world_size, started, wait_timeout)
+    extra = {
+        "settings": {k: v for k, v in settings.items() if k != "classes"},
+        "classes": settings["classes"],
+        "checkpoint_sha256": predictor.checkpoint_sha256,
+        "world_size": world_size,
+    }
+    write_report_json(out_dir / "report.json", results, extra)
+    from histoseg.report import report_rows
+
+    write_report_csv(out_dir / "report.csv", report_rows(results))
+    write_cohort_png(out_dir / "cohort.png", results)
+    failed = sum(r["status"] != "ok" for r in results)
+    if progress and sys.stderr.isatty():
+        print(
+            f"histoseg: {len(results) - failed} slides ok ({reused} reused), {failed} failed; "
+            f"report: {out_dir / 'report.csv'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _gather(
+    paths: Sequence[Path],
+    stems: Sequence[str],
+    out: Path,
+    settings: dict[str, Any],
+    world_size: int,
+    started: float,
+    wait_timeout: float,
+) -> list[dict[str, Any]]:
+    """Result of every slide from the result files (rank 0 waits for the other ranks' files)."""
+    deadline = time.monotonic() + (wait_timeout if world_size > 1 else 0.0)
+    while True:
+        results: list[dict[str, Any] | None] = []
+        for path, stem in zip(paths, stems, strict=True):
+            key = {**settings, "slide": _slide_identity(path)}
+            marker = _marker(out, stem)
+            data = _read_marker(marker)
+            if data is None or data.get("key") != key:
+                results.append(None)
+                continue
+            if data.get("status") != "ok":
+                # A failure recorded before this run started may be retried right now by its rank.
+                with contextlib.suppress(OSError):
+                    if world_size > 1 and marker.stat().st_mtime < started - 1.0:
+                        results.append(None)
+                        continue
+            results.append(data)
+        missing = [i for i, r in enumerate(results) if r is None]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(2.0)
+    final: list[dict[str, Any]] = []
+    for index, result in enumerate(results):
+        if result is None:
+            rank = index % world_size
+            result = {
+                "slide": paths[index].name,
+                "path": str(paths[index]),
+                "stem": stems[index],
+                "status": "failed",
+                "error": f"no result: rank {rank} of {world_size} did not finish this slide",
+                "histoseg_version": __version__,
+                "checkpoint_sha256": settings["checkpoint_sha256"],
+            }
+        final.append(result)
+    return final
+
+
+def _quantify_one(
+    predictor: Predictor,
+    path: Path,
+    stem: str,
+    out: Path,
+    key: dict[str, Any],
+    *,
+    mpp: float | None,
+    tile_size: int | None,
+    overlap: float,
+    blend: Blend,
+    batch_size: int,
+    device: str,
+    on_progress: Callable[[int, int], None] | None,
+    display: _Display,
+) -> dict[str, Any]:
+    """Process one slide; never raises for a bad slide (the failure is recorded and returned)."""
+    outputs = _outputs(out, stem)
+    base: dict[str, Any] = {
+        "slide": path.name,
+        "path": str(path),
+        "stem": stem,
+        "checkpoint_sha256": predictor.checkpoint_sha256,
+        "histoseg_version": __version__,
+        "key": key,
+    }
+    try:
+        with Slide(path, mpp=mpp) as slide:
+            pred = predict_slide(
+                slide,
+                predictor,
+                out_path=outputs["labels"],
+                tile_size=tile_size,
+                overlap=overlap,
+                blend=blend,
+                batch_size=batch_size,
+                device=device,
+                progress=False,
+                on_progress=on_progress,
+            )
+        background = predictor.background_class
+        rows = pred.areas(background=background)
+        collection, geo_info = labels_tif_to_geojson(
+            outputs["labels"],
+            pred.classes,
+            slide_mpp=pred.slide_mpp,
+            label_mpp=pred.mpp,
+            background=background,
+        )
+        write_geojson(outputs["geojson"], collection)
+        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+        assert pred.thumbnail is not None
+        write_overlay_png(
+            outputs["overlay"],
+            pred.thumbnail,
+            small,
+            pred.classes,
+            rows=rows,
+            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+            background=background,
+            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+        )
+        result = {
+            **base,
+            "status": "ok",
+            "error": "",
+            "mpp": pred.slide_mpp,
+            "mpp_source": pred.mpp_source,
+            "label_mpp": pred.mpp,
+            "slide_dimensions": list(pred.slide_dimensions),
+            "label_shape": list(pred.shape),
+            "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
+            "unlabelled_pixels": pred.unlabelled_pixels,
+            "tiles_run": pred.tiles_run,
+            "tiles_total": pred.tiles_total,
+            "seconds": round(pred.seconds, 3),
+            "geojson": geo_info,
+            "outputs": {name: p.name for name, p in outputs.items()},
+            "rows": rows,
+        }
+    except Exception as exc:  # noqa: BLE001 - one bad slide must not stop the cohort
+        if isinstance(exc, HistosegError):
+            message = str(exc)
+        elif isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+            message = f"out of memory ({exc}); lower --batch_size or --tile_size"
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            message = f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
+        line, reason = _error_line(path, message)
+        display.error(line)
+        for output in outputs.values():
+            with contextlib.suppress(OSError):
+                output.unlink()
+        result = {**base, "status": "failed", "error": reason}
+    _write_marker(_marker(out, stem), result)
+    return result

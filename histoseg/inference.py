@@ -1,0 +1,785 @@
+"""Whole-slide inference: split a slide into tiles, run the model, merge the logits into a label map.
+
+This module owns streamed slide prediction, in MONAI's Splitter / Merger terms
+(``monai.inferers.SlidingWindowSplitter`` / ``AvgMerger``) with a bounded memory footprint:
+
+- **Splitter** (:func:`plan_tiles`): tiles of ``tile x tile`` pixels on the output grid, i.e. the
+  slide at the predictor's resolution (``slide.size_at_mpp(predictor.mpp)`` pixels). Tiles whose
+  footprint has no tissue on a thumbnail tissue mask (:func:`histoseg.tissue.tissue_mask`) are not
+  run; their pixels get the background class (or 255 when the model has none).
+- **Merger**, two modes (METHODS.md section 5):
+
+  * ``blend="gaussian"`` (default, nnU-Net; Isensee et al., Nature Methods 2021): tiles every
+    ``tile x (1 - overlap)`` pixels (0.5 by default), evenly spaced so the last tile ends at the
+    slide edge; each tile's logits are weighted by a Gaussian importance map
+    (sigma = tile / 8, max 1) and summed; the sum is divided by the summed weights.
+  * ``blend="crop"``: tiles every ``tile - 2 margin`` pixels, starting ``margin`` pixels before the
+    slide (reads outside the slide are white glass); each tile contributes only its centre
+    (its outer ``margin`` pixels are discarded), so every output pixel comes from exactly one
+    tile with at least ``margin`` pixels of context on every side.
+
+- **Memory**: never a slide-sized float array. Tiles are processed in row-major order; the
+  Gaussian merger keeps float accumulators for one band of rows, ``(C + 1) x tile x W`` float32
+  (W = label-map width), and as soon as no later tile can touch a row, the row is finished:
+  argmax into a uint8 file on disk (a temporary file beside the output), softmax summed into the
+  per-class *expected* pixel counts, argmax pixels counted. The crop merger keeps only a uint8 strip
+  of ``(tile - 2 margin) x W``. Peak memory therefore grows with the slide *width* times the tile,
+  never with its area; the label map itself lives on disk. Tiles are read one batch ahead in a
+  background thread.
+- **Output**: the uint8 label map written as a tiled pyramidal TIFF (nearest-neighbour levels,
+  class colour table, mpp in the resolution tags, class names in the description) with
+  :func:`histoseg.tiffio.write_pyramid_tiff`, atomically; the temporary file is removed.
+
+Example:
+    >>> from histoseg.inference import predict_slide
+    >>> result = predict_slide("slide.svs", predictor, out_path="out/slide.labels.tif")  # doctest: +SKIP
+    >>> result.counts, result.mpp  # doctest: +SKIP
+    (array([...]), 2.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from histoseg.errors import ConfigError, HistosegError
+from histoseg.predictor import Predictor
+from histoseg.quantify import class_areas, label_colormap
+from histoseg.slide import Slide
+from histoseg.tissue import tissue_mask
+
+__all__ = [
+    "SlidePrediction",
+    "Tile",
+    "gaussian_importance_map",
+    "plan_tiles",
+    "predict_slide",
+    "slide_thumbnail",
+]
+
+Blend = Literal["gaussian", "crop"]
+
+
+# -- splitter -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One inference tile on the output grid (pixels at the predictor's mpp).
+
+    Attributes:
+        x: Left edge of the tile (may be negative or run past the slide: read as white glass).
+        y: Top edge of the tile.
+        own: ``(x0, y0, x1, y1)`` output pixels this tile decides alone (crop mode), or the part of
+            the tile inside the slide (gaussian mode, where tiles share pixels).
+        row: Index of the tile row (tiles are in row-major order).
+    """
+
+    x: int
+    y: int
+    own: tuple[int, int, int, int]
+    row: int
+
+
+def _gaussian_starts(length: int, tile: int, step: int) -> list[int]:
+    """nnU-Net step placement: evenly spaced starts from 0 to ``length - tile`` with step <= ``step``."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / step) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def plan_tiles(
+    height: int,
+    width: int,
+    tile: int,
+    *,
+    blend: Blend = "gaussian",
+    overlap: float = 0.5,
+    margin: int = 0,
+) -> list[Tile]:
+    """Tile grid covering an ``height x width`` output grid, in row-major order.
+
+    Args:
+        height: Output (label-map) height in pixels.
+        width: Output width in pixels.
+        tile: Tile side in pixels.
+        blend: ``"gaussian"`` (tiles every ``round(tile * (1 - overlap))`` pixels at most, inside
+            the slide when it is larger than a tile) or ``"crop"`` (tiles every ``tile - 2 margin``
+            pixels starting at ``-margin``; each owns its centre).
+        overlap: Fraction of a tile shared with its neighbour (gaussian mode), in [0, 1).
+        margin: Pixels discarded at each tile edge (crop mode).
+
+    Returns:
+        The tiles; ``own`` boxes of crop tiles partition the grid.
+    """
+    if blend == "gaussian":
+        step = max(1, round(tile * (1.0 - overlap)))
+        ys = _gaussian_starts(height, tile, step)
+        xs = _gaussian_starts(width, tile, step)
+        return [
+            Tile(x, y, (x, y, min(x + tile, width), min(y + tile, height)), row)
+            for row, y in enumerate(ys)
+            for x in xs
+        ]
+    step = tile - 2 * margin
+    tiles = []
+    for row, oy in enumerate(range(0, height, step)):
+        for ox in range(0, width, step):
+            tiles.append(
+                Tile(ox - margin, oy - margin, (ox, oy, min(ox + step, width), min(oy + step, height)), row)
+            )
+    return tiles
+
+
+def gaussian_importance_map(tile: int, sigma_scale: float = 1.0 / 8.0) -> np.ndarray:
+    """nnU-Net's Gaussian importance map: a (tile, tile) float32 Gaussian, max 1, never 0.
+
+    ``w(i, j) = exp(-((i + 0.5 - tile/2)^2 + (j + 0.5 - tile/2)^2) / (2 sigma^2))`` with
+    ``sigma = tile * sigma_scale``; values are clipped below at 1e-6 so every pixel a tile covers
+    gets a positive weight (nnU-Net replaces zeros by the smallest positive value).
+    """
+    sigma = max(tile * sigma_scale, 1e-3)
+    centre = (np.arange(tile, dtype=np.float64) + 0.5) - tile / 2.0
+    profile = np.exp(-(centre**2) / (2.0 * sigma**2))
+    weights = np.outer(profile, profile)
+    weights /= weights.max()
+    return np.maximum(weights, 1e-6).astype(np.float32)
+
+
+# -- label sink ---------------------------------------------------------------------------------
+
+
+class _RawLabels:
+    """A (H, W) uint8 label map in a raw file, written by row blocks and read as an array-like.
+
+    Reads (``obj[y0:y1, x0:x1]``) go through ``os.pread`` with a cache of the last block of rows,
+    so handing it to :func:`write_pyramid_tiff` (row-major tiles) reads each byte about once and
+    keeps memory at one band of rows, unlike a memory map whose touched pages stay resident.
+    """
+
+    def __init__(self, path: Path, height: int, width: int) -> None:
+        self.path = path
+        self.shape = (height, width)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 2
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.ftruncate(self._fd, height * width)
+        self._cache: tuple[int, int, np.ndarray] | None = None
+
+    def write_rows(self, y0: int, rows: np.ndarray) -> None:
+        """Write (n, W) uint8 rows starting at row ``y0``."""
+        data = np.ascontiguousarray(rows, dtype=np.uint8)
+        view = memoryview(data).cast("B")
+        offset = y0 * self.shape[1]
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def _rows(self, y0: int, y1: int) -> np.ndarray:
+        if self._cache is not None and self._cache[0] <= y0 and y1 <= self._cache[1]:
+            start = self._cache[0]
+            return self._cache[2][y0 - start : y1 - start]
+        # Cache a block of at least 1024 rows (bounded by the height): tiles of a TIFF row hit it.
+        block_end = min(self.shape[0], max(y1, y0 + 1024))
+        size = (block_end - y0) * self.shape[1]
+        data = os.pread(self._fd, size, y0 * self.shape[1])
+        block = np.frombuffer(data, np.uint8).reshape(block_end - y0, self.shape[1])
+        self._cache = (y0, block_end, block)
+        return block[: y1 - y0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key, slice(None))
+        rows, cols = key[0], key[1] if len(key) > 1 else slice(None)
+        if isinstance(rows, int):
+            rows = slice(rows, rows + 1 if rows != -1 else None)
+            squeeze = True
+        else:
+            squeeze = False
+        y0, y1, ystep = rows.indices(self.shape[0])
+        block = self._rows(y0, max(y0, y1))[::ystep] if y1 > y0 else np.zeros((0, self.shape[1]), np.uint8)
+        out = block[:, cols]
+        return out[0] if squeeze else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self[:, :]
+        return array.astype(dtype) if dtype is not None else array
+
+    def close(self) -> None:
+        self._cache = None
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+# -- mergers ------------------------------------------------------------------------------------
+
+
+class _Stats:
+    """Per-class argmax pixel counts and expected (softmax-summed) pixel counts."""
+
+    def __init__(self, num_classes: int, fill: int, background: int | None) -> None:
+        self.counts = np.zeros(256, np.int64)
+        self.expected = np.zeros(num_classes, np.float64)
+        self.fill = fill
+        self.background = background
+
+    def add_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Argmax (uint8) of (C, ...) logits; adds their softmax to the expected counts."""
+        labels = np.argmax(logits, axis=0).astype(np.uint8)
+        shifted = logits - logits.max(axis=0, keepdims=True)
+        np.exp(shifted, out=shifted)
+        shifted /= shifted.sum(axis=0, keepdims=True)
+        self.expected += shifted.reshape(shifted.shape[0], -1).sum(axis=1, dtype=np.float64)
+        return labels
+
+    def add_filled(self, pixels: int) -> None:
+        """Account for pixels given the fill value without running the model."""
+        if self.background is not None:
+            self.expected[self.background] += pixels
+
+    def add_labels(self, labels: np.ndarray) -> None:
+        self.counts += np.bincount(labels.ravel(), minlength=256)
+
+
+class _GaussianMerger:
+    """Weighted-average merger over a band of ``tile`` rows (nnU-Net Gaussian blending)."""
+
+    def __init__(self, sink: _RawLabels, num_classes: int, tile: int, stats: _Stats) -> None:
+        self.sink = sink
+        self.height, self.width = sink.shape
+        self.tile = tile
+        self.stats = stats
+        self.weights = gaussian_importance_map(tile)
+        self.acc = np.zeros((num_classes, tile, self.width), np.float32)
+        self.wsum = np.zeros((tile, self.width), np.float32)
+        self.top = 0  # output row of band row 0
+
+    def add(self, logits: np.ndarray, tile: Tile) -> None:
+        """Add one tile's (C, T, T) float32 logits."""
+        if tile.y > self.top:
+            self.flush(tile.y)
+        x0, y0, x1, y1 = tile.own
+        r0 = y0 - self.top
+        h, w = y1 - y0, x1 - x0
+        weights = self.weights[:h, :w]
+        self.acc[:, r0 : r0 + h, x0:x1] += logits[:, :h, :w] * weights
+        self.wsum[r0 : r0 + h, x0:x1] += weights
+
+    def flush(self, until: int) -> None:
+        """Finish output rows ``[top, until)``: no later tile touches them."""
+        until = min(until, self.height)
+        while self.top < until:
+            self._flush_band(min(until - self.top, self.tile))
+
+    def _flush_band(self, n: int) -> None:
+        """Finish the first ``n <= tile`` rows of the band and shift the band down by ``n`` rows."""
+        wsum = self.wsum[:n]
+        covered = wsum > 0
+        labels = np.full((n, self.width), self.stats.fill, np.uint8)
+        if covered.any():
+            # Only the covered columns: glass bands cost nothing.
+            cols = np.flatnonzero(covered.any(axis=0))
+            c0, c1 = int(cols[0]), int(cols[-1]) + 1
+            block = self.acc[:, :n, c0:c1] / np.where(covered[:, c0:c1], wsum[:, c0:c1], 1.0)
+            sub_cov = covered[:, c0:c1]
+            if sub_cov.all():
+                labels[:, c0:c1] = self.stats.add_logits(block)
+            else:
+                picked = block[:, sub_cov]  # (C, k)
+                sub = labels[:, c0:c1]
+                sub[sub_cov] = self.stats.add_logits(picked)
+        self.stats.add_filled(int(n * self.width - np.count_nonzero(covered)))
+        self.stats.add_labels(labels)
+        self.sink.write_rows(self.top, labels)
+        keep = self.tile - n
+        if keep > 0:
+            self.acc[:, :keep] = self.acc[:, n:]
+            self.wsum[:keep] = self.wsum[n:]
+        self.acc[:, max(keep, 0) :] = 0.0
+        self.wsum[max(keep, 0) :] = 0.0
+        self.top += n
+
+    def finish(self) -> None:
+        """Flush every remaining row."""
+        self.flush(self.height)
+
+
+class _CropMerger:
+    """Centre-crop merger: each tile writes the argmax of the pixels it owns into a uint8 strip."""
+
+    def __init__(self, sink: _RawLabels, step: int, stats: _Stats) -> None:
+        self.sink = sink
+        self.height, self.width = sink.shape
+        self.step = step
+        self.stats = stats
+        self.strip = np.full((step, self.width), stats.fill, np.uint8)
+        self.top = 0
+        self.covered = 0
+
+    def add(self, logits: np.ndarray, tile: Tile) -> None:
+        """Add one tile's (C, T, T) float32 logits."""
+        x0, y0, x1, y1 = tile.own
+        while y0 > self.top:
+            self.flush()
+        centre = logits[:, y0 - tile.y : y1 - tile.y, x0 - tile.x : x1 - tile.x]
+        self.strip[y0 - self.top : y1 - self.top, x0:x1] = self.stats.add_logits(np.array(centre))
+        self.covered += (y1 - y0) * (x1 - x0)
+
+    def flush(self) -> None:
+        """Write the current strip and start the next one."""
+        n = min(self.step, self.height - self.top)
+        if n <= 0:
+            return
+        rows = self.strip[:n]
+        self.stats.add_filled(n * self.width - self.covered)
+        self.stats.add_labels(rows)
+        self.sink.write_rows(self.top, rows)
+        self.strip.fill(self.stats.fill)
+        self.top += n
+        self.covered = 0
+
+    def finish(self) -> None:
+        """Flush every remaining strip (including strips of skipped tiles)."""
+        while self.top < self.height:
+            self.flush()
+
+
+# -- result -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlidePrediction:
+    """What :func:`predict_slide` returns: where the label map is and what it contains.
+
+    Attributes:
+        slide_path: Source slide file.
+        classes: Class names (label values 0..C-1; 255 = unlabelled).
+        mpp: Resolution of the label map (microns per pixel) = the predictor's mpp.
+        slide_mpp: Level-0 mpp of the source slide.
+        mpp_source: Where ``slide_mpp`` came from (``metadata``, ``tiff-resolution``, ``override``).
+        shape: Label map ``(height, width)`` in pixels.
+        slide_dimensions: Source slide level-0 ``(width, height)``.
+        counts: (C,) int64 argmax pixel counts per class.
+        unlabelled_pixels: Pixels set to 255 (glass when the model has no background class).
+        expected_counts: (C,) float64 sums of softmax probabilities (skipped glass counts as background).
+        labels_path: The label-map TIFF, when ``out_path`` was given.
+        labels: (H, W) uint8 memory map of the label map when no ``out_path`` was given, else None.
+        tiles_total: Tiles in the grid.
+        tiles_run: Tiles run through the model (the others were glass).
+        thumbnail: The (h, w, 3) uint8 thumbnail used for the tissue mask.
+        thumbnail_downsample: Level-0 pixels per thumbnail pixel.
+        tissue: (h, w) bool tissue mask of the thumbnail.
+        seconds: Wall time.
+        checkpoint_sha256: Copied from the predictor.
+    """
+
+    slide_path: Path
+    classes: list[str]
+    mpp: float
+    slide_mpp: float
+    mpp_source: str
+    shape: tuple[int, int]
+    slide_dimensions: tuple[int, int]
+    counts: np.ndarray
+    unlabelled_pixels: int
+    expected_counts: np.ndarray
+    labels_path: Path | None = None
+    labels: np.ndarray | None = None
+    tiles_total: int = 0
+    tiles_run: int = 0
+    thumbnail: np.ndarray | None = field(default=None, repr=False)
+    thumbnail_downsample: float = 1.0
+    tissue: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
+    checkpoint_sha256: str = ""
+
+    def areas(self, background: str | int | None = "background") -> list[dict[str, Any]]:
+        """Per-class area rows (:func:`histoseg.quantify.class_areas`) at the label map's mpp."""
+        return class_areas(self.counts, self.mpp, self.classes, background, self.expected_counts)
+
+
+# -- prediction ---------------------------------------------------------------------------------
+
+
+def _tissue_tiles(tiles: Sequence[Tile], tissue: np.ndarray, scale: float, use_own: bool) -> list[Tile]:
+    """Tiles whose footprint (``own`` box in crop mode, whole tile otherwise) touches tissue.
+
+    ``scale`` = thumbnail pixels per output pixel. The mask is dilated by one pixel first so that
+    thumbnail rounding never drops a tile on the tissue edge.
+    """
+    from scipy import ndimage
+
+    mask = ndimage.binary_dilation(tissue, iterations=1)
+    # Summed-area table: any tissue in a box in O(1).
+    sat = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    th, tw = mask.shape
+    keep = []
+    for tile in tiles:
+        x0, y0, x1, y1 = tile.own
+        if not use_own:
+            x0, y0 = tile.x, tile.y
+        bx0 = min(max(int(math.floor(x0 * scale)), 0), tw)
+        by0 = min(max(int(math.floor(y0 * scale)), 0), th)
+        bx1 = min(max(int(math.ceil(x1 * scale)), bx0 + 1), tw)
+        by1 = min(max(int(math.ceil(y1 * scale)), by0 + 1), th)
+        if bx1 <= bx0 or by1 <= by0:
+            continue
+        if sat[by1, bx1] - sat[by0, bx1] - sat[by1, bx0] + sat[by0, bx0] > 0:
+            keep.append(tile)
+    return keep
+
+
+def slide_thumbnail(
+    slide: Slide, max_side: int = 1024, max_read_pixels: int = 4096 * 4096
+) -> tuple[np.ndarray, float]:
+    """A thumbnail of the whole slide read with bounded memory.
+
+    :meth:`Slide.thumbnail` reads one whole pyramid level; when that level has more than
+    ``max_read_pixels`` pixels (a slide without a pyramid), the thumbnail is assembled from
+    windows of at most about that many level pixels each instead.
+
+    Args:
+        slide: The slide.
+        max_side: Long side of the thumbnail in pixels.
+        max_read_pixels: Largest level read in one piece.
+
+    Returns:
+        ``(image, downsample)``: (h, w, 3) uint8 and the level-0 pixels per thumbnail pixel.
+    """
+    w0, h0 = slide.dimensions
+    target = max(w0, h0) / max_side if max(w0, h0) > max_side else 1.0
+    level = 0
+    for candidate in range(slide.level_count):
+        if slide.level_downsamples[candidate] <= target * 1.01:
+            level = candidate
+    lw, lh = slide.level_dimensions[level]
+    if lw * lh <= max_read_pixels:
+        return slide.thumbnail(max_side)
+    out_w, out_h = max(1, round(w0 / target)), max(1, round(h0 / target))
+    ds = w0 / out_w
+    mpp = slide.mpp * ds
+    level_per_thumb = ds / slide.level_downsamples[level]
+    block = max(8, int(math.sqrt(max_read_pixels) / level_per_thumb))
+    image = np.empty((out_h, out_w, 3), np.uint8)
+    for ty in range(0, out_h, block):
+        for tx in range(0, out_w, block):
+            bw, bh = min(block, out_w - tx), min(block, out_h - ty)
+            image[ty : ty + bh, tx : tx + bw] = slide.read_at_mpp(round(tx * ds), round(ty * ds), bw, bh, mpp)
+    return image, ds
+
+
+def _progress_bar(enabled: bool, total: int, label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A rich progress bar on stderr (no-op when disabled or stderr is not a terminal)."""
+    if not enabled or not sys.stderr.isatty() or total <= 0:
+        return (lambda n: None), (lambda: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(label, total=total)
+    bar.start()
+    return (lambda n: bar.advance(task, n)), bar.stop
+
+
+def predict_slide(
+    slide: Slide | str | os.PathLike[str],
+    predictor: Predictor,
+    *,
+    out_path: str | os.PathLike[str] | None = None,
+    tile_size: int | None = None,
+    overlap: float = 0.5,
+    blend: Blend = "gaussian",
+    margin: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    mpp: float | None = None,
+    skip_glass: bool = True,
+    autocast: bool = False,
+    channels_last: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SlidePrediction:
+    """Predict the label map of a whole slide at the predictor's resolution, streaming.
+
+    Args:
+        slide: An open :class:`~histoseg.slide.Slide` or a slide path.
+        predictor: Model and its facts (classes, mpp, tile geometry, background class).
+        out_path: Where to write the label map as a tiled pyramidal TIFF (atomically). When None,
+            the result holds ``labels``, a memory map of a temporary file (deleted on close).
+        tile_size: Tile side in pixels at the predictor's mpp (default ``predictor.tile_size``);
+            a multiple of ``predictor.size_multiple``.
+        overlap: Fraction of the tile shared by neighbours in gaussian mode (0 = none, 0.5 = nnU-Net).
+        blend: ``"gaussian"`` (weighted logits, sigma = tile / 8) or ``"crop"`` (tile centres only).
+        margin: Pixels discarded at each tile edge in crop mode (default ``predictor.margin``).
+        batch_size: Tiles per forward pass.
+        device: Torch device of the model.
+        progress: Show a progress bar on stderr (only when it is a terminal).
+        mpp: Level-0 mpp of the slide, overriding its metadata (only used when ``slide`` is a path).
+        skip_glass: Run only tiles that touch tissue on the thumbnail tissue mask.
+        autocast: Run the model under bfloat16 autocast (CPU) / float16 (CUDA).
+        channels_last: Use the channels-last memory format (often faster on CPU).
+        on_progress: Called as ``on_progress(tiles_done, tiles_to_run)`` after each batch.
+
+    Returns:
+        A :class:`SlidePrediction`.
+
+    Raises:
+        HistosegError: unreadable slide, invalid option, or a model output of the wrong shape.
+    """
+    start = time.perf_counter()
+    own_slide = not isinstance(slide, Slide)
+    handle = Slide(slide, mpp=mpp) if own_slide else slide
+    assert isinstance(handle, Slide)
+    try:
+        return _predict(
+            handle,
+            predictor,
+            out_path=Path(out_path) if out_path is not None else None,
+            tile_size=tile_size,
+            overlap=overlap,
+            blend=blend,
+            margin=margin,
+            batch_size=batch_size,
+            device=torch.device(device),
+            progress=progress,
+            skip_glass=skip_glass,
+            autocast=autocast,
+            channels_last=channels_last,
+            on_progress=on_progress,
+            start=start,
+        )
+    finally:
+        if own_slide:
+            handle.close()
+
+
+def _check_options(
+    predictor: Predictor, tile: int, overlap: float, blend: str, margin: int, batch_size: int
+) -> None:
+    multiple = max(1, int(predictor.size_multiple))
+    if tile <= 0 or tile % multiple:
+        raise ConfigError(f"tile_size={tile}: must be a positive multiple of {multiple} for this model")
+    if blend not in ("gaussian", "crop"):
+        raise ConfigError(f"blend={blend!r}: use 'gaussian' or 'crop'")
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"overlap={overlap}: must be in [0, 1) (0.5 = half a tile)")
+    if blend == "crop" and not 0 <= margin < tile / 2:
+        raise ConfigError(f"margin={margin}: must be >= 0 and less than half the tile ({tile})")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+    if not predictor.classes or len(predictor.classes) > 255:
+        raise ConfigError(f"the model has {len(predictor.classes)} classes; label maps hold 1 to 255 classes")
+    if not (predictor.mpp > 0 and math.isfinite(predictor.mpp)):
+        raise ConfigError(f"predictor mpp={predictor.mpp}: must be a positive number of microns per pixel")
+
+
+def _predict(
+    slide: Slide,
+    predictor: Predictor,
+    *,
+    out_path: Path | None,
+    tile_size: int | None,
+    overlap: float,
+    blend: str,
+    margin: int | None,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    skip_glass: bool,
+    autocast: bool,
+    channels_last: bool,
+    on_progress: Callable[[int, int], None] | None,
+    start: float,
+) -> SlidePrediction:
+    tile = int(tile_size or predictor.tile_size)
+    margin_px = int(predictor.margin if margin is None else margin)
+    _check_options(predictor, tile, overlap, blend, margin_px, batch_size)
+    num_classes = len(predictor.classes)
+    background = predictor.background_class
+    if background is not None and not 0 <= background < num_classes:
+        background = None
+    fill = 255 if background is None else int(background)
+    out_mpp = float(predictor.mpp)
+    width, height = slide.size_at_mpp(out_mpp)
+    scale0 = out_mpp / slide.mpp  # level-0 pixels per output pixel
+
+    tiles = plan_tiles(height, width, tile, blend=blend, overlap=overlap, margin=margin_px)  # type: ignore[arg-type]
+    thumb, thumb_ds = slide_thumbnail(slide)
+    tissue = tissue_mask(thumb)
+    to_run = (
+        _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=blend == "crop")
+        if skip_glass
+        else list(tiles)
+    )
+
+    if out_path is not None:
+        folder = out_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        raw_path = folder / f".{out_path.name}.{os.getpid()}-{threading.get_ident()}.raw"
+    else:
+        fd, name = tempfile.mkstemp(prefix="histoseg-labels-", suffix=".raw")
+        os.close(fd)
+        raw_path = Path(name)
+    try:
+        sink = _RawLabels(raw_path, height, width)
+    except OSError as exc:
+        raise HistosegError(
+            f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
+        ) from None
+    stats = _Stats(num_classes, fill, background)
+    merger: _GaussianMerger | _CropMerger
+    if blend == "gaussian":
+        merger = _GaussianMerger(sink, num_classes, tile, stats)
+    else:
+        merger = _CropMerger(sink, tile - 2 * margin_px, stats)
+
+    model = predictor.model.eval().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
+    labels_memmap: np.ndarray | None = None
+    batches = _prefetch_batches(slide, to_run, batch_size, tile, scale0, out_mpp)
+    try:
+        done = 0
+        for batch, images in batches:
+            logits = _forward(model, images, device, autocast, channels_last)
+            if logits.shape != (len(batch), num_classes, tile, tile):
+                raise HistosegError(
+                    f"the model returned logits of shape {tuple(logits.shape)} for tiles of shape "
+                    f"{(len(batch), 3, tile, tile)}; expected {(len(batch), num_classes, tile, tile)} "
+                    "(one channel per class, same height and width)"
+                )
+            for index, item in enumerate(batch):
+                merger.add(logits[index], item)
+            done += len(batch)
+            advance(len(batch))
+            if on_progress is not None:
+                on_progress(done, len(to_run))
+        merger.finish()
+        stop_bar()
+        labels_path = None
+        if out_path is not None:
+            _write_label_tiff(out_path, sink, out_mpp, predictor, slide)
+            labels_path = out_path
+        else:
+            labels_memmap = np.memmap(raw_path, dtype=np.uint8, mode="r", shape=(height, width))
+    finally:
+        batches.close()  # waits for a read in flight before the slide can be closed
+        stop_bar()
+        sink.close()
+        with contextlib.suppress(OSError):
+            raw_path.unlink()  # a memory map of it (no out_path) stays valid until dropped
+    counts = stats.counts
+    return SlidePrediction(
+        slide_path=slide.path,
+        classes=list(predictor.classes),
+        mpp=out_mpp,
+        slide_mpp=float(slide.mpp),
+        mpp_source=str(slide.mpp_source),
+        shape=(height, width),
+        slide_dimensions=tuple(slide.dimensions),  # type: ignore[arg-type]
+        counts=counts[:num_classes].copy(),
+        unlabelled_pixels=int(counts[255]) if num_classes < 255 else 0,
+        expected_counts=stats.expected.copy(),
+        labels_path=labels_path,
+        labels=labels_memmap,
+        tiles_total=len(tiles),
+        tiles_run=len(to_run),
+        thumbnail=thumb,
+        thumbnail_downsample=float(thumb_ds),
+        tissue=tissue,
+        seconds=time.perf_counter() - start,
+        checkpoint_sha256=predictor.checkpoint_sha256,
+    )
+
+
+def _read_batch(slide: Slide, batch: Sequence[Tile], tile: int, scale0: float, mpp: float) -> np.ndarray:
+    """Read tiles as (N, T, T, 3) uint8 (level-0 origin = output origin x level-0 px per output px)."""
+    images = np.empty((len(batch), tile, tile, 3), np.uint8)
+    for index, item in enumerate(batch):
+        x0 = int(round(item.x * scale0))
+        y0 = int(round(item.y * scale0))
+        images[index] = slide.read_at_mpp(x0, y0, tile, tile, mpp)
+    return images
+
+
+def _prefetch_batches(
+    slide: Slide, tiles: Sequence[Tile], batch_size: int, tile: int, scale0: float, mpp: float
+) -> Iterator[tuple[Sequence[Tile], np.ndarray]]:
+    """Yield ``(tiles, images)`` batches, reading the next batch in a thread while the model runs."""
+    batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histoseg-read") as pool:
+        pending: Future[np.ndarray] = pool.submit(_read_batch, slide, batches[0], tile, scale0, mpp)
+        for index, batch in enumerate(batches):
+            images = pending.result()
+            if index + 1 < len(batches):
+                pending = pool.submit(_read_batch, slide, batches[index + 1], tile, scale0, mpp)
+            yield batch, images
+
+
+def _forward(
+    model: torch.nn.Module, images: np.ndarray, device: torch.device, autocast: bool, channels_last: bool
+) -> np.ndarray:
+    """Run the model on (N, T, T, 3) uint8 images; (N, C, T, T) float32 logits as NumPy."""
+    with torch.inference_mode():
+        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=autocast):
+            logits = model(x)
+        if not isinstance(logits, torch.Tensor):
+            raise HistosegError(f"the model returned {type(logits).__name__}; it must return a logits tensor")
+        return logits.float().contiguous().cpu().numpy()
+
+
+def _write_label_tiff(path: Path, sink: _RawLabels, mpp: float, predictor: Predictor, slide: Slide) -> None:
+    from histoseg.tiffio import describe_label_map, write_pyramid_tiff
+
+    colormap = label_colormap(predictor.classes)
+    description = json.loads(describe_label_map(predictor.classes, colormap))
+    description.update(
+        {
+            "mpp": mpp,
+            "slide": slide.path.name,
+            "slide_mpp": slide.mpp,
+            "slide_dimensions": list(slide.dimensions),
+            "background_class": predictor.background_class,
+            "checkpoint_sha256": predictor.checkpoint_sha256,
+        }
+    )
+    write_pyramid_tiff(
+        path,
+        sink,
+        mpp,
+        tile=256,
+        min_level_size=512,
+        compression="deflate",
+        interpolation="nearest",
+        colormap=colormap,
+        description=json.dumps(description),
+    )
