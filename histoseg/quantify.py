@@ -66,7 +66,7 @@ _NAMED_COLORS: dict[str, tuple[int, int, int]] = {
     "interstitium": (230, 159, 0),  # Okabe-Ito orange
     "tubules": (0, 114, 178),  # Okabe-Ito blue
     "glomeruli": (0, 158, 115),  # Okabe-Ito bluish green
-    "other": (153, 153, 153),  # neutral grey
+    "other": (80, 80, 80),  # dark grey: vessels, capsule, fat (not parenchyma)
 }
 _EXTRA_COLORS: tuple[tuple[int, int, int], ...] = (
     (86, 180, 233),  # sky blue

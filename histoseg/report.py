@@ -336,7 +336,7 @@ def write_overlay_png(
         area, share = row.get("area_mm2"), row.get("fraction_of_tissue")
         if area is not None and math.isfinite(float(area)):
             area = float(area)
-            text += f"  {area:.3g} mm²" if area >= 0.01 or area == 0 else f"  {area * 1e6:,.0f} µm²"
+            text += f"  {area:.3g} mm²" if area >= 1e-4 or area == 0 else f"  {area * 1e6:,.0f} µm²"
         if share is not None and math.isfinite(float(share)):
             text += f"  ({100 * float(share):.1f} % of tissue)"
         handles.append(Patch(facecolor=colors[index] / 255.0, edgecolor="black", linewidth=0.5))
