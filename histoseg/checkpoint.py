@@ -61,7 +61,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not a loadable checkpoint
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "not a PyTorch checkpoint, or one that would need to run code to load"
+        else:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise CheckpointError(
             f"{path}: not a readable histoseg checkpoint ({reason}); give the .ckpt written by 'histoseg fit'"
         ) from None

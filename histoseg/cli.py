@@ -56,6 +56,26 @@ def _user_error(exc: BaseException) -> HistosegError | None:
     return None
 
 
+def _check_ckpt_argument(argv: list[str]) -> list[str]:
+    """Validate a ``--ckpt_path`` file (or glob) before Lightning unpickles it; return argv with it resolved."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ckpt_path" and i + 1 < len(out):
+            index, value = i + 1, out[i + 1]
+        elif arg.startswith("--ckpt_path="):
+            index, value = i, arg.split("=", 1)[1]
+        else:
+            continue
+        if value in ("last", "best", "hpc", "registry", "null", "None"):
+            continue
+        from histoseg.checkpoint import read_checkpoint, resolve_checkpoint_path
+
+        resolved = str(resolve_checkpoint_path(value))
+        read_checkpoint(resolved)
+        out[index] = resolved if index == i + 1 else f"--ckpt_path={resolved}"
+    return out
+
+
 def _lightning_cli(args: list[str] | None) -> None:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -67,6 +87,49 @@ def _lightning_cli(args: list[str] | None) -> None:
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             for key in ("classes", "mpp", "patch_size"):
                 parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+        def _resolve_ckpt_path(self) -> None:
+            """Check ``--ckpt_path`` before Lightning loads it: a histoseg checkpoint of this model.
+
+            ``last`` means the newest ``last.ckpt`` under ``trainer.default_root_dir`` (resume after
+            an interruption); a glob means its newest match.
+            """
+            config = self.config_init[self.subcommand]
+            path = config.get("ckpt_path")
+            if path is None or path in ("best", "hpc", "registry"):
+                return
+            from pathlib import Path
+
+            from histoseg.checkpoint import read_checkpoint, resolve_checkpoint_path
+            from histoseg.errors import CheckpointError
+
+            if path == "last":
+                root = Path(self.trainer.default_root_dir)
+                found = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+                if not found:
+                    raise CheckpointError(
+                        f"{root}: no last.ckpt to resume from; run without --ckpt_path, or set "
+                        "--trainer.default_root_dir to the interrupted run's folder"
+                    )
+                resolved = found[-1]
+            else:
+                resolved = resolve_checkpoint_path(path)
+            block = read_checkpoint(resolved)["histoseg"]
+            model = self.model
+            if block["task"] != getattr(model, "task_name", None) or list(block["classes"]) != list(model.classes):
+                raise CheckpointError(
+                    f"{resolved}: a {block['task']} checkpoint for classes {block['classes']} does not fit this "
+                    f"{getattr(model, 'task_name', '?')} model for classes {list(model.classes)}; use the config it was "
+                    "trained with, or fine-tune with model.init_checkpoint"
+                )
+            if block["network"] != model.network_config():
+                raise CheckpointError(
+                    f"{resolved}: network {block['network']} differs from this config's {model.network_config()}; "
+                    "use the config the checkpoint was trained with"
+                )
+            config["ckpt_path"] = str(resolved)
+
+        before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
     HistosegCLI(
         model_class=tasks.BaseTask,
@@ -176,6 +239,9 @@ def main(args: Sequence[str] | None = None) -> None:
             sys.exit(code)
         if command == "synthesize":
             sys.exit(_synthesize(argv[1:]))
+        checked = _check_ckpt_argument(argv)
+        if checked != argv:
+            args = argv = checked
         _lightning_cli(None if args is None else argv)
     except HistosegError as exc:
         _fail(_one_line(exc), exc.exit_code)
