@@ -447,11 +447,18 @@ class EpochSampler(Sampler[int]):
     """Yields ``length`` fresh indices per epoch: ``epoch * length + i``.
 
     Lives in the main process, so the sequence is the same whatever the number of workers.
+    Lightning calls :meth:`set_epoch` at the start of every epoch (also after resuming from a
+    checkpoint), so epoch ``e`` always sees the same patches; without it, each iteration moves
+    on to the next epoch.
     """
 
     def __init__(self, length: int) -> None:
         self.length = int(length)
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the patches of ``epoch``."""
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         start = self.epoch * self.length

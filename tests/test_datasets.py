@@ -92,3 +92,5 @@ def test_epoch_sampler_gives_fresh_indices():
     assert list(sampler) == [0, 1, 2, 3]
     assert list(sampler) == [4, 5, 6, 7]
     assert len(sampler) == 4
+    sampler.set_epoch(1)  # what Lightning does at each epoch start, also after a resume
+    assert list(sampler) == [4, 5, 6, 7]
