@@ -223,6 +223,36 @@ def _to_rgb_uint8(data: np.ndarray) -> np.ndarray:
     return np.clip(data, 0, 255).astype(np.uint8)
 
 
+TIFF_BASED_SUFFIXES = TIFF_SUFFIXES | {".svs", ".ndpi", ".scn", ".bif", ".svslide"}
+
+
+def _check_tiff_complete(path: Path) -> None:
+    """Raise SlideError when a TIFF-based slide's tiles point past the end of the file (truncated copy)."""
+    import tifffile
+
+    size = path.stat().st_size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(str(path)) as tif:
+                end = 0
+                for page in tif.pages:
+                    offsets = getattr(page, "dataoffsets", ()) or ()
+                    counts = getattr(page, "databytecounts", ()) or ()
+                    for offset, count in zip(offsets, counts, strict=False):
+                        if count:
+                            end = max(end, int(offset) + int(count))
+    except SlideError:
+        raise
+    except Exception:  # noqa: BLE001 - tifffile cannot parse it: leave the verdict to the reader
+        return
+    if end > size:
+        raise SlideError(
+            f"{path}: file is truncated ({size} bytes, but its image data runs to byte {end}); "
+            "copy or export the slide again"
+        )
+
+
 def _choose_backend(path: Path) -> type[_Backend]:
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
@@ -269,6 +299,8 @@ class Slide:
         if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
             raise SlideError(f"{self.path}: mpp override must be a positive number of microns per pixel, got {mpp}")
         backend_cls = _choose_backend(self.path)
+        if self.path.suffix.lower() in TIFF_BASED_SUFFIXES:
+            _check_tiff_complete(self.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -80,15 +80,24 @@ def test_bad_files_give_one_line_errors(tmp_path, content, match):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
-def test_truncated_tiff(tmp_path, pyramid):
+@pytest.mark.parametrize("keep", [0.33, 0.9, 0.99])
+def test_truncated_tiff(tmp_path, pyramid, keep):
     path, _ = pyramid
     data = path.read_bytes()
     cut = tmp_path / "cut.tif"
-    cut.write_bytes(data[: len(data) // 3])
+    cut.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(SlideError, match="cut.tif") as info:
         with Slide(cut) as slide:
             slide.read_region(0, 0, 260, 300)
     assert "\n" not in str(info.value)
+
+
+def test_truncated_svs(tmp_path, cmu):
+    data = (cmu / "CMU-1-Small-Region.svs").read_bytes()
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(data[: int(len(data) * 0.95)])
+    with pytest.raises(SlideError, match="truncated"):
+        Slide(cut)
 
 
 def test_cmu_svs_and_pyramid_read_mpp(cmu):
