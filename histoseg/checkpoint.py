@@ -119,6 +119,23 @@ def load_predictor(
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})") from None
+    return make_predictor(network, block, checkpoint_sha256=sha256_file(path), method=method, tile_size=tile_size)
+
+
+def make_predictor(
+    network: torch.nn.Module,
+    block: dict[str, Any],
+    *,
+    checkpoint_sha256: str = "",
+    method: str = "atrous",
+    tile_size: int | None = None,
+) -> Predictor:
+    """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
+
+    U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
+    classifiers are convolutionalized (:class:`histoseg.fcn.DensePredictor`) with a margin of
+    half a patch, inside which tile-edge pixels see padded context.
+    """
     network.eval()
     classes = list(block["classes"])
     patch = int(block["patch_size"])
@@ -146,6 +163,6 @@ def load_predictor(
         margin=margin,
         size_multiple=multiple,
         background_class=classes.index("background") if "background" in classes else None,
-        checkpoint_sha256=sha256_file(path),
+        checkpoint_sha256=checkpoint_sha256,
         metadata=metadata,
     )

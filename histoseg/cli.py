@@ -129,7 +129,28 @@ def _lightning_cli(args: list[str] | None) -> None:
                 )
             config["ckpt_path"] = str(resolved)
 
-        before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
+        before_fit = before_validate = before_test = _resolve_ckpt_path
+
+        def before_predict(self) -> None:
+            """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
+            from histoseg.writers import SlideWriter
+
+            if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):
+                raise HistosegError(
+                    "predict: no output writer; add --trainer.callbacks+=histoseg.writers.SlideWriter "
+                    "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
+                )
+            if self.config_init[self.subcommand].get("ckpt_path") is None:
+                raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
+            self._resolve_ckpt_path()
+
+        def after_predict(self) -> None:
+            """Exit status 1 when any slide failed (listed in the report)."""
+            from histoseg.writers import SlideWriter
+
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, SlideWriter) and getattr(callback, "status", 0):
+                    sys.exit(1)
 
     HistosegCLI(
         model_class=tasks.BaseTask,
@@ -155,7 +176,9 @@ def _quantify(argv: list[str]) -> int:
     parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
     parser.add_argument("--tile_size", type=int, default=None, help="inference tile side in pixels")
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction in [0, 1)")
-    parser.add_argument("--blend", choices=("gaussian", "crop"), default="gaussian", help="how tiles are merged")
+    parser.add_argument("--blend", choices=("auto", "gaussian", "crop"), default="auto",
+                        help="how tiles are merged: Gaussian-weighted logits (U-Nets) or centre crops (patch "
+                             "classifiers, exact); auto picks by model")
     parser.add_argument("--batch_size", type=int, default=4, help="tiles per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--method", default="atrous", choices=("atrous", "shift_and_stitch", "upsample"),
@@ -172,6 +195,9 @@ def _quantify(argv: list[str]) -> int:
     from histoseg.cohort import run_quantify
 
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
+    blend = parsed.blend
+    if blend == "auto":
+        blend = "crop" if predictor.metadata.get("task") == "patch_classification" else "gaussian"
     rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
     world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     return run_quantify(
@@ -181,7 +207,7 @@ def _quantify(argv: list[str]) -> int:
         mpp=parsed.mpp,
         tile_size=parsed.tile_size,
         overlap=parsed.overlap,
-        blend=parsed.blend,
+        blend=blend,
         batch_size=parsed.batch_size,
         device=parsed.device,
         progress=not parsed.no_progress,

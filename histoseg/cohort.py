@@ -50,7 +50,7 @@ from histoseg.quantify import interstitial_fraction, read_label_level
 from histoseg.report import write_cohort_png, write_overlay_png, write_report_csv, write_report_json
 from histoseg.slide import Slide, find_slides
 
-__all__ = ["collect_slides", "run_quantify", "slide_stems"]
+__all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
 
 REPORT_FILES = ("report.csv", "report.json", "cohort.png")
 OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
@@ -242,78 +242,116 @@ def run_quantify(
         raise ConfigError(
             f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
         )
-    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-        raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
-    started = time.time()
-    out_dir = ensure_writable_dir(out)
-    paths = collect_slides(slides, out_dir)
-    if not paths:
-        raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
-    stems = slide_stems(paths)
-    settings = {
-        "checkpoint_sha256": predictor.checkpoint_sha256,
-        "classes": list(predictor.classes),
-        "label_mpp": float(predictor.mpp),
-        "tile_size": int(tile_size or predictor.tile_size),
-        "overlap": float(overlap),
-        "blend": blend,
-        "mpp_override": mpp,
-        "background_class": predictor.background_class,
-    }
-    mine = list(range(rank, len(paths), world_size))
+    cohort = Cohort(
+        predictor, slides, out, mpp=mpp, tile_size=tile_size, overlap=overlap, blend=blend,
+        batch_size=batch_size, device=device,
+    )
+    mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
-    reused = 0
     try:
         for index in mine:
-            path, stem = paths[index], stems[index]
-            key = {**settings, "slide": _slide_identity(path)}
-            if _is_complete(_read_marker(_marker(out_dir, stem)), key, out_dir, stem):
-                reused += 1
-                display.end_slide()
-                continue
-            callback = display.start_slide(path.name)
-            result = _quantify_one(
-                predictor,
-                path,
-                stem,
-                out_dir,
-                key,
-                mpp=mpp,
-                tile_size=tile_size,
-                overlap=overlap,
-                blend=blend,
-                batch_size=batch_size,
-                device=device,
-                on_progress=callback,
-                display=display,
-            )
-            failures += result["status"] != "ok"
-            display.end_slide()
+            failures += cohort.process(index, display)["status"] != "ok"
     finally:
         display.close()
     if rank != 0:
         return 1 if failures else 0
-    results = _gather(paths, stems, out_dir, settings, world_size, started, wait_timeout)
-    extra = {
-        "settings": {k: v for k, v in settings.items() if k != "classes"},
-        "classes": settings["classes"],
-        "checkpoint_sha256": predictor.checkpoint_sha256,
-        "world_size": world_size,
-    }
-    write_report_json(out_dir / "report.json", results, extra)
-    from histoseg.report import report_rows
+    return cohort.write_report(world_size, wait_timeout, progress)
 
-    write_report_csv(out_dir / "report.csv", report_rows(results))
-    write_cohort_png(out_dir / "cohort.png", results)
-    failed = sum(r["status"] != "ok" for r in results)
-    if progress and sys.stderr.isatty():
-        print(
-            f"histoseg: {len(results) - failed} slides ok ({reused} reused), {failed} failed; "
-            f"report: {out_dir / 'report.csv'}",
-            file=sys.stderr,
+
+class Cohort:
+    """One quantify run over a list of slides: per-slide processing and the merged report.
+
+    Shared by :func:`run_quantify` (one process or ``--rank/--world_size`` shards) and by
+    :class:`histoseg.writers.SlideWriter` (Lightning's predict loop, any strategy).
+
+    Raises:
+        HistosegError: the output folder is not writable, nothing matches ``slides``, or an option is invalid.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        out: str | os.PathLike[str],
+        *,
+        mpp: float | None = None,
+        tile_size: int | None = None,
+        overlap: float = 0.5,
+        blend: Blend = "gaussian",
+        batch_size: int = 4,
+        device: str = "cpu",
+    ) -> None:
+        if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+            raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
+        self.started = time.time()
+        self.predictor = predictor
+        self.out_dir = ensure_writable_dir(out)
+        self.paths = collect_slides(slides, self.out_dir)
+        if not self.paths:
+            raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
+        self.stems = slide_stems(self.paths)
+        self.options = {"mpp": mpp, "tile_size": tile_size, "overlap": overlap, "blend": blend,
+                        "batch_size": batch_size, "device": device}
+        self.settings = {
+            "checkpoint_sha256": predictor.checkpoint_sha256,
+            "classes": list(predictor.classes),
+            "label_mpp": float(predictor.mpp),
+            "tile_size": int(tile_size or predictor.tile_size),
+            "overlap": float(overlap),
+            "blend": blend,
+            "mpp_override": mpp,
+            "background_class": predictor.background_class,
+        }
+        self.reused = 0
+
+    def process(self, index: int, display: _Display | None = None) -> dict[str, Any]:
+        """Quantify slide ``index`` (or reuse its complete outputs); never raises for a bad slide."""
+        display = display or _Display(False, 1)
+        path, stem = self.paths[index], self.stems[index]
+        key = {**self.settings, "slide": _slide_identity(path)}
+        previous = _read_marker(_marker(self.out_dir, stem))
+        if previous is not None and _is_complete(previous, key, self.out_dir, stem):
+            self.reused += 1
+            display.end_slide()
+            return previous
+        callback = display.start_slide(path.name)
+        result = _quantify_one(
+            self.predictor, path, stem, self.out_dir, key,
+            mpp=self.options["mpp"], tile_size=self.options["tile_size"], overlap=self.options["overlap"],
+            blend=self.options["blend"], batch_size=self.options["batch_size"], device=self.options["device"],
+            on_progress=callback, display=display,
         )
-    return 1 if failed else 0
+        display.end_slide()
+        return result
+
+    def write_report(self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False) -> int:
+        """Merge every slide's result file into report.csv/json and cohort.png (rank 0 only).
+
+        Returns:
+            0 when every slide succeeded, else 1.
+        """
+        out_dir = self.out_dir
+        results = _gather(self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout)
+        extra = {
+            "settings": {k: v for k, v in self.settings.items() if k != "classes"},
+            "classes": self.settings["classes"],
+            "checkpoint_sha256": self.predictor.checkpoint_sha256,
+            "world_size": world_size,
+        }
+        write_report_json(out_dir / "report.json", results, extra)
+        from histoseg.report import report_rows
+
+        write_report_csv(out_dir / "report.csv", report_rows(results))
+        write_cohort_png(out_dir / "cohort.png", results)
+        failed = sum(r["status"] != "ok" for r in results)
+        if progress and sys.stderr.isatty():
+            print(
+                f"histoseg: {len(results) - failed} slides ok ({self.reused} reused), {failed} failed; "
+                f"report: {out_dir / 'report.csv'}",
+                file=sys.stderr,
+            )
+        return 1 if failed else 0
 
 
 def _gather(

@@ -81,6 +81,8 @@ class SlideDataModule(L.LightningDataModule):
         color_jitter: Strength of the colour jitter.
         num_workers: DataLoader worker processes.
         seed: Seed of the patch draws.
+        predict_slides: ``predict``: slides to run (file, folder or glob); null = the slide-table
+            rows with ``split=predict``. Outputs are written by :class:`histoseg.writers.SlideWriter`.
     """
 
     def __init__(
@@ -106,9 +108,11 @@ class SlideDataModule(L.LightningDataModule):
         color_jitter: float = 0.05,
         num_workers: int = 0,
         seed: int = 0,
+        predict_slides: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.predict_slides = predict_slides
         self.slides = slides
         self.classes = list(classes)
         self.value_map = value_map
@@ -258,8 +262,25 @@ class SlideDataModule(L.LightningDataModule):
         """A fixed grid of patches over the test labels."""
         return self._grid_loader("test")
 
+    def predict_dataloader(self) -> DataLoader[Any]:
+        """One slide path per item: ``predict_slides``, or the table's ``split=predict`` rows."""
+        from histoseg.datasets import SlidePathDataset, collate_paths
+        from histoseg.slide import find_slides
+
+        if self.predict_slides:
+            paths = find_slides(self.predict_slides)
+        else:
+            paths = [r.slide for r in self.records() if r.split == "predict"]
+            if not paths:
+                raise ConfigError(
+                    f"{self.slide_table()}: no slide with split 'predict'; add rows or set data.predict_slides"
+                )
+        return DataLoader(SlidePathDataset(paths), batch_size=1, collate_fn=collate_paths, num_workers=0)
+
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """uint8 -> float [0, 1]; augment training batches on the device."""
+        if not isinstance(batch, dict):  # prediction: a list of slide paths
+            return batch
         batch = dict(batch)
         batch["image"] = to_float_image(batch["image"])
         trainer = getattr(self, "trainer", None)
@@ -290,6 +311,11 @@ class SyntheticKidneyDataModule(SlideDataModule):
         stain_hue_shift: Stain variation: rotation of the stain colours in degrees (domain shift).
         stain_saturation: Stain variation: saturation scale of the stain colours (1 = unchanged).
         fibrosis: Pathology setting in [0, 1]: wider interstitium, atrophic tubules.
+        label_kind: Labels of the training slides: dense masks, grid points drawn every
+            ``grid_spacing_um`` from them, or scribbles simulated from them (``scribble_fraction`` of
+            the labelled pixels). Validation slides keep dense labels.
+        grid_spacing_um: Grid-point spacing in microns.
+        scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
         **See SlideDataModule for the other arguments.**
     """
 
@@ -326,6 +352,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         color_jitter: float = 0.05,
         num_workers: int = 0,
         seed: int = 0,
+        predict_slides: str | None = None,
     ) -> None:
         super().__init__(
             slides="",
@@ -347,6 +374,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
             color_jitter=color_jitter,
             num_workers=num_workers,
             seed=seed,
+            predict_slides=predict_slides,
         )
         self.root = root
         self.n_slides = n_slides
@@ -361,6 +389,15 @@ class SyntheticKidneyDataModule(SlideDataModule):
         self.label_kind = label_kind
         self.grid_spacing_um = grid_spacing_um
         self.scribble_fraction = scribble_fraction
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        """``predict_slides``, or by default the generated validation slides."""
+        if self.predict_slides:
+            return super().predict_dataloader()
+        from histoseg.datasets import SlidePathDataset, collate_paths
+
+        paths = [r.slide for r in self.records() if r.split == "val"]
+        return DataLoader(SlidePathDataset(paths), batch_size=1, collate_fn=collate_paths, num_workers=0)
 
     def dataset_dir(self) -> Path:
         """Folder of the generated slides for these generator settings."""

@@ -467,3 +467,21 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
+
+
+class SlidePathDataset(Dataset[str]):
+    """The slides of a prediction run: item ``i`` is the path of slide ``i`` (as a string)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+def collate_paths(batch: list[str]) -> list[str]:
+    """Keep a batch of slide paths as a list."""
+    return list(batch)

@@ -175,6 +175,10 @@ class BaseTask(L.LightningModule):
         """One test batch."""
         self._step(batch, "test")
 
+    def predict_step(self, batch: Any, batch_idx: int) -> Any:
+        """Prediction batches are slide paths; :class:`histoseg.writers.SlideWriter` does the work."""
+        return batch
+
     def _log_metrics(self, stage: str) -> None:
         metric = getattr(self, f"{stage}_confusion")
         confusion = metric.compute()

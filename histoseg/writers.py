@@ -1,0 +1,97 @@
+"""Slide inference inside Lightning's predict loop (one GPU, many GPUs, many nodes).
+
+``histoseg predict --config CFG --ckpt_path CKPT`` runs Lightning's predict loop over the
+datamodule's *prediction slides* (``data.predict_slides`` or slide-table rows with
+``split=predict``). Each batch is one slide path; :class:`SlideWriter` (a
+``BasePredictionWriter`` in ``trainer.callbacks``) turns it into the same outputs as
+``histoseg quantify`` (:class:`histoseg.cohort.Cohort`): label map, GeoJSON, overlay and a
+result file. Under DDP, Lightning's predict sampler gives every rank its own slides (none twice),
+and rank 0 writes the merged cohort report after all ranks are done.
+
+Example (configs):
+    trainer:
+      callbacks:
+        - class_path: histoseg.writers.SlideWriter
+          init_args: {out: results/}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from histoseg.errors import ConfigError
+
+
+class SlideWriter(BasePredictionWriter):
+    """Writes label maps, GeoJSON, overlays and the cohort report from Lightning's predict loop.
+
+    Args:
+        out: Output folder.
+        tile_size: Inference tile side in pixels (null: the model's default).
+        overlap: Tile overlap fraction (Gaussian blending).
+        blend: ``auto`` (crop for patch classifiers, Gaussian for U-Nets), ``gaussian`` or ``crop``.
+        tile_batch_size: Tiles per forward pass.
+        mpp: Level-0 mpp override for slides without one.
+        method: Patch classifiers: dense prediction method.
+    """
+
+    def __init__(
+        self,
+        out: str = "predictions",
+        tile_size: int | None = None,
+        overlap: float = 0.5,
+        blend: Literal["auto", "gaussian", "crop"] = "auto",
+        tile_batch_size: int = 4,
+        mpp: float | None = None,
+        method: Literal["atrous", "shift_and_stitch", "upsample"] = "atrous",
+    ) -> None:
+        super().__init__(write_interval="batch")
+        if not 0 <= overlap < 1:
+            raise ConfigError(f"SlideWriter.overlap={overlap} must be in [0, 1)")
+        self.out = out
+        self.tile_size = tile_size
+        self.overlap = overlap
+        self.blend = blend
+        self.tile_batch_size = tile_batch_size
+        self.mpp = mpp
+        self.method = method
+        self.cohort: Any = None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Build the cohort run from the prediction slides and the model being predicted with."""
+        from histoseg.checkpoint import make_predictor
+        from histoseg.cohort import Cohort
+        from histoseg.io_utils import sha256_file
+
+        dataloader = trainer.predict_dataloaders
+        dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset
+        sha = sha256_file(trainer.ckpt_path) if trainer.ckpt_path else ""
+        predictor = make_predictor(
+            pl_module.network, pl_module.histoseg_block(), checkpoint_sha256=sha,  # type: ignore[operator]
+            method=self.method, tile_size=self.tile_size,
+        )
+        blend = self.blend
+        if blend == "auto":
+            blend = "crop" if predictor.metadata.get("task") == "patch_classification" else "gaussian"
+        self.cohort = Cohort(
+            predictor, list(dataset.paths), self.out, mpp=self.mpp, tile_size=self.tile_size, overlap=self.overlap,
+            blend=blend, batch_size=self.tile_batch_size, device=str(pl_module.device),
+        )
+        self._index = {str(p): i for i, p in enumerate(self.cohort.paths)}
+
+    def write_on_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Any,
+        batch: Any, batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        """Quantify the slides of this batch (one path per item)."""
+        for path in prediction:
+            self.cohort.process(self._index[str(path)])
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After every rank is done, rank 0 writes the merged report."""
+        trainer.strategy.barrier("histoseg-slide-writer")
+        if trainer.is_global_zero:
+            self.status = self.cohort.write_report(world_size=1, wait_timeout=0.0)
