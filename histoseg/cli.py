@@ -20,12 +20,24 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from histoseg import __version__
 from histoseg.errors import HistosegError
 
 COMMANDS = ("fit", "validate", "test", "predict", "quantify", "synthesize")
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Logs to whatever ``sys.stderr`` is at the time (stays valid when stderr is swapped)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -251,7 +263,7 @@ def main(args: Sequence[str] | None = None) -> None:
     command = argv[0]
     if command not in COMMANDS:
         _fail(f"unknown command {command!r}; use one of {', '.join(COMMANDS)} (histoseg --help)")
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger = logging.getLogger("histoseg")
     if not logger.handlers:

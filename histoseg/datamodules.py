@@ -83,6 +83,9 @@ class SlideDataModule(L.LightningDataModule):
         seed: Seed of the patch draws.
         predict_slides: ``predict``: slides to run (file, folder or glob); null = the slide-table
             rows with ``split=predict``. Outputs are written by :class:`histoseg.writers.SlideWriter`.
+        scribble_colours: Colour-coded scribble images (kind=scribbles rows with a PNG/TIFF of the
+            slide's level-0 size): ``{class name: [r, g, b]}``; white, black and transparent pixels
+            are unlabelled.
     """
 
     def __init__(
@@ -109,10 +112,12 @@ class SlideDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         predict_slides: str | None = None,
+        scribble_colours: dict[str, list[int]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.predict_slides = predict_slides
+        self.scribble_colours = scribble_colours
         self.slides = slides
         self.classes = list(classes)
         self.value_map = value_map
@@ -190,6 +195,7 @@ class SlideDataModule(L.LightningDataModule):
                     brush_um=self.brush_um,
                     point_radius_um=self.point_radius_um,
                     margin_px=self.patch_size,
+                    scribble_colours=getattr(self, "scribble_colours", None),
                 )
                 for r in rows
             ]

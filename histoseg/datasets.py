@@ -169,6 +169,7 @@ def prepare_labelled_slide(
     brush_um: float = 2.0,
     point_radius_um: float = 0.0,
     margin_px: int = 0,
+    scribble_colours: Mapping[str, Sequence[int] | str] | None = None,
 ) -> LabelledSlide:
     """Open a slide and put its labels on the training grid at ``mpp``.
 
@@ -181,6 +182,7 @@ def prepare_labelled_slide(
         brush_um: Scribbles: stroke width in microns.
         point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
         margin_px: Points: training pixels kept around the points' bounding box.
+        scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
 
     Raises:
         HistosegError: unreadable slide or labels (see the loaders).
@@ -227,6 +229,13 @@ def prepare_labelled_slide(
             shifted = type(points)(x=points.x - x0, y=points.y - y0, label=points.label)
             grid = rasterize_points(shifted, shape, scale, radius_px=round(point_radius_um / mpp))
             origin = (x0, y0)
+        elif record.kind == "scribbles" and record.labels.suffix.lower() in (".png", ".tif", ".tiff", ".bmp"):
+            from histoseg.scribbles import read_scribble_image
+
+            level0 = read_scribble_image(record.labels, scribble_colours or {}, classes, shape=(height, width))
+            shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
+            grid = _resample_sparse(level0, scale, shape)
+            origin = (0.0, 0.0)
         elif record.kind == "scribbles":
             from histoseg.scribbles import read_scribbles_geojson
 
@@ -252,6 +261,23 @@ def prepare_labelled_slide(
             labels=grid,
             kind=record.kind,
         )
+
+
+def _resample_sparse(level0: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """Sparse level-0 labels onto a coarser grid.
+
+    A training pixel takes a labelled value from its footprint (the last in raster order, so thin
+    strokes survive downsampling), 255 when its footprint holds none.
+    """
+    if scale <= 1.0:
+        return resample_labels(level0, (0, 0), scale, (0, 0), shape)
+    out = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+    rows, cols = np.nonzero(level0 != IGNORE_INDEX)
+    r = np.minimum((rows / scale).astype(np.int64), shape[0] - 1)
+    c = np.minimum((cols / scale).astype(np.int64), shape[1] - 1)
+    values = level0[rows, cols]
+    out[r, c] = values
+    return out
 
 
 class _SlideReader:
