@@ -63,7 +63,7 @@ def test_flash_fit_writes_checkpoint_and_loss_falls(tmp_path):
     result = run(
         "fit", "--config", "configs/flash.yaml", *TINY_UNET,
         "--trainer.max_epochs", "4", "--trainer.limit_val_batches", "1",
-        "--data.init_args.patches_per_epoch", "48", "--data.init_args.batch_size", "8",
+        "--data.init_args.patches_per_epoch", "32", "--data.init_args.batch_size", "8",
         "--model.init_args.lr", "0.01", "--model.init_args.scheduler", "none",
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
         "--trainer.default_root_dir", str(tmp_path),
@@ -91,40 +91,3 @@ def test_bad_config_is_one_line_error(case, tmp_path):
     if "flash" in " ".join(args) and not FLASH.exists():
         pytest.skip("../shared/data/flash-mouse-pas absent")
     assert_user_error(run("fit", *args, "--trainer.default_root_dir", str(tmp_path)), *needles)
-
-
-def _table(tmp_path, rows, header="slide,labels,split,mpp"):
-    path = tmp_path / "slides.csv"
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-    return path
-
-
-def test_bad_slide_inputs(tmp_path):
-    from conftest import make_labelled_slide
-    from PIL import Image
-    import numpy as np
-
-    slide, labels, mask = make_labelled_slide(tmp_path, "a", seed=0)
-    common = ["--config", "configs/flash.yaml", *TINY_UNET, "--data.init_args.value_map", "null",
-              "--data.init_args.white_value_map", "null", "--trainer.max_epochs", "1",
-              "--trainer.default_root_dir", str(tmp_path)]
-    # missing slide file
-    t = _table(tmp_path, ["missing.tif,a.png,train,", "a.tif,a.png,val,"])
-    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "missing.tif", "not found")
-    # label mask of the wrong size
-    Image.fromarray(mask[:100, :100]).save(tmp_path / "small.png")
-    Image.fromarray(np.pad(mask, 5)).save(tmp_path / "big.png")
-    t = _table(tmp_path, ["a.tif,big.png,train,"])
-    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "big.png", "label mask is")
-    # label values missing from the value map
-    wrong = mask.copy()
-    wrong[0, 0] = 9
-    Image.fromarray(wrong).save(tmp_path / "wrong.png")
-    t = _table(tmp_path, ["a.tif,wrong.png,train,"])
-    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "wrong.png", "[9]", "value map")
-    # a slide with no mpp and no override
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "nompp.png")
-    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "nompp-labels.png")
-    t = _table(tmp_path, ["nompp.png,nompp-labels.png,train,"])
-    assert_user_error(run("fit", *common, "--data.init_args.slides", str(t)), "nompp.png", "--mpp")
-    assert not list(tmp_path.rglob("*.ckpt"))
