@@ -139,7 +139,12 @@ def make_predictor(
     network.eval()
     classes = list(block["classes"])
     patch = int(block["patch_size"])
-    metadata = {"task": block["task"], "network": block["network"], "histoseg_version_trained": block.get("version")}
+    metadata = {
+        "task": block["task"],
+        "network": block["network"],
+        "histoseg_version_trained": block.get("version"),
+        "seed": block.get("seed"),
+    }
     if block["task"] == "segmentation":
         multiple = 2 ** int(block["network"].get("encoder_depth", 5))
         size = tile_size or max(512, patch)

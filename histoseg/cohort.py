@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -97,6 +98,34 @@ def slide_stems(paths: Sequence[Path]) -> list[str]:
         f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}" if counts[s] > 1 else s
         for s, p in zip(stems, paths, strict=True)
     ]
+
+
+_TEMPORARY = re.compile(r"\.tmp-(\d+)|\.(\d+)-\d+\.raw$")
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete temporary files left in ``out`` by killed runs (their process is gone).
+
+    Temporary names carry the writer's process id (``.name.tmp-<pid>.ext``, ``*.<pid>-<tid>.raw``);
+    files of processes still alive (another rank) are kept.
+    """
+    removed = []
+    for path in out.iterdir():
+        match = _TEMPORARY.search(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match.group(1) or match.group(2))
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _slide_identity(path: Path) -> dict[str, Any]:
@@ -291,6 +320,7 @@ class Cohort:
         if not self.paths:
             raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
         self.stems = slide_stems(self.paths)
+        remove_stale_temporaries(self.out_dir)
         self.options = {"mpp": mpp, "tile_size": tile_size, "overlap": overlap, "blend": blend,
                         "batch_size": batch_size, "device": device}
         self.settings = {
@@ -337,6 +367,7 @@ class Cohort:
             "settings": {k: v for k, v in self.settings.items() if k != "classes"},
             "classes": self.settings["classes"],
             "checkpoint_sha256": self.predictor.checkpoint_sha256,
+            "training_seed": self.predictor.metadata.get("seed"),
             "world_size": world_size,
         }
         write_report_json(out_dir / "report.json", results, extra)
@@ -425,6 +456,7 @@ def _quantify_one(
         "path": str(path),
         "stem": stem,
         "checkpoint_sha256": predictor.checkpoint_sha256,
+        "training_seed": predictor.metadata.get("seed"),
         "histoseg_version": __version__,
         "key": key,
     }

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import math
 import os
@@ -61,6 +60,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "mpp_source",
     "label_mpp",
     "checkpoint_sha256",
+    "training_seed",
     "histoseg_version",
     "status",
     "error",
@@ -120,6 +120,7 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "mpp_source": result.get("mpp_source", ""),
             "label_mpp": result.get("label_mpp", math.nan),
             "checkpoint_sha256": result.get("checkpoint_sha256", ""),
+            "training_seed": result.get("training_seed", ""),
             "histoseg_version": result.get("histoseg_version", __version__),
             "status": result.get("status", "ok"),
             "error": result.get("error", ""),
@@ -165,6 +166,21 @@ def write_report_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, A
     return final
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that determine the numbers."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "histoseg": __version__}
+    for name in ("torch", "lightning", "segmentation-models-pytorch", "timm", "monai", "numpy", "scipy",
+                 "tifffile", "openslide-python", "openslide-bin"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def write_report_json(
     path: str | os.PathLike[str],
     results: Sequence[Mapping[str, Any]],
@@ -172,11 +188,15 @@ def write_report_json(
 ) -> Path:
     """Write the cohort report as JSON (definitions, per-slide results, flat rows), atomically.
 
-    NaN values are written as ``null``.
+    NaN values are written as ``null``. The report holds no timestamps or timings, so the same
+    slides, checkpoint and settings give a byte-identical report (also after an interrupted run);
+    per-slide timings stay in the ``.<stem>.result.json`` files.
     """
+    volatile = ("seconds",)
+    results = [{k: v for k, v in r.items() if k not in volatile} for r in results]
     document = {
         "histoseg_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
         "interstitial_fraction_definition": INTERSTITIAL_FRACTION_DEFINITION,
         "definitions": DEFINITIONS,
         **(dict(extra) if extra else {}),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -227,6 +228,7 @@ class BaseTask(L.LightningModule):
             "mpp": float(self.mpp),
             "patch_size": int(self.patch_size),
             "network": self.network_config(),
+            "seed": int(os.environ["PL_GLOBAL_SEED"]) if os.environ.get("PL_GLOBAL_SEED") else None,
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
