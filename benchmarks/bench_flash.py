@@ -42,6 +42,7 @@ WHITE_MAP = {0: "other"}
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 SCORED = ["interstitium", "tubules", "glomeruli", "other"]
 SLIDE_MPP = 0.34  # estimated upstream (see ../shared/data/README.md)
+GRID_SPACING_UM = 10.0  # grid points for --task grid (about 17 x 17 points per tile)
 
 
 def reference(name: str) -> np.ndarray:
@@ -65,7 +66,15 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
     for i, name in enumerate(NAMES):
         image = FLASH / "images" / f"{name}_01.png"
         split = "val" if name == held_out else "train"
-        if labels == "scribbles" and split == "train":
+        if labels == "points" and split == "train":
+            from histoseg.points import PointSet, grid_points_from_mask, write_points_csv
+
+            points = grid_points_from_mask(reference(name), spacing_px=GRID_SPACING_UM / SLIDE_MPP)
+            points = PointSet(x=points.x + 62, y=points.y + 62, label=points.label)
+            path = folder / f"{name}.points.csv"
+            write_points_csv(points, path, CLASSES)
+            rows.append([image, path, "points", split, SLIDE_MPP, "", ""])
+        elif labels == "scribbles" and split == "train":
             mask = reference(name)
             strokes = simulate_scribbles(mask, fraction=fraction, brush_px=max(1, round(brush_um / SLIDE_MPP)), seed=i)
             path = folder / f"{name}.scribbles.geojson"
@@ -94,7 +103,8 @@ def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
     with Slide(FLASH / "images" / f"{name}_01.png", mpp=SLIDE_MPP) as slide:
         w, h = slide.size_at_mpp(mpp)
         image = slide.read_at_mpp(0, 0, w, h, mpp)
-    pad_h, pad_w = (-h) % 32, (-w) % 32
+    multiple = getattr(model, "size_multiple", 32)
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
     with torch.inference_mode():
@@ -119,18 +129,26 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
     from histoseg.datamodules import SlideDataModule
     from histoseg.tasks import SegmentationTask
 
-    table = write_table(folder, held_out, args.labels, args.scribble_fraction, args.brush_um)
+    grid = args.task == "grid"
+    table = write_table(folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um)
     dm = SlideDataModule(
         slides=str(table), classes=CLASSES, value_map=VALUE_MAP, white_value_map=WHITE_MAP, mpp=args.mpp,
         patch_size=args.patch_size, batch_size=args.batch_size, patches_per_epoch=args.steps * args.batch_size,
         val_patches=1, class_balanced=True, border_w0=args.border_w0, border_sigma_um=args.border_sigma_um,
-        class_weighting=args.class_weighting, brush_um=args.brush_um, num_workers=0, seed=0,
+        class_weighting=args.class_weighting, brush_um=args.brush_um, num_workers=0, seed=0, centered=grid,
     )
-    task = SegmentationTask(
-        classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, encoder=args.encoder, encoder_weights=args.encoder_weights,
-        decoder_channels=[128, 64, 32, 24, 16], lr=args.lr, channels_last=True, loss=args.loss,
-        regularizer=args.regularizer, regularizer_weight=args.regularizer_weight,
-    )
+    if grid:
+        from histoseg.tasks import PatchClassificationTask
+
+        task: L.LightningModule = PatchClassificationTask(
+            classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, lr=args.lr, scheduler="cosine"
+        )
+    else:
+        task = SegmentationTask(
+            classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, encoder=args.encoder,
+            encoder_weights=args.encoder_weights, decoder_channels=[128, 64, 32, 24, 16], lr=args.lr, channels_last=True,
+            loss=args.loss, regularizer=args.regularizer, regularizer_weight=args.regularizer_weight,
+        )
     trainer = L.Trainer(
         max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
@@ -138,7 +156,13 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
     wall, cpu = time.perf_counter(), time.process_time()
     L.seed_everything(0, verbose=False)
     trainer.fit(task, dm)
-    return task.network.eval(), time.perf_counter() - wall, time.process_time() - cpu
+    network = task.network.eval()
+    if grid:
+        from histoseg.fcn import DensePredictor
+
+        network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
+        network.size_multiple = 1  # type: ignore[assignment]
+    return network, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--border-w0", type=float, default=0.0)
     parser.add_argument("--border-sigma-um", type=float, default=2.5)
     parser.add_argument("--class-weighting", default="none", choices=["none", "inverse_frequency", "sqrt_inverse_frequency"])
+    parser.add_argument("--task", default="unet", choices=["unet", "grid"],
+                        help="unet: U-Net on dense/scribble labels; grid: patch classifier on grid points, dense by a trous")
     parser.add_argument("--labels", default="dense", choices=["dense", "scribbles"])
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
@@ -169,12 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     n = len(CLASSES)
     total = np.zeros((n, n), dtype=np.int64)
     per_tile = []
+    point_hits = [0, 0]
     start = time.perf_counter()
     for held_out in args.folds.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             model, wall, cpu = train_fold(args, held_out, Path(tmp))
         ref = reference(held_out)
         pred = predict_tile(model, held_out, args.mpp)
+        if args.task == "grid":
+            from histoseg.points import grid_points_from_mask
+
+            pts = grid_points_from_mask(ref, spacing_px=GRID_SPACING_UM / SLIDE_MPP)
+            r, c = pts.y.astype(int), pts.x.astype(int)
+            point_hits[0] += int((pred[r, c] == pts.label).sum())
+            point_hits[1] += len(pts)
         total += confusion(ref, pred, n)
         ref_if, pred_if = interstitial_fraction(ref), interstitial_fraction(np.where(ref == 255, 255, pred))
         per_tile.append({"tile": held_out, "train_wall_s": wall, "train_cpu_s": cpu, "ref_interstitial_fraction": ref_if,
@@ -187,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     dice = {c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
             for i, c in enumerate(CLASSES)}
     pixels = args.steps * args.batch_size * args.patch_size**2
-    print(f"\nFLASH leave-one-tile-out, labels={args.labels}"
+    print(f"\nFLASH leave-one-tile-out, task={args.task}, labels={'grid points' if args.task == 'grid' else args.labels}"
           + (f" (simulated scribbles, {100 * args.scribble_fraction:g} % of labelled pixels)" if args.labels == "scribbles" else "")
           + f", encoder={args.encoder} weights={args.encoder_weights}, loss={args.loss}, border_w0={args.border_w0}")
     print(f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
           f"= {pixels / 1e6:.1f} MP; mean train wall time {np.mean([t['train_wall_s'] for t in per_tile]):.1f} s")
     print("pooled Dice: " + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
           + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}")
+    if args.task == "grid":
+        print(f"grid-point accuracy on held-out tiles ({GRID_SPACING_UM:g} um grid): "
+              f"{point_hits[0] / max(point_hits[1], 1):.3f} ({point_hits[1]} points)")
     errors = [abs(t["error_pp"]) for t in per_tile]
     print(f"interstitial fraction |error|: mean {np.mean(errors):.1f} pp, max {np.max(errors):.1f} pp")
     print(f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
