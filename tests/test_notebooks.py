@@ -35,11 +35,15 @@ def _kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             return KERNEL
     kernels = tmp_path / "jupyter" / "kernels" / "histoseg-test"
     kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "histoseg test kernel",
-        "language": "python",
-    }))
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "histoseg test kernel",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     return "histoseg-test"
 
@@ -53,7 +57,10 @@ def _run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     kernel = _kernel_name(tmp_path, monkeypatch)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(
-        nb, timeout=CELL_TIMEOUT_S, kernel_name=kernel, allow_errors=False,
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name=kernel,
+        allow_errors=False,
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     client.execute()  # raises CellExecutionError naming the failing cell
