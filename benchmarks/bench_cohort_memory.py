@@ -19,7 +19,9 @@ import psutil
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", default=None, help="histoseg checkpoint (default: a tiny random U-Net)")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--size", type=int, default=1536, help="slide side in pixels at 0.5 um/px")
@@ -38,12 +40,22 @@ def main() -> int:
         from histoseg.models import build_segmentation_model
 
         torch.manual_seed(0)
-        net = build_segmentation_model(5, encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8)).eval()
-        predictor = Predictor(model=net, classes=["background", "interstitium", "tubules", "glomeruli", "other"],
-                              mpp=1.0, tile_size=256, margin=32, size_multiple=8)
+        net = build_segmentation_model(
+            5, encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8)
+        ).eval()
+        predictor = Predictor(
+            model=net,
+            classes=["background", "interstitium", "tubules", "glomeruli", "other"],
+            mpp=1.0,
+            tile_size=256,
+            margin=32,
+            size_multiple=8,
+        )
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
-        slides = generate_dataset(Path(tmp) / "slides", n_slides=args.n, seed=0, width=args.size, height=args.size)
+        slides = generate_dataset(
+            Path(tmp) / "slides", n_slides=args.n, seed=0, width=args.size, height=args.size
+        )
         cohort = Cohort(predictor, [s.image_path for s in slides], Path(tmp) / "out")
         rss = []
         for index in range(len(cohort.paths)):
@@ -52,8 +64,10 @@ def main() -> int:
             rss.append(process.memory_info().rss / 2**20)
             print(f"after slide {index + 1:2d}: RSS {rss[-1]:7.1f} MB", flush=True)
         cohort.write_report()
-    print(f"RSS after slide 1: {rss[0]:.1f} MB; after slide {len(rss)}: {rss[-1]:.1f} MB; "
-          f"ratio {rss[-1] / rss[0]:.3f} (target <= 1.1)")
+    print(
+        f"RSS after slide 1: {rss[0]:.1f} MB; after slide {len(rss)}: {rss[-1]:.1f} MB; "
+        f"ratio {rss[-1] / rss[0]:.3f} (target <= 1.1)"
+    )
     return 0
 
 

@@ -30,14 +30,29 @@ SCORED = ["background", "interstitium", "tubules", "glomeruli", "other"]
 
 def target(args: argparse.Namespace, label_kind: str) -> SyntheticKidneyDataModule:
     return SyntheticKidneyDataModule(
-        n_slides=4, n_val=1, generator_seed=100, stain_hue_shift=25.0, stain_saturation=1.3, fibrosis=0.6,
-        label_kind=label_kind, scribble_fraction=args.fraction, brush_um=args.brush_um, mpp=1.0, patch_size=256,
-        batch_size=8, patches_per_epoch=args.steps * 8, val_patches=48, class_balanced=True, num_workers=0,
+        n_slides=4,
+        n_val=1,
+        generator_seed=100,
+        stain_hue_shift=25.0,
+        stain_saturation=1.3,
+        fibrosis=0.6,
+        label_kind=label_kind,
+        scribble_fraction=args.fraction,
+        brush_um=args.brush_um,
+        mpp=1.0,
+        patch_size=256,
+        batch_size=8,
+        patches_per_epoch=args.steps * 8,
+        val_patches=48,
+        class_balanced=True,
+        num_workers=0,
     )
 
 
 def validate(task: SegmentationTask, dm: SyntheticKidneyDataModule) -> dict[str, float]:
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     metrics = trainer.validate(task, dm, verbose=False)[0]
     return {c: metrics.get(f"val_dice_{c}", float("nan")) for c in SCORED} | {"macro": metrics["val_dice"]}
 
@@ -64,7 +79,9 @@ def interstitial_error(task: SegmentationTask, dm: SyntheticKidneyDataModule) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source", default="runs/kidney/**/last.ckpt")
     parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps (batches of 8 x 256^2)")
     parser.add_argument("--fraction", type=float, default=0.03, help="scribbled fraction of labelled pixels")
@@ -76,8 +93,13 @@ def main() -> int:
 
     source = resolve_checkpoint_path(args.source)
     network = read_checkpoint(source)["histoseg"]["network"]
-    common = dict(encoder=network["encoder"], encoder_depth=network["encoder_depth"],
-                  decoder_channels=network["decoder_channels"], mpp=1.0, patch_size=256)
+    common = dict(
+        encoder=network["encoder"],
+        encoder_depth=network["encoder_depth"],
+        decoder_channels=network["decoder_channels"],
+        mpp=1.0,
+        patch_size=256,
+    )
     dense = target(args, "dense")
     dense.setup("validate")
     scribbles = target(args, "scribbles")
@@ -87,24 +109,42 @@ def main() -> int:
     dense_train.setup("fit")
     total = sum(int((s.labels != 255).sum()) for s in dense_train._labelled["train"])
     print(f"source checkpoint: {source}")
-    print(f"scribbles cover {labelled} of {total} labelled training pixels at 1 um/px ({100 * labelled / total:.2f} %)")
+    print(
+        f"scribbles cover {labelled} of {total} labelled training pixels at 1 um/px ({100 * labelled / total:.2f} %)"
+    )
 
     before_task = SegmentationTask(init_checkpoint=str(source), **common)
     before = validate(before_task, dense)
     before_if = interstitial_error(before_task, dense)
 
-    task = SegmentationTask(init_checkpoint=str(source), regularizer=args.regularizer, regularizer_weight=0.1,
-                            lr=args.lr, channels_last=True, **common)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    task = SegmentationTask(
+        init_checkpoint=str(source),
+        regularizer=args.regularizer,
+        regularizer_weight=0.1,
+        lr=args.lr,
+        channels_last=True,
+        **common,
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     L.seed_everything(0, verbose=False)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(task, scribbles)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     after = validate(task, dense)
     after_if = interstitial_error(task, dense)
-    print(f"fine-tuning: {args.steps} steps x 8 x 256^2 px, regularizer={args.regularizer}: "
-          f"{wall:.0f} s wall, {cpu:.0f} s CPU")
+    print(
+        f"fine-tuning: {args.steps} steps x 8 x 256^2 px, regularizer={args.regularizer}: "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU"
+    )
     print("Dice on the target setting (dense validation slide):")
     for name in [*SCORED, "macro"]:
         print(f"  {name:13s} before {before[name]:.3f}  after {after[name]:.3f}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import resource
 import sys
@@ -37,7 +36,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
 NAMES = ["adenine", "alport", "healthy", "iri", "ntn", "uuo"]
-VALUE_MAP = {0: "interstitium", 1: "tubules", 7: "tubules", 2: "glomeruli", 3: "glomeruli", 4: "other", 5: "other", 6: "other"}
+VALUE_MAP = {
+    0: "interstitium",
+    1: "tubules",
+    7: "tubules",
+    2: "glomeruli",
+    3: "glomeruli",
+    4: "other",
+    5: "other",
+    6: "other",
+}
 WHITE_MAP = {0: "other"}
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 SCORED = ["interstitium", "tubules", "glomeruli", "other"]
@@ -53,8 +61,13 @@ def reference(name: str) -> np.ndarray:
 
     image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
     return load_dense_labels(
-        FLASH / "labels" / f"{name}_01-labels.png", CLASSES, image_size=(640, 640), value_map=VALUE_MAP,
-        offset=(62, 62), white_value_map=WHITE_MAP, image=image,
+        FLASH / "labels" / f"{name}_01-labels.png",
+        CLASSES,
+        image_size=(640, 640),
+        value_map=VALUE_MAP,
+        offset=(62, 62),
+        white_value_map=WHITE_MAP,
+        image=image,
     )
 
 
@@ -76,7 +89,9 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
             rows.append([image, path, "points", split, SLIDE_MPP, "", ""])
         elif labels == "scribbles" and split == "train":
             mask = reference(name)
-            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=max(1, round(brush_um / SLIDE_MPP)), seed=i)
+            strokes = simulate_scribbles(
+                mask, fraction=fraction, brush_px=max(1, round(brush_um / SLIDE_MPP)), seed=i
+            )
             path = folder / f"{name}.scribbles.geojson"
             # strokes are in mask pixels; the mask starts at level-0 (62, 62)
             from histoseg.scribbles import Stroke
@@ -85,7 +100,9 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
             write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
             rows.append([image, path, "scribbles", split, SLIDE_MPP, "", ""])
         else:
-            rows.append([image, FLASH / "labels" / f"{name}_01-labels.png", "dense", split, SLIDE_MPP, 62, 62])
+            rows.append(
+                [image, FLASH / "labels" / f"{name}_01-labels.png", "dense", split, SLIDE_MPP, 62, 62]
+            )
     table = folder / "slides.csv"
     with open(table, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -130,12 +147,27 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
     from histoseg.tasks import SegmentationTask
 
     grid = args.task == "grid"
-    table = write_table(folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um)
+    table = write_table(
+        folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um
+    )
     dm = SlideDataModule(
-        slides=str(table), classes=CLASSES, value_map=VALUE_MAP, white_value_map=WHITE_MAP, mpp=args.mpp,
-        patch_size=args.patch_size, batch_size=args.batch_size, patches_per_epoch=args.steps * args.batch_size,
-        val_patches=1, class_balanced=True, border_w0=args.border_w0, border_sigma_um=args.border_sigma_um,
-        class_weighting=args.class_weighting, brush_um=args.brush_um, num_workers=0, seed=0, centered=grid,
+        slides=str(table),
+        classes=CLASSES,
+        value_map=VALUE_MAP,
+        white_value_map=WHITE_MAP,
+        mpp=args.mpp,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        patches_per_epoch=args.steps * args.batch_size,
+        val_patches=1,
+        class_balanced=True,
+        border_w0=args.border_w0,
+        border_sigma_um=args.border_sigma_um,
+        class_weighting=args.class_weighting,
+        brush_um=args.brush_um,
+        num_workers=0,
+        seed=0,
+        centered=grid,
     )
     if grid:
         from histoseg.tasks import PatchClassificationTask
@@ -145,13 +177,28 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
         )
     else:
         task = SegmentationTask(
-            classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, encoder=args.encoder,
-            encoder_weights=args.encoder_weights, decoder_channels=[128, 64, 32, 24, 16], lr=args.lr, channels_last=True,
-            loss=args.loss, regularizer=args.regularizer, regularizer_weight=args.regularizer_weight,
+            classes=CLASSES,
+            mpp=args.mpp,
+            patch_size=args.patch_size,
+            encoder=args.encoder,
+            encoder_weights=args.encoder_weights,
+            decoder_channels=[128, 64, 32, 24, 16],
+            lr=args.lr,
+            channels_last=True,
+            loss=args.loss,
+            regularizer=args.regularizer,
+            regularizer_weight=args.regularizer_weight,
         )
     trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
     )
     wall, cpu = time.perf_counter(), time.process_time()
     L.seed_everything(0, verbose=False)
@@ -166,7 +213,9 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps per fold (the CPU budget)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch-size", type=int, default=128)
@@ -177,9 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", default="ce", choices=["ce", "ce+dice", "ce+jaccard"])
     parser.add_argument("--border-w0", type=float, default=0.0)
     parser.add_argument("--border-sigma-um", type=float, default=2.5)
-    parser.add_argument("--class-weighting", default="none", choices=["none", "inverse_frequency", "sqrt_inverse_frequency"])
-    parser.add_argument("--task", default="unet", choices=["unet", "grid"],
-                        help="unet: U-Net on dense/scribble labels; grid: patch classifier on grid points, dense by a trous")
+    parser.add_argument(
+        "--class-weighting", default="none", choices=["none", "inverse_frequency", "sqrt_inverse_frequency"]
+    )
+    parser.add_argument(
+        "--task",
+        default="unet",
+        choices=["unet", "grid"],
+        help="unet: U-Net on dense/scribble labels; grid: patch classifier on grid points, dense by a trous",
+    )
     parser.add_argument("--labels", default="dense", choices=["dense", "scribbles"])
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
@@ -211,31 +266,61 @@ def main(argv: list[str] | None = None) -> int:
             point_hits[1] += len(pts)
         total += confusion(ref, pred, n)
         ref_if, pred_if = interstitial_fraction(ref), interstitial_fraction(np.where(ref == 255, 255, pred))
-        per_tile.append({"tile": held_out, "train_wall_s": wall, "train_cpu_s": cpu, "ref_interstitial_fraction": ref_if,
-                         "pred_interstitial_fraction": pred_if, "error_pp": 100 * (pred_if - ref_if)})
-        print(f"fold {held_out:8s} train {wall:6.1f} s wall / {cpu:6.1f} s CPU   interstitial fraction "
-              f"ref {ref_if:.3f} pred {pred_if:.3f} ({100 * (pred_if - ref_if):+.1f} pp)", flush=True)
+        per_tile.append(
+            {
+                "tile": held_out,
+                "train_wall_s": wall,
+                "train_cpu_s": cpu,
+                "ref_interstitial_fraction": ref_if,
+                "pred_interstitial_fraction": pred_if,
+                "error_pp": 100 * (pred_if - ref_if),
+            }
+        )
+        print(
+            f"fold {held_out:8s} train {wall:6.1f} s wall / {cpu:6.1f} s CPU   interstitial fraction "
+            f"ref {ref_if:.3f} pred {pred_if:.3f} ({100 * (pred_if - ref_if):+.1f} pp)",
+            flush=True,
+        )
     tp = np.diag(total).astype(float)
     fp = total.sum(0) - tp
     fn = total.sum(1) - tp
-    dice = {c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
-            for i, c in enumerate(CLASSES)}
+    dice = {
+        c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
+        for i, c in enumerate(CLASSES)
+    }
     pixels = args.steps * args.batch_size * args.patch_size**2
-    print(f"\nFLASH leave-one-tile-out, task={args.task}, labels={'grid points' if args.task == 'grid' else args.labels}"
-          + (f" (simulated scribbles, {100 * args.scribble_fraction:g} % of labelled pixels)" if args.labels == "scribbles" else "")
-          + f", encoder={args.encoder} weights={args.encoder_weights}, loss={args.loss}, border_w0={args.border_w0}")
-    print(f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
-          f"= {pixels / 1e6:.1f} MP; mean train wall time {np.mean([t['train_wall_s'] for t in per_tile]):.1f} s")
-    print("pooled Dice: " + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
-          + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}")
+    print(
+        f"\nFLASH leave-one-tile-out, task={args.task}, labels={'grid points' if args.task == 'grid' else args.labels}"
+        + (
+            f" (simulated scribbles, {100 * args.scribble_fraction:g} % of labelled pixels)"
+            if args.labels == "scribbles"
+            else ""
+        )
+        + f", encoder={args.encoder} weights={args.encoder_weights}, loss={args.loss}, border_w0={args.border_w0}"
+    )
+    print(
+        f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
+        f"= {pixels / 1e6:.1f} MP; mean train wall time {np.mean([t['train_wall_s'] for t in per_tile]):.1f} s"
+    )
+    print(
+        "pooled Dice: "
+        + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
+        + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}"
+    )
     if args.task == "grid":
-        print(f"grid-point accuracy on held-out tiles ({GRID_SPACING_UM:g} um grid): "
-              f"{point_hits[0] / max(point_hits[1], 1):.3f} ({point_hits[1]} points)")
+        print(
+            f"grid-point accuracy on held-out tiles ({GRID_SPACING_UM:g} um grid): "
+            f"{point_hits[0] / max(point_hits[1], 1):.3f} ({point_hits[1]} points)"
+        )
     errors = [abs(t["error_pp"]) for t in per_tile]
     print(f"interstitial fraction |error|: mean {np.mean(errors):.1f} pp, max {np.max(errors):.1f} pp")
-    print(f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "dice": dice, "tiles": per_tile}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "dice": dice, "tiles": per_tile}, indent=2)
+        )
     return 0
 
 

@@ -22,7 +22,9 @@ from histoseg.models import build_segmentation_model
 SETTINGS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 
 
-def measure(encoder: str, decoder: list[int], bf16: bool, channels_last: bool, train: bool, args: argparse.Namespace) -> float:
+def measure(
+    encoder: str, decoder: list[int], bf16: bool, channels_last: bool, train: bool, args: argparse.Namespace
+) -> float:
     torch.manual_seed(0)
     net = build_segmentation_model(5, encoder=encoder, decoder_channels=decoder)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -48,20 +50,30 @@ def measure(encoder: str, decoder: list[int], bf16: bool, channels_last: bool, t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=4)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} x {args.patch}^2")
-    for encoder, decoder in (("tu-tf_efficientnet_lite0", [128, 64, 32, 24, 16]), ("resnet34", [256, 128, 64, 32, 16])):
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} x {args.patch}^2"
+    )
+    for encoder, decoder in (
+        ("tu-tf_efficientnet_lite0", [128, 64, 32, 24, 16]),
+        ("resnet34", [256, 128, 64, 32, 16]),
+    ):
         for train in (True, False):
             base = None
             for precision, cl in SETTINGS:
                 mps = measure(encoder, decoder, precision == "bf16", cl, train, args)
                 base = base or mps
-                print(f"{encoder:26s} {'train' if train else 'infer':5s} {precision} {'channels_last' if cl else 'NCHW':13s} "
-                      f"{mps:6.3f} MP/s  x{mps / base:4.2f} vs fp32/NCHW", flush=True)
+                print(
+                    f"{encoder:26s} {'train' if train else 'infer':5s} {precision} {'channels_last' if cl else 'NCHW':13s} "
+                    f"{mps:6.3f} MP/s  x{mps / base:4.2f} vs fp32/NCHW",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

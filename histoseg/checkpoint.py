@@ -1,4 +1,4 @@
-"""Reading histoseg checkpoints safely and turning them into :class:`~histoseg.predictor.Predictor`\\ s.
+r"""Reading histoseg checkpoints safely and turning them into :class:`~histoseg.predictor.Predictor`\\ s.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is executed, so a
 checkpoint from an untrusted source cannot run anything. A histoseg checkpoint is a Lightning
@@ -77,7 +77,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     block = checkpoint[CHECKPOINT_KEY]
     for key in ("task", "classes", "mpp", "patch_size", "network"):
         if key not in block:
-            raise CheckpointError(f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool")
+            raise CheckpointError(
+                f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool"
+            )
     return checkpoint
 
 
@@ -114,12 +116,16 @@ def load_predictor(
     checkpoint = read_checkpoint(path)
     block = checkpoint[CHECKPOINT_KEY]
     network = build_network(block)
-    state = {k[len("network."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
+    state = {k[len("network.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})") from None
-    return make_predictor(network, block, checkpoint_sha256=sha256_file(path), method=method, tile_size=tile_size)
+        raise CheckpointError(
+            f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    return make_predictor(
+        network, block, checkpoint_sha256=sha256_file(path), method=method, tile_size=tile_size
+    )
 
 
 def make_predictor(

@@ -128,7 +128,9 @@ def _lightning_cli(args: list[str] | None) -> None:
                 resolved = resolve_checkpoint_path(path)
             block = read_checkpoint(resolved)["histoseg"]
             model = self.model
-            if block["task"] != getattr(model, "task_name", None) or list(block["classes"]) != list(model.classes):
+            if block["task"] != getattr(model, "task_name", None) or list(block["classes"]) != list(
+                model.classes
+            ):
                 raise CheckpointError(
                     f"{resolved}: a {block['task']} checkpoint for classes {block['classes']} does not fit this "
                     f"{getattr(model, 'task_name', '?')} model for classes {list(model.classes)}; use the config it was "
@@ -183,21 +185,33 @@ def _quantify(argv: list[str]) -> int:
         description="Predict label maps for slides and write GeoJSON, overlays and the cohort area report.",
     )
     parser.add_argument("--ckpt_path", required=True, help="histoseg checkpoint (.ckpt from 'histoseg fit')")
-    parser.add_argument("--slides", required=True, help="slide file, folder, or glob (quote it: 'slides/*.svs')")
+    parser.add_argument(
+        "--slides", required=True, help="slide file, folder, or glob (quote it: 'slides/*.svs')"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
     parser.add_argument("--tile_size", type=int, default=None, help="inference tile side in pixels")
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction in [0, 1)")
-    parser.add_argument("--blend", choices=("auto", "gaussian", "crop"), default="auto",
-                        help="how tiles are merged: Gaussian-weighted logits (U-Nets) or centre crops (patch "
-                             "classifiers, exact); auto picks by model")
+    parser.add_argument(
+        "--blend",
+        choices=("auto", "gaussian", "crop"),
+        default="auto",
+        help="how tiles are merged: Gaussian-weighted logits (U-Nets) or centre crops (patch "
+        "classifiers, exact); auto picks by model",
+    )
     parser.add_argument("--batch_size", type=int, default=4, help="tiles per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--method", default="atrous", choices=("atrous", "shift_and_stitch", "upsample"),
-                        help="patch classifiers: dense prediction method")
+    parser.add_argument(
+        "--method",
+        default="atrous",
+        choices=("atrous", "shift_and_stitch", "upsample"),
+        help="patch classifiers: dense prediction method",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
-    parser.add_argument("--world_size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
+    parser.add_argument(
+        "--world_size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)"
+    )
     parsed = parser.parse_args(argv)
     if not 0 <= parsed.overlap < 1:
         raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
@@ -304,7 +318,9 @@ def _config_message(exc: BaseException, argv: list[str]) -> str:
     import re
 
     text = " ".join(str(exc).split())
-    match = re.search(r"Option '[^']+' is not accepted|Key \"[^\"]+\" is required|File does not exist: '[^']+'", text)
+    match = re.search(
+        r"Option '[^']+' is not accepted|Key \"[^\"]+\" is required|File does not exist: '[^']+'", text
+    )
     key = re.search(r'Parser key "([^"]+)"', text)
     if match:
         text = (f"{key.group(1)}: " if key else "") + match.group(0)
@@ -316,8 +332,6 @@ def _config_message(exc: BaseException, argv: list[str]) -> str:
     where = f"{config}: " if config else ""
     hint = "; check the option names and values (histoseg fit --help, --print_config)"
     return f"{where}invalid configuration: {text[:300]}{hint}"
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -272,8 +272,15 @@ def run_quantify(
             f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
         )
     cohort = Cohort(
-        predictor, slides, out, mpp=mpp, tile_size=tile_size, overlap=overlap, blend=blend,
-        batch_size=batch_size, device=device,
+        predictor,
+        slides,
+        out,
+        mpp=mpp,
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        device=device,
     )
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
@@ -321,8 +328,14 @@ class Cohort:
             raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
         self.stems = slide_stems(self.paths)
         remove_stale_temporaries(self.out_dir)
-        self.options = {"mpp": mpp, "tile_size": tile_size, "overlap": overlap, "blend": blend,
-                        "batch_size": batch_size, "device": device}
+        self.options = {
+            "mpp": mpp,
+            "tile_size": tile_size,
+            "overlap": overlap,
+            "blend": blend,
+            "batch_size": batch_size,
+            "device": device,
+        }
         self.settings = {
             "checkpoint_sha256": predictor.checkpoint_sha256,
             "classes": list(predictor.classes),
@@ -347,22 +360,35 @@ class Cohort:
             return previous
         callback = display.start_slide(path.name)
         result = _quantify_one(
-            self.predictor, path, stem, self.out_dir, key,
-            mpp=self.options["mpp"], tile_size=self.options["tile_size"], overlap=self.options["overlap"],
-            blend=self.options["blend"], batch_size=self.options["batch_size"], device=self.options["device"],
-            on_progress=callback, display=display,
+            self.predictor,
+            path,
+            stem,
+            self.out_dir,
+            key,
+            mpp=self.options["mpp"],
+            tile_size=self.options["tile_size"],
+            overlap=self.options["overlap"],
+            blend=self.options["blend"],
+            batch_size=self.options["batch_size"],
+            device=self.options["device"],
+            on_progress=callback,
+            display=display,
         )
         display.end_slide()
         return result
 
-    def write_report(self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False) -> int:
+    def write_report(
+        self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False
+    ) -> int:
         """Merge every slide's result file into report.csv/json and cohort.png (rank 0 only).
 
         Returns:
             0 when every slide succeeded, else 1.
         """
         out_dir = self.out_dir
-        results = _gather(self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout)
+        results = _gather(
+            self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout
+        )
         extra = {
             "settings": {k: v for k, v in self.settings.items() if k != "classes"},
             "classes": self.settings["classes"],

@@ -162,7 +162,9 @@ class SlideDataModule(L.LightningDataModule):
     def slide_table(self) -> str:
         """Path of the slide table (subclasses may generate it)."""
         if not self.slides:
-            raise ConfigError("data.slides is not set; give a slide table CSV (see the README's 'Your own slides')")
+            raise ConfigError(
+                "data.slides is not set; give a slide table CSV (see the README's 'Your own slides')"
+            )
         return self.slides
 
     def records(self) -> list[SlideRecord]:
@@ -173,18 +175,24 @@ class SlideDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Load the labels of the splits ``stage`` needs, on the training grid."""
         self._check()
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}.get(stage or "fit", ("train", "val"))
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}.get(
+            stage or "fit", ("train", "val")
+        )
         records = self.records()
         for split in needed:
             if split in self._labelled:
                 continue
             rows = [r for r in records if r.split == split]
             if split == "train" and not rows:
-                raise ConfigError(f"{self.slide_table()}: no slide with split 'train'; mark at least one row split=train")
+                raise ConfigError(
+                    f"{self.slide_table()}: no slide with split 'train'; mark at least one row split=train"
+                )
             if split == "val" and not rows:
                 log.warning("%s: no validation slides (split=val); validation is skipped", self.slide_table())
             if split == "test" and not rows:
-                raise ConfigError(f"{self.slide_table()}: no slide with split 'test'; mark rows split=test to run test")
+                raise ConfigError(
+                    f"{self.slide_table()}: no slide with split 'test'; mark rows split=test to run test"
+                )
             self._labelled[split] = [
                 prepare_labelled_slide(
                     r,
@@ -223,7 +231,9 @@ class SlideDataModule(L.LightningDataModule):
         return PatchOptions(
             patch_size=self.patch_size,
             mpp=self.mpp,
-            object_classes=tuple(self.classes.index(c) for c in self.border_object_classes if c in self.classes),
+            object_classes=tuple(
+                self.classes.index(c) for c in self.border_object_classes if c in self.classes
+            ),
             border_w0=self.border_w0,
             border_sigma_px=self.border_sigma_um / self.mpp,
             class_weights=self.class_weights,
@@ -254,9 +264,17 @@ class SlideDataModule(L.LightningDataModule):
     def _grid_loader(self, split: str) -> DataLoader[Any]:
         slides = self._labelled.get(split, [])
         if self.centered:
-            dataset: Any = RandomPatchDataset(
-                slides, self.patch_options(), num_classes=len(self.classes), centered=True, seed=self.seed + 1
-            ) if slides else []
+            dataset: Any = (
+                RandomPatchDataset(
+                    slides,
+                    self.patch_options(),
+                    num_classes=len(self.classes),
+                    centered=True,
+                    seed=self.seed + 1,
+                )
+                if slides
+                else []
+            )
             return self._loader(dataset, sampler=range(self.val_patches) if slides else None)
         return self._loader(GridPatchDataset(slides, self.patch_options(), max_patches=self.val_patches))
 
@@ -283,7 +301,9 @@ class SlideDataModule(L.LightningDataModule):
                 )
         return DataLoader(SlidePathDataset(paths), batch_size=1, collate_fn=collate_paths, num_workers=0)
 
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
         """uint8 -> float [0, 1]; augment training batches on the device."""
         if not isinstance(batch, dict):  # prediction: a list of slide paths
             return batch
@@ -437,7 +457,13 @@ class SyntheticKidneyDataModule(SlideDataModule):
             stain=StainParams(hue_shift=self.stain_hue_shift, saturation=self.stain_saturation),
             tissue=TissueParams(fibrosis=self.fibrosis),
         )
-        table = root / f"table-{self.label_kind}.csv"
+        # every option that changes the table is in its name, so a changed option never reuses a stale table
+        tag = f"{self.label_kind}-val{self.n_val}"
+        if self.label_kind == "points":
+            tag += f"-grid{self.grid_spacing_um:g}um"
+        elif self.label_kind == "scribbles":
+            tag += f"-frac{self.scribble_fraction:g}-brush{self.brush_um:g}um"
+        table = root / f"table-{tag}.csv"
         if not table.exists():
             table = self._write_table(root, slides, table)
         return str(table)
@@ -458,18 +484,24 @@ class SyntheticKidneyDataModule(SlideDataModule):
                 if self.label_kind == "points":
                     from histoseg.points import grid_points_from_mask, write_points_csv
 
-                    points = grid_points_from_mask(mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,))
+                    points = grid_points_from_mask(
+                        mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,)
+                    )
                     labels = root / f"{Path(item.image_path).stem}.points.csv"
                     write_points_csv(points, labels, self.classes)
                 else:
                     from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
 
                     brush = max(1, round(self.brush_um / item.mpp))
-                    strokes = simulate_scribbles(mask, fraction=self.scribble_fraction, brush_px=brush, seed=i)
+                    strokes = simulate_scribbles(
+                        mask, fraction=self.scribble_fraction, brush_px=brush, seed=i
+                    )
                     labels = root / f"{Path(item.image_path).stem}.scribbles.geojson"
                     write_scribbles_geojson(strokes, labels, self.classes, brush_px=brush)
                 kind = self.label_kind
-            rows.append({"slide": Path(item.image_path).name, "labels": labels.name, "kind": kind, "split": split})
+            rows.append(
+                {"slide": Path(item.image_path).name, "labels": labels.name, "kind": kind, "split": split}
+            )
         with atomic_path(table) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["slide", "labels", "kind", "split"])
             writer.writeheader()

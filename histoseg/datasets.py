@@ -89,7 +89,9 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "slide" not in reader.fieldnames:
-            raise ConfigError(f"{path}: slide table needs a header with a 'slide' column (and optionally labels, kind, split, mpp)")
+            raise ConfigError(
+                f"{path}: slide table needs a header with a 'slide' column (and optionally labels, kind, split, mpp)"
+            )
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
             slide = (row.get("slide") or "").strip()
@@ -107,7 +109,9 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
             records.append(
                 SlideRecord(
                     slide=(base / slide).resolve() if not os.path.isabs(slide) else Path(slide),
-                    labels=((base / labels).resolve() if not os.path.isabs(labels) else Path(labels)) if labels else None,
+                    labels=((base / labels).resolve() if not os.path.isabs(labels) else Path(labels))
+                    if labels
+                    else None,
                     kind=kind,  # type: ignore[arg-type]
                     split=split,
                     mpp=_float_or_none(row.get("mpp"), where),
@@ -144,7 +148,9 @@ class LabelledSlide:
 
     def counts(self, num_classes: int) -> np.ndarray:
         """Labelled pixel count per class, (num_classes,) int64."""
-        return np.bincount(self.labels[self.labels != IGNORE_INDEX].ravel(), minlength=num_classes)[:num_classes]
+        return np.bincount(self.labels[self.labels != IGNORE_INDEX].ravel(), minlength=num_classes)[
+            :num_classes
+        ]
 
     def index_positions(self, max_per_class: int = 200_000, seed: int = 0) -> None:
         """Store (a random subset of) the flat positions of each class's labelled pixels."""
@@ -188,7 +194,9 @@ def prepare_labelled_slide(
         HistosegError: unreadable slide or labels (see the loaders).
     """
     if record.labels is None or record.kind == "none":
-        raise LabelError(f"{record.slide}: no labels for a {record.split} slide; add a labels file to the slide table")
+        raise LabelError(
+            f"{record.slide}: no labels for a {record.split} slide; add a labels file to the slide table"
+        )
     with Slide(record.slide, mpp=record.mpp) as slide:
         scale = mpp / slide.mpp
         width, height = slide.dimensions
@@ -212,7 +220,10 @@ def prepare_labelled_slide(
                 white_value_map=white_value_map if image is not None else None,
                 image=image,
             )
-            out_shape = (max(1, math.floor(level0.shape[0] / scale)), max(1, math.floor(level0.shape[1] / scale)))
+            out_shape = (
+                max(1, math.floor(level0.shape[0] / scale)),
+                max(1, math.floor(level0.shape[1] / scale)),
+            )
             grid = resample_labels(level0, (ox, oy), scale, (ox, oy), out_shape)
             origin: tuple[float, float] = (float(ox), float(oy))
         elif record.kind == "points":
@@ -232,7 +243,9 @@ def prepare_labelled_slide(
         elif record.kind == "scribbles" and record.labels.suffix.lower() in (".png", ".tif", ".tiff", ".bmp"):
             from histoseg.scribbles import read_scribble_image
 
-            level0 = read_scribble_image(record.labels, scribble_colours or {}, classes, shape=(height, width))
+            level0 = read_scribble_image(
+                record.labels, scribble_colours or {}, classes, shape=(height, width)
+            )
             shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
             grid = _resample_sparse(level0, scale, shape)
             origin = (0.0, 0.0)
@@ -241,7 +254,12 @@ def prepare_labelled_slide(
 
             shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
             grid, _warnings = read_scribbles_geojson(
-                record.labels, classes, shape=shape, scale=scale, brush_px=brush_um / mpp, slide_size=(width, height)
+                record.labels,
+                classes,
+                shape=shape,
+                scale=scale,
+                brush_px=brush_um / mpp,
+                slide_size=(width, height),
             )
             for message in _warnings:
                 import logging
@@ -251,7 +269,9 @@ def prepare_labelled_slide(
         else:  # pragma: no cover - guarded by read_slide_table
             raise LabelError(f"{record.labels}: unknown label kind {record.kind!r}")
         if not (grid != IGNORE_INDEX).any():
-            raise LabelError(f"{record.labels}: no labelled pixel at mpp {mpp}; check the labels and value map")
+            raise LabelError(
+                f"{record.labels}: no labelled pixel at mpp {mpp}; check the labels and value map"
+            )
         return LabelledSlide(
             path=record.slide,
             slide_mpp=slide.mpp,
@@ -347,7 +367,10 @@ class _PatchCutter:
             margin = int(math.ceil(3 * opts.border_sigma_px)) + 2
             window = self._mask_window(item, row - margin, col - margin, size + 2 * margin)
             weight = border_weight_map(
-                window, opts.object_classes, w0=opts.border_w0, sigma=opts.border_sigma_px,
+                window,
+                opts.object_classes,
+                w0=opts.border_w0,
+                sigma=opts.border_sigma_px,
                 class_weights=opts.class_weights or {c: 1.0 for c in range(255)},
             )[margin:-margin, margin:-margin]
             mask = window[margin:-margin, margin:-margin]
@@ -406,7 +429,9 @@ class RandomPatchDataset(Dataset[Sample]):
                     counts[i, cls] = pos.size
         self._counts = counts
         if counts.sum() == 0:
-            raise LabelError("training labels hold no labelled pixel of any class; check the labels and value map")
+            raise LabelError(
+                "training labels hold no labelled pixel of any class; check the labels and value map"
+            )
         self._present = np.flatnonzero(counts.sum(axis=0) > 0)
 
     def __len__(self) -> int:
@@ -444,7 +469,9 @@ class GridPatchDataset(Dataset[Sample]):
     spaced subset is kept, so the set is deterministic.
     """
 
-    def __init__(self, slides: Sequence[LabelledSlide], options: PatchOptions, max_patches: int | None = None) -> None:
+    def __init__(
+        self, slides: Sequence[LabelledSlide], options: PatchOptions, max_patches: int | None = None
+    ) -> None:
         self.cutter = _PatchCutter(slides, options)
         size = options.patch_size
         locations: list[tuple[int, int, int]] = []

@@ -1,4 +1,4 @@
-"""Small file-system helpers shared by every writer.
+r"""Small file-system helpers shared by every writer.
 
 Every output is written under a temporary name in its destination folder and
 renamed into place only when complete, so a killed run never leaves a truncated

@@ -63,7 +63,9 @@ def read_mask_file(path: str | os.PathLike[str]) -> np.ndarray:
     except LabelError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise LabelError(f"{path}: cannot read label mask ({str(exc)[:120]}); re-export it as PNG or TIFF") from None
+        raise LabelError(
+            f"{path}: cannot read label mask ({str(exc)[:120]}); re-export it as PNG or TIFF"
+        ) from None
     data = np.asarray(data)
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -101,7 +103,9 @@ def resolve_value_map(
         else:
             index = int(target)
             if not (0 <= index < len(classes) or index == IGNORE_INDEX):
-                raise LabelError(f"{source}: class index {index} for value {value} is out of range 0..{len(classes) - 1}")
+                raise LabelError(
+                    f"{source}: class index {index} for value {value} is out of range 0..{len(classes) - 1}"
+                )
             resolved[int(value)] = index
     return resolved
 
@@ -179,7 +183,9 @@ def load_dense_labels(
         from histoseg.tissue import white_pixels
 
         white = white_pixels(image)
-        targets = resolve_value_map({int(k): v for k, v in white_value_map.items()}, classes, source="white_value_map")
+        targets = resolve_value_map(
+            {int(k): v for k, v in white_value_map.items()}, classes, source="white_value_map"
+        )
         for value, cls in targets.items():
             if value == IGNORE_INDEX:
                 continue
@@ -188,7 +194,11 @@ def load_dense_labels(
 
 
 def resample_labels(
-    labels: np.ndarray, origin: tuple[float, float], scale: float, out_origin: tuple[float, float], out_shape: tuple[int, int]
+    labels: np.ndarray,
+    origin: tuple[float, float],
+    scale: float,
+    out_origin: tuple[float, float],
+    out_shape: tuple[int, int],
 ) -> np.ndarray:
     """Nearest-neighbour resampling of a label grid onto another grid.
 

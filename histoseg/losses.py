@@ -46,10 +46,17 @@ from scipy import ndimage
 
 from histoseg import IGNORE_INDEX
 
-__all__ = ["border_weight_map", "class_frequency_weights", "weighted_cross_entropy", "WeightedCrossEntropyLoss"]
+__all__ = [
+    "border_weight_map",
+    "class_frequency_weights",
+    "weighted_cross_entropy",
+    "WeightedCrossEntropyLoss",
+]
 
 
-def class_frequency_weights(counts: Mapping[int, int] | Sequence[int], ignore_index: int = IGNORE_INDEX) -> dict[int, float]:
+def class_frequency_weights(
+    counts: Mapping[int, int] | Sequence[int], ignore_index: int = IGNORE_INDEX
+) -> dict[int, float]:
     """Inverse-frequency class weights with mean 1 over the counted pixels.
 
     Args:
@@ -183,6 +190,8 @@ class WeightedCrossEntropyLoss(torch.nn.Module):
         super().__init__()
         self.ignore_index = ignore_index
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """See :func:`weighted_cross_entropy`."""
         return weighted_cross_entropy(logits, target, weight, self.ignore_index)

@@ -55,7 +55,9 @@ class Normalize(nn.Module):
 class SegmentationNet(nn.Module):
     """``Normalize`` followed by a segmentation network: (N, 3, H, W) in [0, 1] -> logits (N, C, H, W)."""
 
-    def __init__(self, net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(
+        self, net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
@@ -77,7 +79,9 @@ def efficientnet_lite0_weights_file() -> Path | None:
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise ConfigError(f"{path}: encoder weights file not found; set model.encoder_weights to a local file or null")
+        raise ConfigError(
+            f"{path}: encoder weights file not found; set model.encoder_weights to a local file or null"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -86,7 +90,9 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{path}: cannot read encoder weights ({str(exc)[:100]}); give a PyTorch state dict") from None
+        raise ConfigError(
+            f"{path}: cannot read encoder weights ({str(exc)[:100]}); give a PyTorch state dict"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -175,7 +181,9 @@ def build_segmentation_model(
             warnings.simplefilter("ignore")
             net = smp.create_model(arch, **kwargs)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"model.encoder={encoder!r} / model.arch={arch!r}: {str(exc)[:150]}; choose a valid smp encoder") from None
+        raise ConfigError(
+            f"model.encoder={encoder!r} / model.arch={arch!r}: {str(exc)[:150]}; choose a valid smp encoder"
+        ) from None
     if encoder_weights is not None:
         if encoder_weights == "auto":
             path = efficientnet_lite0_weights_file() if encoder == "tu-tf_efficientnet_lite0" else None

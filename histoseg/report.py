@@ -172,8 +172,18 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": platform.python_version(), "histoseg": __version__}
-    for name in ("torch", "lightning", "segmentation-models-pytorch", "timm", "monai", "numpy", "scipy",
-                 "tifffile", "openslide-python", "openslide-bin"):
+    for name in (
+        "torch",
+        "lightning",
+        "segmentation-models-pytorch",
+        "timm",
+        "monai",
+        "numpy",
+        "scipy",
+        "tifffile",
+        "openslide-python",
+        "openslide-bin",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -125,7 +125,9 @@ class _TiffBackend(_Backend):
         for index, level in enumerate(levels):
             axes = level.axes
             if "Y" not in axes or "X" not in axes:
-                raise SlideError(f"{path}: TIFF series has no Y/X image axes; save it as an RGB image or pyramid")
+                raise SlideError(
+                    f"{path}: TIFF series has no Y/X image axes; save it as an RGB image or pyramid"
+                )
             shape = dict(zip(axes, level.shape, strict=True))
             self.level_dimensions.append((int(shape["X"]), int(shape["Y"])))
             self._axes.append(axes)
@@ -297,7 +299,9 @@ class Slide:
         if self.path.stat().st_size == 0:
             raise SlideError(f"{self.path}: empty file (0 bytes); re-export or re-copy the slide")
         if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-            raise SlideError(f"{self.path}: mpp override must be a positive number of microns per pixel, got {mpp}")
+            raise SlideError(
+                f"{self.path}: mpp override must be a positive number of microns per pixel, got {mpp}"
+            )
         backend_cls = _choose_backend(self.path)
         if self.path.suffix.lower() in TIFF_BASED_SUFFIXES:
             _check_tiff_complete(self.path)
@@ -472,5 +476,7 @@ def find_slides(pattern: str | os.PathLike[str]) -> list[Path]:
     else:
         files = [path]
     if not files:
-        raise SlideError(f"{text}: no slide files found; give a slide file, a folder or a glob such as 'slides/*.svs'")
+        raise SlideError(
+            f"{text}: no slide files found; give a slide file, a folder or a glob such as 'slides/*.svs'"
+        )
     return files

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -35,7 +34,6 @@ from histoseg.errors import CheckpointError, ConfigError
 from histoseg.losses import weighted_cross_entropy
 
 log = logging.getLogger(__name__)
-
 
 
 def dice_iou_from_confusion(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +104,9 @@ class BaseTask(L.LightningModule):
         if freeze_encoder:
             encoder = self.encoder_module()
             if encoder is None:
-                raise ConfigError("model.freeze_encoder: this model has no encoder to freeze; set it to false")
+                raise ConfigError(
+                    "model.freeze_encoder: this model has no encoder to freeze; set it to false"
+                )
             for parameter in encoder.parameters():
                 parameter.requires_grad_(False)
         if channels_last:
@@ -158,7 +158,9 @@ class BaseTask(L.LightningModule):
         logits = self(batch["image"])
         loss = self.compute_loss(logits, batch)
         batch_size = batch["image"].shape[0]
-        self.log(f"{stage}_loss", loss, prog_bar=stage != "test", batch_size=batch_size, sync_dist=stage != "train")
+        self.log(
+            f"{stage}_loss", loss, prog_bar=stage != "test", batch_size=batch_size, sync_dist=stage != "train"
+        )
         if stage in ("val", "test"):
             preds, target = self.predictions_and_targets(logits.detach(), batch)
             getattr(self, f"{stage}_confusion").update(preds, target)
@@ -213,8 +215,13 @@ class BaseTask(L.LightningModule):
             return optimizer
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.lr, total_steps=total, pct_start=0.05, anneal_strategy="cos",
-            div_factor=10.0, final_div_factor=100.0,
+            optimizer,
+            max_lr=self.lr,
+            total_steps=total,
+            pct_start=0.05,
+            anneal_strategy="cos",
+            div_factor=10.0,
+            final_div_factor=100.0,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -254,17 +261,27 @@ class BaseTask(L.LightningModule):
                 f"{path}: network {block['network']} differs from this config's {self.network_config()}; "
                 "use the same model settings as the starting checkpoint"
             )
-        state = {k[len("network."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
+        state = {
+            k[len("network.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")
+        }
         if list(block["classes"]) != self.classes:
             log.warning(
-                "init_checkpoint %s has classes %s, this model %s: the head is re-initialised", path, block["classes"], self.classes
+                "init_checkpoint %s has classes %s, this model %s: the head is re-initialised",
+                path,
+                block["classes"],
+                self.classes,
             )
             state = {k: v for k, v in state.items() if not k.startswith(self.head_prefixes())}
             missing, _ = self.network.load_state_dict(state, strict=False)
         else:
             self.network.load_state_dict(state, strict=True)
         if abs(float(block["mpp"]) - self.mpp) > 1e-6 * self.mpp:
-            log.warning("init_checkpoint %s was trained at %g um/px, this run uses %g um/px", path, block["mpp"], self.mpp)
+            log.warning(
+                "init_checkpoint %s was trained at %g um/px, this run uses %g um/px",
+                path,
+                block["mpp"],
+                self.mpp,
+            )
 
 
 class SegmentationTask(BaseTask):
@@ -328,8 +345,15 @@ class SegmentationTask(BaseTask):
         self.regularizer = regularizer
         self.regularizer_weight = regularizer_weight
         super().__init__(
-            classes=classes, mpp=mpp, patch_size=patch_size, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-            channels_last=channels_last, init_checkpoint=init_checkpoint, freeze_encoder=freeze_encoder,
+            classes=classes,
+            mpp=mpp,
+            patch_size=patch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            channels_last=channels_last,
+            init_checkpoint=init_checkpoint,
+            freeze_encoder=freeze_encoder,
         )
         self.save_hyperparameters()
         self.region_loss: nn.Module | None = None
@@ -337,7 +361,11 @@ class SegmentationTask(BaseTask):
             from monai.losses import MaskedDiceLoss
 
             self.region_loss = MaskedDiceLoss(
-                softmax=True, to_onehot_y=False, include_background=True, jaccard=loss == "ce+jaccard", batch=True
+                softmax=True,
+                to_onehot_y=False,
+                include_background=True,
+                jaccard=loss == "ce+jaccard",
+                batch=True,
             )
 
     def check_config(self) -> None:
@@ -364,7 +392,7 @@ class SegmentationTask(BaseTask):
         }
 
     def build_network(self) -> nn.Module:
-        """smp network behind a [0, 1] -> ImageNet normalisation."""
+        """Smp network behind a [0, 1] -> ImageNet normalisation."""
         from histoseg.models import build_segmentation_model
 
         config = self.network_config()
@@ -453,8 +481,15 @@ class PatchClassificationTask(BaseTask):
         self.encoder = encoder
         self.encoder_weights = encoder_weights
         super().__init__(
-            classes=classes, mpp=mpp, patch_size=patch_size, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-            channels_last=channels_last, init_checkpoint=init_checkpoint, freeze_encoder=freeze_encoder,
+            classes=classes,
+            mpp=mpp,
+            patch_size=patch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            channels_last=channels_last,
+            init_checkpoint=init_checkpoint,
+            freeze_encoder=freeze_encoder,
         )
         self.save_hyperparameters()
 

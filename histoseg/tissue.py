@@ -42,7 +42,9 @@ def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sat, vmax
 
 
-def white_pixels(rgb: np.ndarray, sat_max: float = 0.08, val_min: float = 0.78, smooth: int = 5) -> np.ndarray:
+def white_pixels(
+    rgb: np.ndarray, sat_max: float = 0.08, val_min: float = 0.78, smooth: int = 5
+) -> np.ndarray:
     """Pixel rule: which pixels are white (glass, lumen, empty space).
 
     Args:

@@ -70,21 +70,37 @@ class SlideWriter(BasePredictionWriter):
         dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset
         sha = sha256_file(trainer.ckpt_path) if trainer.ckpt_path else ""
         predictor = make_predictor(
-            pl_module.network, pl_module.histoseg_block(), checkpoint_sha256=sha,  # type: ignore[operator]
-            method=self.method, tile_size=self.tile_size,
+            pl_module.network,
+            pl_module.histoseg_block(),
+            checkpoint_sha256=sha,  # type: ignore[operator]
+            method=self.method,
+            tile_size=self.tile_size,
         )
         blend = self.blend
         if blend == "auto":
             blend = "crop" if predictor.metadata.get("task") == "patch_classification" else "gaussian"
         self.cohort = Cohort(
-            predictor, list(dataset.paths), self.out, mpp=self.mpp, tile_size=self.tile_size, overlap=self.overlap,
-            blend=blend, batch_size=self.tile_batch_size, device=str(pl_module.device),
+            predictor,
+            list(dataset.paths),
+            self.out,
+            mpp=self.mpp,
+            tile_size=self.tile_size,
+            overlap=self.overlap,
+            blend=blend,
+            batch_size=self.tile_batch_size,
+            device=str(pl_module.device),
         )
         self._index = {str(p): i for i, p in enumerate(self.cohort.paths)}
 
     def write_on_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Any,
-        batch: Any, batch_idx: int, dataloader_idx: int = 0,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         """Quantify the slides of this batch (one path per item)."""
         for path in prediction:

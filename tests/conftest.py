@@ -38,7 +38,9 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def write_tiff_pyramid(path: Path, image: np.ndarray, mpp: float | None, levels: int = 2, tile: int = 64) -> Path:
+def write_tiff_pyramid(
+    path: Path, image: np.ndarray, mpp: float | None, levels: int = 2, tile: int = 64
+) -> Path:
     """Write a tiled RGB TIFF pyramid (one page per level, 2x steps) with optional mpp tags."""
     import tifffile
 
@@ -47,17 +49,36 @@ def write_tiff_pyramid(path: Path, image: np.ndarray, mpp: float | None, levels:
         for level in range(levels):
             kwargs = {}
             if mpp is not None:
-                kwargs = {"resolution": (1e4 / (mpp * 2**level), 1e4 / (mpp * 2**level)), "resolutionunit": "CENTIMETER"}
-            tif.write(data, tile=(tile, tile), photometric="rgb", compression="deflate", subfiletype=1 if level else 0, **kwargs)
+                kwargs = {
+                    "resolution": (1e4 / (mpp * 2**level), 1e4 / (mpp * 2**level)),
+                    "resolutionunit": "CENTIMETER",
+                }
+            tif.write(
+                data,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="deflate",
+                subfiletype=1 if level else 0,
+                **kwargs,
+            )
             h, w = data.shape[:2]
-            data = data[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3)).astype(np.uint8)
+            data = (
+                data[: h // 2 * 2, : w // 2 * 2]
+                .reshape(h // 2, 2, w // 2, 2, 3)
+                .mean(axis=(1, 3))
+                .astype(np.uint8)
+            )
     return path
 
 
-CLASS_COLOURS = np.array([[245, 245, 245], [230, 150, 190], [180, 60, 140], [120, 30, 110], [90, 90, 200]], np.uint8)
+CLASS_COLOURS = np.array(
+    [[245, 245, 245], [230, 150, 190], [180, 60, 140], [120, 30, 110], [90, 90, 200]], np.uint8
+)
 
 
-def make_labelled_slide(folder: Path, name: str, seed: int, size: tuple[int, int] = (320, 256), mpp: float = 0.5):
+def make_labelled_slide(
+    folder: Path, name: str, seed: int, size: tuple[int, int] = (320, 256), mpp: float = 0.5
+):
     """A tiny slide whose pixels are a known function of its dense label mask (exact alignment tests).
 
     Returns (slide path, label path, labels (H, W) uint8).

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, make_labelled_slide
 from PIL import Image
 
-from conftest import ROOT, make_labelled_slide
 from histoseg.cli import main
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
@@ -75,8 +75,18 @@ def table(folder, *rows, header="slide,labels,kind,split,mpp"):
 
 def fit(capsys, folder, needles, *extra, rows=None):
     slides = table(folder, *rows) if rows else folder / "slides.csv"
-    line = expect_user_error(capsys, needles, "fit", "--config", TINY, "--data.init_args.slides", slides,
-                             "--trainer.default_root_dir", folder / "run", *extra)
+    line = expect_user_error(
+        capsys,
+        needles,
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        slides,
+        "--trainer.default_root_dir",
+        folder / "run",
+        *extra,
+    )
     assert not list(folder.rglob("*.ckpt"))
     return line
 
@@ -93,23 +103,48 @@ def test_malformed_yaml(capsys, tmp_path):
 
 
 def test_unknown_config_key(capsys, good):
-    fit(capsys, good[0], ["colour_jitter"], "--data.init_args.colour_jitter", "0.1", rows=["good.tif,good.png,dense,train,"])
+    fit(
+        capsys,
+        good[0],
+        ["colour_jitter"],
+        "--data.init_args.colour_jitter",
+        "0.1",
+        rows=["good.tif,good.png,dense,train,"],
+    )
 
 
 def test_patch_size_not_multiple_of_32(capsys, good):
-    fit(capsys, good[0], ["data.patch_size=100", "use 96 or 128"], "--data.init_args.patch_size", "100",
-        "--model.init_args.encoder_depth", "5", "--model.init_args.decoder_channels", "[16,16,8,8,8]",
-        rows=["good.tif,good.png,dense,train,"])
+    fit(
+        capsys,
+        good[0],
+        ["data.patch_size=100", "use 96 or 128"],
+        "--data.init_args.patch_size",
+        "100",
+        "--model.init_args.encoder_depth",
+        "5",
+        "--model.init_args.decoder_channels",
+        "[16,16,8,8,8]",
+        rows=["good.tif,good.png,dense,train,"],
+    )
 
 
 def test_missing_slide_table(capsys, tmp_path):
-    expect_user_error(capsys, ["missing.csv", "not found"], "fit", "--config", TINY,
-                      "--data.init_args.slides", tmp_path / "missing.csv")
+    expect_user_error(
+        capsys,
+        ["missing.csv", "not found"],
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        tmp_path / "missing.csv",
+    )
 
 
 def test_slide_table_without_slide_column(capsys, good):
     slides = table(good[0], "good.tif,good.png", header="image,labels")
-    expect_user_error(capsys, ["slides.csv", "'slide' column"], "fit", "--config", TINY, "--data.init_args.slides", slides)
+    expect_user_error(
+        capsys, ["slides.csv", "'slide' column"], "fit", "--config", TINY, "--data.init_args.slides", slides
+    )
 
 
 def test_slide_table_bad_split(capsys, good):
@@ -181,8 +216,11 @@ def test_geojson_not_a_feature_collection(capsys, good):
 
 
 def test_geojson_unknown_class_names(capsys, good):
-    feature = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[10, 10], [50, 50]]},
-               "properties": {"classification": {"name": "Medulla"}}}
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [[10, 10], [50, 50]]},
+        "properties": {"classification": {"name": "Medulla"}},
+    }
     (good[0] / "s.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     fit(capsys, good[0], ["s.geojson", "Medulla"], rows=["good.tif,s.geojson,scribbles,train,"])
 
@@ -192,8 +230,14 @@ def test_scribble_image_with_colours_not_in_config(capsys, good):
     image[10:20, 10:100] = (0, 255, 0)
     image[50:60, 10:100] = (12, 34, 56)
     Image.fromarray(image).save(good[0] / "scr.png")
-    fit(capsys, good[0], ["scr.png"], "--data.init_args.scribble_colours", "{tubules: [0, 255, 0]}",
-        rows=["good.tif,scr.png,scribbles,train,"])
+    fit(
+        capsys,
+        good[0],
+        ["scr.png"],
+        "--data.init_args.scribble_colours",
+        "{tubules: [0, 255, 0]}",
+        rows=["good.tif,scr.png,scribbles,train,"],
+    )
 
 
 # ---- validate / predict: checkpoints ----------------------------------------------------------------
@@ -203,8 +247,17 @@ def checkpoint(tmp_path_factory):
     make_labelled_slide(folder, "good", seed=0)
     table(folder, "good.tif,good.png,dense,train,", "good.tif,good.png,dense,val,")
     try:
-        main(["fit", "--config", TINY, "--data.init_args.slides", str(folder / "slides.csv"),
-              "--trainer.default_root_dir", str(folder / "run")])
+        main(
+            [
+                "fit",
+                "--config",
+                TINY,
+                "--data.init_args.slides",
+                str(folder / "slides.csv"),
+                "--trainer.default_root_dir",
+                str(folder / "run"),
+            ]
+        )
     except SystemExit as exc:
         assert exc.code in (0, None)
     return folder, next(folder.rglob("*.ckpt"))
@@ -213,8 +266,17 @@ def checkpoint(tmp_path_factory):
 def test_validate_with_a_file_that_is_not_a_checkpoint(capsys, checkpoint, tmp_path):
     folder, _ = checkpoint
     (tmp_path / "model.ckpt").write_text("not a checkpoint")
-    expect_user_error(capsys, ["model.ckpt", "not a readable histoseg checkpoint"], "validate", "--config", TINY,
-                      "--data.init_args.slides", folder / "slides.csv", "--ckpt_path", tmp_path / "model.ckpt")
+    expect_user_error(
+        capsys,
+        ["model.ckpt", "not a readable histoseg checkpoint"],
+        "validate",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        folder / "slides.csv",
+        "--ckpt_path",
+        tmp_path / "model.ckpt",
+    )
 
 
 def test_checkpoint_from_another_class_set(capsys, checkpoint, tmp_path):
@@ -222,52 +284,130 @@ def test_checkpoint_from_another_class_set(capsys, checkpoint, tmp_path):
     data = torch.load(ckpt, weights_only=True)
     data["histoseg"]["classes"] = ["background", "cortex", "medulla", "glomeruli", "other"]
     torch.save(data, tmp_path / "other.ckpt")
-    expect_user_error(capsys, ["other.ckpt", "does not fit"], "validate", "--config", TINY,
-                      "--data.init_args.slides", folder / "slides.csv", "--ckpt_path", tmp_path / "other.ckpt")
+    expect_user_error(
+        capsys,
+        ["other.ckpt", "does not fit"],
+        "validate",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        folder / "slides.csv",
+        "--ckpt_path",
+        tmp_path / "other.ckpt",
+    )
 
 
 def test_resume_last_without_checkpoint(capsys, checkpoint, tmp_path):
     folder, _ = checkpoint
-    expect_user_error(capsys, ["no last.ckpt"], "fit", "--config", TINY, "--data.init_args.slides",
-                      folder / "slides.csv", "--ckpt_path", "last", "--trainer.default_root_dir", tmp_path)
+    expect_user_error(
+        capsys,
+        ["no last.ckpt"],
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        folder / "slides.csv",
+        "--ckpt_path",
+        "last",
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
 
 
 def test_predict_without_writer(capsys, checkpoint, tmp_path):
     folder, ckpt = checkpoint
-    expect_user_error(capsys, ["SlideWriter"], "predict", "--config", TINY, "--data.init_args.slides",
-                      folder / "slides.csv", "--ckpt_path", ckpt, "--trainer.default_root_dir", tmp_path)
+    expect_user_error(
+        capsys,
+        ["SlideWriter"],
+        "predict",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        folder / "slides.csv",
+        "--ckpt_path",
+        ckpt,
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
 
 
 # ---- quantify ----------------------------------------------------------------------------------------
 def test_quantify_missing_checkpoint(capsys, good):
-    expect_user_error(capsys, ["none.ckpt", "not found"], "quantify", "--ckpt_path", good[0] / "none.ckpt",
-                      "--slides", good[1], "--out", good[0] / "out")
+    expect_user_error(
+        capsys,
+        ["none.ckpt", "not found"],
+        "quantify",
+        "--ckpt_path",
+        good[0] / "none.ckpt",
+        "--slides",
+        good[1],
+        "--out",
+        good[0] / "out",
+    )
     assert not (good[0] / "out").exists()
 
 
 def test_quantify_checkpoint_not_from_histoseg(capsys, good):
     torch.save({"state_dict": {}, "epoch": 3}, good[0] / "foreign.ckpt")
-    expect_user_error(capsys, ["foreign.ckpt", "not a histoseg checkpoint"], "quantify", "--ckpt_path",
-                      good[0] / "foreign.ckpt", "--slides", good[1], "--out", good[0] / "out")
+    expect_user_error(
+        capsys,
+        ["foreign.ckpt", "not a histoseg checkpoint"],
+        "quantify",
+        "--ckpt_path",
+        good[0] / "foreign.ckpt",
+        "--slides",
+        good[1],
+        "--out",
+        good[0] / "out",
+    )
 
 
 def test_quantify_output_folder_not_writable(capsys, checkpoint, good):
     _, ckpt = checkpoint
     (good[0] / "afile").write_text("x")
-    expect_user_error(capsys, ["afile", "folder"], "quantify", "--ckpt_path", ckpt, "--slides", good[1],
-                      "--out", good[0] / "afile" / "out")
+    expect_user_error(
+        capsys,
+        ["afile", "folder"],
+        "quantify",
+        "--ckpt_path",
+        ckpt,
+        "--slides",
+        good[1],
+        "--out",
+        good[0] / "afile" / "out",
+    )
 
 
 def test_quantify_glob_matching_nothing(capsys, checkpoint, good):
     _, ckpt = checkpoint
-    expect_user_error(capsys, ["*.ndpi", "no slide files"], "quantify", "--ckpt_path", ckpt, "--slides",
-                      good[0] / "*.ndpi", "--out", good[0] / "out")
+    expect_user_error(
+        capsys,
+        ["*.ndpi", "no slide files"],
+        "quantify",
+        "--ckpt_path",
+        ckpt,
+        "--slides",
+        good[0] / "*.ndpi",
+        "--out",
+        good[0] / "out",
+    )
 
 
 def test_quantify_bad_overlap(capsys, checkpoint, good):
     _, ckpt = checkpoint
-    expect_user_error(capsys, ["--overlap"], "quantify", "--ckpt_path", ckpt, "--slides", good[1],
-                      "--out", good[0] / "out", "--overlap", "1.5")
+    expect_user_error(
+        capsys,
+        ["--overlap"],
+        "quantify",
+        "--ckpt_path",
+        ckpt,
+        "--slides",
+        good[1],
+        "--out",
+        good[0] / "out",
+        "--overlap",
+        "1.5",
+    )
 
 
 def test_quantify_cohort_with_bad_files_reports_them_and_exits_1(capsys, checkpoint, tmp_path):
@@ -281,14 +421,30 @@ def test_quantify_cohort_with_bad_files_reports_them_and_exits_1(capsys, checkpo
     (slides / "readme.txt").write_text("not a slide")
     (slides / "zero.svs").write_bytes(b"")
     out = tmp_path / "out"
-    status, lines, err = run(capsys, "quantify", "--ckpt_path", ckpt, "--slides", slides, "--out", out, "--no_progress")
+    status, lines, err = run(
+        capsys, "quantify", "--ckpt_path", ckpt, "--slides", slides, "--out", out, "--no_progress"
+    )
     assert status == 1 and "Traceback" not in err
-    assert len(lines) == 3 and all(any(n in ln for n in ("broken.tif", "readme.txt", "zero.svs")) for ln in lines)
+    assert len(lines) == 3 and all(
+        any(n in ln for n in ("broken.tif", "readme.txt", "zero.svs")) for ln in lines
+    )
     report = json.loads((out / "report.json").read_text())
     status_by_slide = {s["slide"]: s["status"] for s in report["slides"]}
-    assert status_by_slide == {"broken.tif": "failed", "fine.tif": "ok", "readme.txt": "failed", "zero.svs": "failed"}
+    assert status_by_slide == {
+        "broken.tif": "failed",
+        "fine.tif": "ok",
+        "readme.txt": "failed",
+        "zero.svs": "failed",
+    }
     leftovers = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert leftovers == ["cohort.png", "fine.geojson", "fine.labels.tif", "fine.overlay.png", "report.csv", "report.json"]
+    assert leftovers == [
+        "cohort.png",
+        "fine.geojson",
+        "fine.labels.tif",
+        "fine.overlay.png",
+        "report.csv",
+        "report.json",
+    ]
 
 
 def test_quantify_slide_names_cannot_escape_output_folder(capsys, checkpoint, tmp_path):
@@ -300,7 +456,9 @@ def test_quantify_slide_names_cannot_escape_output_folder(capsys, checkpoint, tm
         labels.unlink()
     out = tmp_path / "deep" / "out"
     before = {p for p in tmp_path.rglob("*")}
-    status, _, err = run(capsys, "quantify", "--ckpt_path", ckpt, "--slides", slides, "--out", out, "--no_progress")
+    status, _, err = run(
+        capsys, "quantify", "--ckpt_path", ckpt, "--slides", slides, "--out", out, "--no_progress"
+    )
     assert status == 0, err[-2000:]
     created = {p for p in tmp_path.rglob("*") if p.is_file()} - before
     assert created and all(p.parent == out for p in created)

@@ -5,15 +5,20 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FLASH, ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 # Tiny network overrides so that end-to-end runs take seconds.
 TINY_UNET = [
-    "--model.init_args.encoder", "resnet18", "--model.init_args.encoder_weights", "null",
-    "--model.init_args.encoder_depth", "3", "--model.init_args.decoder_channels", "[16, 8, 8]",
+    "--model.init_args.encoder",
+    "resnet18",
+    "--model.init_args.encoder_weights",
+    "null",
+    "--model.init_args.encoder_depth",
+    "3",
+    "--model.init_args.decoder_channels",
+    "[16, 8, 8]",
 ]
 
 
@@ -61,12 +66,28 @@ def test_flash_fit_writes_checkpoint_and_loss_falls(tmp_path):
     if not FLASH.exists():
         pytest.skip("../shared/data/flash-mouse-pas absent")
     result = run(
-        "fit", "--config", "configs/flash.yaml", *TINY_UNET,
-        "--trainer.max_epochs", "4", "--trainer.limit_val_batches", "1",
-        "--data.init_args.patches_per_epoch", "32", "--data.init_args.batch_size", "8",
-        "--model.init_args.lr", "0.01", "--model.init_args.scheduler", "none",
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
-        "--trainer.default_root_dir", str(tmp_path),
+        "fit",
+        "--config",
+        "configs/flash.yaml",
+        *TINY_UNET,
+        "--trainer.max_epochs",
+        "4",
+        "--trainer.limit_val_batches",
+        "1",
+        "--data.init_args.patches_per_epoch",
+        "32",
+        "--data.init_args.batch_size",
+        "8",
+        "--model.init_args.lr",
+        "0.01",
+        "--model.init_args.scheduler",
+        "none",
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path),
+        "--trainer.default_root_dir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt"))
@@ -80,8 +101,14 @@ def test_flash_fit_writes_checkpoint_and_loss_falls(tmp_path):
 BAD_CASES = {
     "missing config": (["--config", "configs/does-not-exist.yaml"], ["does-not-exist.yaml"]),
     "unknown key": (["--config", "configs/flash.yaml", "--data.init_args.bogus", "1"], ["bogus"]),
-    "patch size": (["--config", "configs/flash.yaml", "--data.init_args.patch_size", "100"], ["data.patch_size=100", "multiple of 32"]),
-    "missing slide table": (["--config", "configs/flash.yaml", "--data.init_args.slides", "nope.csv"], ["nope.csv", "not found"]),
+    "patch size": (
+        ["--config", "configs/flash.yaml", "--data.init_args.patch_size", "100"],
+        ["data.patch_size=100", "multiple of 32"],
+    ),
+    "missing slide table": (
+        ["--config", "configs/flash.yaml", "--data.init_args.slides", "nope.csv"],
+        ["nope.csv", "not found"],
+    ),
 }
 
 

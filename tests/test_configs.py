@@ -4,17 +4,29 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FLASH, ROOT
+
 from histoseg.cli import main
 
 SMALL_SYNTHETIC = [
-    "--data.init_args.n_slides", "2", "--data.init_args.slide_width", "1024", "--data.init_args.slide_height", "768",
-    "--data.init_args.num_workers", "0",
+    "--data.init_args.n_slides",
+    "2",
+    "--data.init_args.slide_width",
+    "1024",
+    "--data.init_args.slide_height",
+    "768",
+    "--data.init_args.num_workers",
+    "0",
 ]
 TINY_UNET = [
-    "--model.init_args.encoder", "resnet18", "--model.init_args.encoder_weights", "null",
-    "--model.init_args.encoder_depth", "3", "--model.init_args.decoder_channels", "[16, 8, 8]",
+    "--model.init_args.encoder",
+    "resnet18",
+    "--model.init_args.encoder_weights",
+    "null",
+    "--model.init_args.encoder_depth",
+    "3",
+    "--model.init_args.decoder_channels",
+    "[16, 8, 8]",
 ]
 
 
@@ -27,29 +39,76 @@ def cli(*args: str) -> int:
 
 
 def fast(tmp_path):
-    return ["--trainer.fast_dev_run", "2", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
+    return [
+        "--trainer.fast_dev_run",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger",
+        "false",
+    ]
 
 
 def test_kidney_config_fast_dev_run(tmp_path):
-    assert cli("fit", "--config", str(ROOT / "configs/kidney.yaml"), *SMALL_SYNTHETIC, *TINY_UNET, *fast(tmp_path)) == 0
+    assert (
+        cli(
+            "fit",
+            "--config",
+            str(ROOT / "configs/kidney.yaml"),
+            *SMALL_SYNTHETIC,
+            *TINY_UNET,
+            *fast(tmp_path),
+        )
+        == 0
+    )
 
 
 def test_kidney_grid_config_fast_dev_run(tmp_path):
-    args = ["--config", str(ROOT / "configs/kidney_grid.yaml"), *SMALL_SYNTHETIC, "--model.init_args.widths", "[8, 16]",
-            "--model.init_args.dense", "[16]", "--data.init_args.batch_size", "8"]
+    args = [
+        "--config",
+        str(ROOT / "configs/kidney_grid.yaml"),
+        *SMALL_SYNTHETIC,
+        "--model.init_args.widths",
+        "[8, 16]",
+        "--model.init_args.dense",
+        "[16]",
+        "--data.init_args.batch_size",
+        "8",
+    ]
     assert cli("fit", *args, *fast(tmp_path)) == 0
 
 
 def test_kidney_scribbles_config_fine_tunes_from_a_checkpoint(tmp_path):
     start = tmp_path / "start"
-    assert cli(
-        "fit", "--config", str(ROOT / "configs/kidney.yaml"), *SMALL_SYNTHETIC, *TINY_UNET,
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-        "--trainer.default_root_dir", str(start), "--trainer.logger", "false",
-    ) == 0
+    assert (
+        cli(
+            "fit",
+            "--config",
+            str(ROOT / "configs/kidney.yaml"),
+            *SMALL_SYNTHETIC,
+            *TINY_UNET,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(start),
+            "--trainer.logger",
+            "false",
+        )
+        == 0
+    )
     ckpt = next(start.rglob("last.ckpt"))
-    args = ["--config", str(ROOT / "configs/kidney_scribbles.yaml"), *SMALL_SYNTHETIC, *TINY_UNET,
-            "--model.init_args.init_checkpoint", str(start / "**" / "last.ckpt")]
+    args = [
+        "--config",
+        str(ROOT / "configs/kidney_scribbles.yaml"),
+        *SMALL_SYNTHETIC,
+        *TINY_UNET,
+        "--model.init_args.init_checkpoint",
+        str(start / "**" / "last.ckpt"),
+    ]
     assert cli("fit", *args, *fast(tmp_path / "ft")) == 0
     # a checkpoint of another architecture cannot start this model: one-line error, exit 2
     other = ["--model.init_args.decoder_channels", "[32, 8, 8]"]
@@ -67,10 +126,28 @@ def test_flash_config_fast_dev_run(tmp_path, monkeypatch):
 def test_must_show_kidney_fit_writes_checkpoint_under_root_dir(tmp_path):
     """The exact command of issue #2 with the default network (pretrained encoder when installed)."""
     result = subprocess.run(
-        [sys.executable, "-m", "histoseg", "fit", "--config", "configs/kidney.yaml", "--trainer.max_epochs", "1",
-         "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1",
-         "--trainer.default_root_dir", str(tmp_path), "--data.init_args.num_workers", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "histoseg",
+            "fit",
+            "--config",
+            "configs/kidney.yaml",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "4",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--data.init_args.num_workers",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.rglob("*.ckpt"))

@@ -3,10 +3,17 @@ import csv
 import numpy as np
 import pytest
 import torch
-
 from conftest import CLASS_COLOURS, make_labelled_slide
+
 from histoseg import KIDNEY_CLASSES
-from histoseg.datasets import EpochSampler, GridPatchDataset, PatchOptions, RandomPatchDataset, prepare_labelled_slide, read_slide_table
+from histoseg.datasets import (
+    EpochSampler,
+    GridPatchDataset,
+    PatchOptions,
+    RandomPatchDataset,
+    prepare_labelled_slide,
+    read_slide_table,
+)
 from histoseg.errors import ConfigError
 
 
@@ -48,8 +55,12 @@ def test_read_slide_table(table, tmp_path):
 @pytest.mark.parametrize("mpp, patch", [(0.5, 32), (1.0, 32)])
 def test_patches_align_image_and_mask(table, mpp, patch):
     path, truth = table
-    slides = [prepare_labelled_slide(r, KIDNEY_CLASSES, mpp) for r in read_slide_table(path) if r.split == "train"]
-    dataset = RandomPatchDataset(slides, PatchOptions(patch_size=patch, mpp=mpp), num_classes=5, class_balanced=True)
+    slides = [
+        prepare_labelled_slide(r, KIDNEY_CLASSES, mpp) for r in read_slide_table(path) if r.split == "train"
+    ]
+    dataset = RandomPatchDataset(
+        slides, PatchOptions(patch_size=patch, mpp=mpp), num_classes=5, class_balanced=True
+    )
     agree = []
     for index in range(20):
         sample = dataset[index]
@@ -64,9 +75,15 @@ def test_patches_align_image_and_mask(table, mpp, patch):
 
 def test_random_dataset_is_deterministic_and_class_balanced(table):
     path, _ = table
-    slides = [prepare_labelled_slide(r, KIDNEY_CLASSES, 0.5) for r in read_slide_table(path) if r.split == "train"]
-    a = RandomPatchDataset(slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3)
-    b = RandomPatchDataset(slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3)
+    slides = [
+        prepare_labelled_slide(r, KIDNEY_CLASSES, 0.5) for r in read_slide_table(path) if r.split == "train"
+    ]
+    a = RandomPatchDataset(
+        slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3
+    )
+    b = RandomPatchDataset(
+        slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3
+    )
     assert all(torch.equal(a[i]["image"], b[i]["image"]) for i in range(5))
     centres = [int(a[i]["mask"][16, 16]) for i in range(400)]
     counts = np.bincount(centres, minlength=5)

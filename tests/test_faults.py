@@ -9,15 +9,20 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, make_labelled_slide
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 
 
 def histoseg(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "histoseg", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "histoseg", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def wait_for(predicate, process, timeout=300.0):
@@ -36,9 +41,24 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fit")
     make_labelled_slide(folder, "a", seed=0)
     (folder / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\na.tif,a.png,val\n")
-    run = subprocess.run([sys.executable, "-m", "histoseg", "fit", "--config", TINY, "--data.init_args.slides",
-                          str(folder / "slides.csv"), "--trainer.default_root_dir", str(folder / "run")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "histoseg",
+            "fit",
+            "--config",
+            TINY,
+            "--data.init_args.slides",
+            str(folder / "slides.csv"),
+            "--trainer.default_root_dir",
+            str(folder / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return folder, next((folder / "run").rglob("*.ckpt"))
 
@@ -51,8 +71,13 @@ def test_killed_quantify_rerun_gives_byte_identical_reports(trained, tmp_path):
         make_labelled_slide(slides, f"s{i}", seed=10 + i, size=(640, 512))
         (slides / f"s{i}.png").unlink()
     common = ["quantify", "--ckpt_path", ckpt, "--slides", slides, "--tile_size", "128", "--no_progress"]
-    reference = subprocess.run([sys.executable, "-m", "histoseg", *map(str, common), "--out", str(tmp_path / "a")],
-                               cwd=ROOT, capture_output=True, text=True, timeout=600)
+    reference = subprocess.run(
+        [sys.executable, "-m", "histoseg", *map(str, common), "--out", str(tmp_path / "a")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     out = tmp_path / "b"
@@ -61,9 +86,18 @@ def test_killed_quantify_rerun_gives_byte_identical_reports(trained, tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "report.csv").exists()  # nothing that looks complete
-    assert not [p for p in out.iterdir() if p.name.endswith(".labels.tif") and not (out / f".{p.name[:-11]}.result.json").exists()]
-    rerun = subprocess.run([sys.executable, "-m", "histoseg", *map(str, common), "--out", str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert not [
+        p
+        for p in out.iterdir()
+        if p.name.endswith(".labels.tif") and not (out / f".{p.name[:-11]}.result.json").exists()
+    ]
+    rerun = subprocess.run(
+        [sys.executable, "-m", "histoseg", *map(str, common), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     for name in ("report.csv", "report.json"):
         assert (out / name).read_bytes() == (tmp_path / "a" / name).read_bytes(), name
@@ -75,9 +109,24 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
     make_labelled_slide(tmp_path, "a", seed=0)
     (tmp_path / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\na.tif,a.png,val\n")
     root = tmp_path / "run"
-    args = ["fit", "--config", TINY, "--data.init_args.slides", tmp_path / "slides.csv", "--trainer.default_root_dir", root,
-            "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "40", "--data.init_args.patches_per_epoch", "80",
-            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last", "true"]
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        tmp_path / "slides.csv",
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.limit_train_batches",
+        "40",
+        "--data.init_args.patches_per_epoch",
+        "80",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.save_last",
+        "true",
+    ]
     process = histoseg(*args)
     assert wait_for(lambda: any(root.rglob("last.ckpt")), process), "no checkpoint after the first epoch"
     time.sleep(1.0)  # well inside the second epoch
@@ -85,8 +134,13 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
     process.wait()
     first = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
     assert first["epoch"] < 2
-    resumed = subprocess.run([sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
     final = torch.load(max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), weights_only=True)

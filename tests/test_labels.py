@@ -4,9 +4,24 @@ from PIL import Image
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import LabelError
-from histoseg.labels import apply_value_map, load_dense_labels, read_mask_file, resample_labels, resolve_value_map
+from histoseg.labels import (
+    apply_value_map,
+    load_dense_labels,
+    read_mask_file,
+    resample_labels,
+    resolve_value_map,
+)
 
-FLASH_VALUE_MAP = {0: "interstitium", 1: "tubules", 7: "tubules", 2: "glomeruli", 3: "glomeruli", 4: "other", 5: "other", 6: "other"}
+FLASH_VALUE_MAP = {
+    0: "interstitium",
+    1: "tubules",
+    7: "tubules",
+    2: "glomeruli",
+    3: "glomeruli",
+    4: "other",
+    5: "other",
+    6: "other",
+}
 
 
 def test_resolve_and_apply_value_map():
@@ -22,7 +37,9 @@ def test_resolve_and_apply_value_map():
 
 def test_wrong_size_mask(tmp_path):
     Image.fromarray(np.zeros((50, 60), np.uint8)).save(tmp_path / "m.png")
-    with pytest.raises(LabelError, match=r"m\.png: label mask is 60 x 50 px at offset \(0, 0\) but the slide is 40 x 40"):
+    with pytest.raises(
+        LabelError, match=r"m\.png: label mask is 60 x 50 px at offset \(0, 0\) but the slide is 40 x 40"
+    ):
         load_dense_labels(tmp_path / "m.png", KIDNEY_CLASSES, image_size=(40, 40))
     with pytest.raises(LabelError, match="offset"):
         load_dense_labels(tmp_path / "m.png", KIDNEY_CLASSES, image_size=(60, 50), offset=(1, 0))
@@ -51,8 +68,13 @@ def test_flash_palette_labels_with_value_map_and_offset(flash):
     assert (raw == 1).sum() == manifest["px_tubule"] and (raw == 7).sum() == manifest["px_tubule_border"]
     image = np.asarray(Image.open(flash / "images" / "healthy_01.png").convert("RGB"))[62:578, 62:578]
     labels = load_dense_labels(
-        flash / "labels" / "healthy_01-labels.png", KIDNEY_CLASSES, image_size=(640, 640), value_map=FLASH_VALUE_MAP,
-        offset=(62, 62), white_value_map={0: "other"}, image=image,
+        flash / "labels" / "healthy_01-labels.png",
+        KIDNEY_CLASSES,
+        image_size=(640, 640),
+        value_map=FLASH_VALUE_MAP,
+        offset=(62, 62),
+        white_value_map={0: "other"},
+        image=image,
     )
     counts = np.bincount(labels.ravel(), minlength=5)
     assert counts[2] == 173652 + 18175
@@ -63,4 +85,10 @@ def test_flash_palette_labels_with_value_map_and_offset(flash):
     assert (labels[zero] == 1).sum() > 0 and (labels[zero] == 4).sum() > 0
     assert counts[1] + counts[4] == zero.sum() + 12499 + 3077 + 816
     with pytest.raises(LabelError, match="label mask is 516 x 516 px at offset"):
-        load_dense_labels(flash / "labels" / "healthy_01-labels.png", KIDNEY_CLASSES, image_size=(516, 516), offset=(62, 62), value_map=FLASH_VALUE_MAP)
+        load_dense_labels(
+            flash / "labels" / "healthy_01-labels.png",
+            KIDNEY_CLASSES,
+            image_size=(516, 516),
+            offset=(62, 62),
+            value_map=FLASH_VALUE_MAP,
+        )

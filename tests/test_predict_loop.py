@@ -6,19 +6,35 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
-from histoseg.cli import main
 from test_configs import SMALL_SYNTHETIC, TINY_UNET
+
+from histoseg.cli import main
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
     try:
-        main(["fit", "--config", str(ROOT / "configs/kidney.yaml"), *SMALL_SYNTHETIC, *TINY_UNET,
-              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-              "--trainer.default_root_dir", str(root), "--trainer.logger", "false"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/kidney.yaml"),
+                *SMALL_SYNTHETIC,
+                *TINY_UNET,
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.limit_train_batches",
+                "2",
+                "--trainer.limit_val_batches",
+                "1",
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.logger",
+                "false",
+            ]
+        )
     except SystemExit as exc:
         assert exc.code in (0, None)
     slides = tmp_path_factory.mktemp("slides")
@@ -29,18 +45,47 @@ def trained(tmp_path_factory):
 
 
 def predict_args(ckpt, slides, out):
-    return ["predict", "--config", "configs/kidney.yaml", *SMALL_SYNTHETIC, *TINY_UNET, "--ckpt_path", str(ckpt),
-            "--trainer.callbacks+=histoseg.writers.SlideWriter", "--trainer.callbacks.out", str(out),
-            "--trainer.callbacks.tile_size", "128", "--trainer.logger", "false",
-            "--data.init_args.predict_slides", str(slides / "synthetic_0[0-9].tif")]
+    return [
+        "predict",
+        "--config",
+        "configs/kidney.yaml",
+        *SMALL_SYNTHETIC,
+        *TINY_UNET,
+        "--ckpt_path",
+        str(ckpt),
+        "--trainer.callbacks+=histoseg.writers.SlideWriter",
+        "--trainer.callbacks.out",
+        str(out),
+        "--trainer.callbacks.tile_size",
+        "128",
+        "--trainer.logger",
+        "false",
+        "--data.init_args.predict_slides",
+        str(slides / "synthetic_0[0-9].tif"),
+    ]
 
 
 def test_ddp_predict_two_processes_one_merged_report(trained, tmp_path):
     ckpt, slides = trained
     result = subprocess.run(
-        [sys.executable, "-m", "histoseg", *predict_args(ckpt, slides, tmp_path / "out"), "--trainer.strategy", "ddp",
-         "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "histoseg",
+            *predict_args(ckpt, slides, tmp_path / "out"),
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
@@ -57,6 +102,17 @@ def test_predict_needs_a_writer_and_a_checkpoint(trained, tmp_path, monkeypatch,
     ckpt, slides = trained
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit) as info:
-        main(["predict", "--config", "configs/kidney.yaml", *SMALL_SYNTHETIC, *TINY_UNET, "--ckpt_path", str(ckpt),
-              "--trainer.default_root_dir", str(tmp_path)])
+        main(
+            [
+                "predict",
+                "--config",
+                "configs/kidney.yaml",
+                *SMALL_SYNTHETIC,
+                *TINY_UNET,
+                "--ckpt_path",
+                str(ckpt),
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     assert info.value.code == 2 and "SlideWriter" in capsys.readouterr().err

@@ -4,19 +4,37 @@ import subprocess
 import sys
 
 import torch
-
 from conftest import ROOT
+from test_configs import SMALL_SYNTHETIC, TINY_UNET
+
 from histoseg.checkpoint import load_predictor
 from histoseg.cli import main
-from test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 
 def fit(root, *extra):
     try:
-        main(["fit", "--config", str(ROOT / "configs/kidney.yaml"), *SMALL_SYNTHETIC, *TINY_UNET,
-              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-              "--trainer.default_root_dir", str(root), "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-              "--trainer.logger.save_dir", str(root), *extra])
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/kidney.yaml"),
+                *SMALL_SYNTHETIC,
+                *TINY_UNET,
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.limit_train_batches",
+                "3",
+                "--trainer.limit_val_batches",
+                "2",
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.logger",
+                "lightning.pytorch.loggers.CSVLogger",
+                "--trainer.logger.save_dir",
+                str(root),
+                *extra,
+            ]
+        )
     except SystemExit as exc:
         assert exc.code in (0, None)
     return next(root.rglob("last.ckpt")), (next(root.rglob("metrics.csv"))).read_text()
@@ -37,12 +55,37 @@ def test_same_seed_same_metrics_and_predictions(tmp_path):
 
 def test_ddp_training_on_two_cpu_processes(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "histoseg", "fit", "--config", "configs/kidney.yaml", *SMALL_SYNTHETIC, *TINY_UNET,
-         "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
-         "--trainer.default_root_dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "histoseg",
+            "fit",
+            "--config",
+            "configs/kidney.yaml",
+            *SMALL_SYNTHETIC,
+            *TINY_UNET,
+            "--trainer.strategy",
+            "ddp_find_unused_parameters_true",
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.rglob("last.ckpt"))
-    assert "world_size=2" in result.stderr + result.stdout or "GLOBAL_RANK: 1" in result.stderr + result.stdout
+    assert (
+        "world_size=2" in result.stderr + result.stdout or "GLOBAL_RANK: 1" in result.stderr + result.stdout
+    )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import write_tiff_pyramid
+
 from histoseg.errors import SlideError
 from histoseg.slide import Slide, find_slides
 
@@ -61,7 +61,9 @@ def test_png_needs_mpp_override(tmp_path):
 
 
 def test_tiff_without_resolution_needs_mpp(tmp_path, rng):
-    path = write_tiff_pyramid(tmp_path / "n.tif", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), mpp=None, levels=1)
+    path = write_tiff_pyramid(
+        tmp_path / "n.tif", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), mpp=None, levels=1
+    )
     with pytest.raises(SlideError, match="no resolution"):
         Slide(path)
     assert Slide(path, mpp=0.3).mpp == 0.3
@@ -69,7 +71,11 @@ def test_tiff_without_resolution_needs_mpp(tmp_path, rng):
 
 @pytest.mark.parametrize(
     "content, match",
-    [(None, "not found"), (b"", "empty file"), (b"this is not an image" * 10, "cannot read slide|not a slide format")],
+    [
+        (None, "not found"),
+        (b"", "empty file"),
+        (b"this is not an image" * 10, "cannot read slide|not a slide format"),
+    ],
 )
 def test_bad_files_give_one_line_errors(tmp_path, content, match):
     path = tmp_path / "bad.svs"
