@@ -465,10 +465,10 @@ class SyntheticKidneyDataModule(SlideDataModule):
             tag += f"-frac{self.scribble_fraction:g}-brush{self.brush_um:g}um"
         table = root / f"table-{tag}.csv"
         if not table.exists():
-            table = self._write_table(root, slides, table)
+            table = self._write_table(root, slides, table, tag)
         return str(table)
 
-    def _write_table(self, root: Path, slides: list[Any], table: Path) -> Path:
+    def _write_table(self, root: Path, slides: list[Any], table: Path, tag: str) -> Path:
         import csv
 
         from histoseg.io_utils import atomic_path
@@ -487,7 +487,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
                     points = grid_points_from_mask(
                         mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,)
                     )
-                    labels = root / f"{Path(item.image_path).stem}.points.csv"
+                    labels = root / f"{Path(item.image_path).stem}.{tag}.points.csv"
                     write_points_csv(points, labels, self.classes)
                 else:
                     from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
@@ -496,7 +496,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
                     strokes = simulate_scribbles(
                         mask, fraction=self.scribble_fraction, brush_px=brush, seed=i
                     )
-                    labels = root / f"{Path(item.image_path).stem}.scribbles.geojson"
+                    labels = root / f"{Path(item.image_path).stem}.{tag}.scribbles.geojson"
                     write_scribbles_geojson(strokes, labels, self.classes, brush_px=brush)
                 kind = self.label_kind
             rows.append(
