@@ -223,7 +223,7 @@ def _quantify(argv: list[str]) -> int:
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
     blend = parsed.blend
     if blend == "auto":
-        blend = "crop" if predictor.metadata.get("task") == "patch_classification" else "gaussian"
+        blend = predictor.default_blend
     rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
     world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     return run_quantify(

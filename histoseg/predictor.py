@@ -50,6 +50,12 @@ class Predictor:
     metadata: dict[str, object] = field(default_factory=dict)
 
     @property
+    def default_blend(self) -> str:
+        """How tiles are merged by default: centre crops for patch classifiers (exact, their tile
+        edges see padded context), Gaussian-weighted logits for segmentation networks."""
+        return "crop" if self.metadata.get("task") == "patch_classification" else "gaussian"
+
+    @property
     def num_classes(self) -> int:
         """Number of classes (logit channels)."""
         return len(self.classes)

@@ -78,7 +78,7 @@ class SlideWriter(BasePredictionWriter):
         )
         blend = self.blend
         if blend == "auto":
-            blend = "crop" if predictor.metadata.get("task") == "patch_classification" else "gaussian"
+            blend = predictor.default_blend
         self.cohort = Cohort(
             predictor,
             list(dataset.paths),
