@@ -52,7 +52,8 @@ class Predictor:
     @property
     def default_blend(self) -> str:
         """How tiles are merged by default: centre crops for patch classifiers (exact, their tile
-        edges see padded context), Gaussian-weighted logits for segmentation networks."""
+        edges see padded context), Gaussian-weighted logits for segmentation networks.
+        """
         return "crop" if self.metadata.get("task") == "patch_classification" else "gaussian"
 
     @property
