@@ -51,8 +51,10 @@ class Predictor:
 
     @property
     def default_blend(self) -> str:
-        """How tiles are merged by default: centre crops for patch classifiers (exact, their tile
-        edges see padded context), Gaussian-weighted logits for segmentation networks.
+        """How tiles are merged by default.
+
+        Centre crops for patch classifiers (exact: their tile edges see padded context),
+        Gaussian-weighted logits for segmentation networks.
         """
         return "crop" if self.metadata.get("task") == "patch_classification" else "gaussian"
 
