@@ -207,6 +207,11 @@ def _quantify(argv: list[str]) -> int:
         choices=("atrous", "shift_and_stitch", "upsample"),
         help="patch classifiers: dense prediction method",
     )
+    parser.add_argument(
+        "--points",
+        default=None,
+        help="folder of grid points <slide stem>.points.csv: adds point-count fractions to the report",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
     parser.add_argument(
@@ -239,6 +244,7 @@ def _quantify(argv: list[str]) -> int:
         progress=not parsed.no_progress,
         rank=rank,
         world_size=world,
+        points=parsed.points,
     )
 
 

@@ -242,6 +242,7 @@ def run_quantify(
     rank: int = 0,
     world_size: int = 1,
     wait_timeout: float = 24 * 3600.0,
+    points: str | os.PathLike[str] | None = None,
 ) -> int:
     """Predict, quantify and report every slide of a cohort.
 
@@ -260,6 +261,8 @@ def run_quantify(
         world_size: Number of shards (processes) sharing the cohort.
         wait_timeout: Seconds rank 0 waits for the other ranks' result files before reporting the
             missing slides as failed.
+        points: Folder of grid-point files ``<slide stem>.points.csv``/``.geojson``: the report then
+            also gives the point-count estimate of each class fraction (Wilson 95 % interval).
 
     Returns:
         0 when every slide succeeded, 1 when any failed (rank 0: in the merged report).
@@ -281,6 +284,7 @@ def run_quantify(
         blend=blend,
         batch_size=batch_size,
         device=device,
+        points=points,
     )
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
@@ -317,6 +321,7 @@ class Cohort:
         blend: Blend = "gaussian",
         batch_size: int = 4,
         device: str = "cpu",
+        points: str | os.PathLike[str] | None = None,
     ) -> None:
         if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
             raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
@@ -328,6 +333,11 @@ class Cohort:
             raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
         self.stems = slide_stems(self.paths)
         remove_stale_temporaries(self.out_dir)
+        self.points = Path(points) if points else None
+        if self.points is not None and not self.points.is_dir():
+            raise HistosegError(
+                f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files"
+            )
         self.options = {
             "mpp": mpp,
             "tile_size": tile_size,
@@ -373,6 +383,7 @@ class Cohort:
             device=self.options["device"],
             on_progress=callback,
             display=display,
+            points=self.points,
         )
         display.end_slide()
         return result
@@ -459,6 +470,40 @@ def _gather(
     return final
 
 
+def _point_counts(
+    folder: Path | None, slide: Path, classes: Sequence[str], size: Sequence[int], rows: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Stereological point-count estimate from the slide's grid points, added to its report rows.
+
+    Looks for ``<folder>/<slide stem>.points.csv`` (or ``.geojson``); adds ``point_fraction``,
+    ``point_ci_low``, ``point_ci_high`` (Wilson 95 %) and ``point_count`` to each class row, beside
+    the segmentation's ``fraction_of_tissue``. Returns the estimate (None without a points file).
+    """
+    if folder is None:
+        return None
+    candidates = [folder / f"{slide.stem}.points{suffix}" for suffix in (".csv", ".geojson", ".json")]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None
+    from histoseg.points import point_count_fractions, read_points
+
+    estimate = point_count_fractions(
+        read_points(found, classes, slide_size=(int(size[0]), int(size[1]))), classes
+    )
+    for row in rows:
+        value = estimate.get(row["class"])
+        row["point_fraction"] = value.fraction if value else math.nan
+        row["point_ci_low"] = value.ci_low if value else math.nan
+        row["point_ci_high"] = value.ci_high if value else math.nan
+        row["point_count"] = value.n if value else 0
+    total = estimate.get("interstitial_fraction")
+    return {
+        "file": found.name,
+        "interstitial_fraction": total.fraction if total else math.nan,
+        "interstitial_fraction_ci": [total.ci_low, total.ci_high] if total else [math.nan, math.nan],
+    }
+
+
 def _quantify_one(
     predictor: Predictor,
     path: Path,
@@ -474,6 +519,7 @@ def _quantify_one(
     device: str,
     on_progress: Callable[[int, int], None] | None,
     display: _Display,
+    points: Path | None = None,
 ) -> dict[str, Any]:
     """Process one slide; never raises for a bad slide (the failure is recorded and returned)."""
     outputs = _outputs(out, stem)
@@ -502,6 +548,7 @@ def _quantify_one(
             )
         background = predictor.background_class
         rows = pred.areas(background=background)
+        point_estimate = _point_counts(points, path, pred.classes, pred.slide_dimensions, rows)
         collection, geo_info = labels_tif_to_geojson(
             outputs["labels"],
             pred.classes,
@@ -532,6 +579,7 @@ def _quantify_one(
             "slide_dimensions": list(pred.slide_dimensions),
             "label_shape": list(pred.shape),
             "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
+            "point_counting": point_estimate,
             "unlabelled_pixels": pred.unlabelled_pixels,
             "tiles_run": pred.tiles_run,
             "tiles_total": pred.tiles_total,

@@ -56,6 +56,10 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "fraction_of_tissue",
     "interstitial_fraction",
     "expected_area_um2",
+    "point_fraction",
+    "point_ci_low",
+    "point_ci_high",
+    "point_count",
     "mpp",
     "mpp_source",
     "label_mpp",
@@ -76,6 +80,8 @@ DEFINITIONS: dict[str, str] = {
     "empty for background",
     "expected_area_um2": "sum over pixels of the softmax probability of the class x label_mpp^2 "
     "(glass tiles not run count as background); its gap to area_um2 is an uncertainty signal",
+    "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's grid points "
+    "(quantify --points); point_ci_low/high: Wilson 95 % interval; point_count: points in the class",
     "mpp": "level-0 resolution of the slide (microns per pixel)",
     "mpp_source": "where mpp came from: metadata (slide file), tiff-resolution (TIFF resolution tags) "
     "or override (given by the user)",

@@ -35,8 +35,15 @@ def test_areas_from_true_label_map_equal_known_areas(slides):
 
 
 def test_quantify_of_true_label_map_reproduces_known_areas(slides, tmp_path):
-    predictor = Predictor(model=IndexOracle(), classes=list(KIDNEY_CLASSES), mpp=slides[0].mpp, tile_size=256,
-                          margin=0, size_multiple=1, background_class=0)
+    predictor = Predictor(
+        model=IndexOracle(),
+        classes=list(KIDNEY_CLASSES),
+        mpp=slides[0].mpp,
+        tile_size=256,
+        margin=0,
+        size_multiple=1,
+        background_class=0,
+    )
     status = run_quantify(predictor, [s.label_path for s in slides], tmp_path, blend="crop", progress=False)
     assert status == 0
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
@@ -49,3 +56,44 @@ def test_quantify_of_true_label_map_reproduces_known_areas(slides, tmp_path):
         a = {c: slide.areas_um2[c] for c in ("interstitium", "tubules", "glomeruli")}
         expected = a["interstitium"] / sum(a.values())
         assert float(got["tubules"]["interstitial_fraction"]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
+    """Grid points drawn from the truth: their fractions' intervals cover the exact fractions of tissue."""
+    import numpy as np
+
+    from histoseg.labels import read_mask_file
+    from histoseg.points import grid_points_from_mask, write_points_csv
+
+    points_dir = tmp_path / "points"
+    for slide in slides:
+        mask = read_mask_file(slide.label_path)
+        points = grid_points_from_mask(mask, spacing_px=12)
+        write_points_csv(points, points_dir / f"{slide.label_path.stem}.points.csv", list(KIDNEY_CLASSES))
+    predictor = Predictor(
+        model=IndexOracle(),
+        classes=list(KIDNEY_CLASSES),
+        mpp=slides[0].mpp,
+        tile_size=256,
+        margin=0,
+        size_multiple=1,
+        background_class=0,
+    )
+    assert (
+        run_quantify(
+            predictor,
+            [s.label_path for s in slides],
+            tmp_path / "out",
+            blend="crop",
+            progress=False,
+            points=points_dir,
+        )
+        == 0
+    )
+    rows = [r for r in csv.DictReader(open(tmp_path / "out" / "report.csv")) if r["class"] != "background"]
+    assert rows and all(r["point_fraction"] != "" for r in rows)
+    covered = [
+        float(r["point_ci_low"]) <= float(r["fraction_of_tissue"]) <= float(r["point_ci_high"]) for r in rows
+    ]
+    assert np.mean(covered) >= 0.75  # 95 % intervals, systematic grid: nearly all cover the truth
+    assert sum(int(r["point_count"]) for r in rows) > 1000
