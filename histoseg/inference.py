@@ -68,7 +68,6 @@ __all__ = [
     "gaussian_importance_map",
     "plan_tiles",
     "predict_slide",
-    "slide_thumbnail",
 ]
 
 Blend = Literal["gaussian", "crop"]
@@ -445,45 +444,6 @@ def _tissue_tiles(tiles: Sequence[Tile], tissue: np.ndarray, scale: float, use_o
     return keep
 
 
-def slide_thumbnail(
-    slide: Slide, max_side: int = 1024, max_read_pixels: int = 4096 * 4096
-) -> tuple[np.ndarray, float]:
-    """A thumbnail of the whole slide read with bounded memory.
-
-    :meth:`Slide.thumbnail` reads one whole pyramid level; when that level has more than
-    ``max_read_pixels`` pixels (a slide without a pyramid), the thumbnail is assembled from
-    windows of at most about that many level pixels each instead.
-
-    Args:
-        slide: The slide.
-        max_side: Long side of the thumbnail in pixels.
-        max_read_pixels: Largest level read in one piece.
-
-    Returns:
-        ``(image, downsample)``: (h, w, 3) uint8 and the level-0 pixels per thumbnail pixel.
-    """
-    w0, h0 = slide.dimensions
-    target = max(w0, h0) / max_side if max(w0, h0) > max_side else 1.0
-    level = 0
-    for candidate in range(slide.level_count):
-        if slide.level_downsamples[candidate] <= target * 1.01:
-            level = candidate
-    lw, lh = slide.level_dimensions[level]
-    if lw * lh <= max_read_pixels:
-        return slide.thumbnail(max_side)
-    out_w, out_h = max(1, round(w0 / target)), max(1, round(h0 / target))
-    ds = w0 / out_w
-    mpp = slide.mpp * ds
-    level_per_thumb = ds / slide.level_downsamples[level]
-    block = max(8, int(math.sqrt(max_read_pixels) / level_per_thumb))
-    image = np.empty((out_h, out_w, 3), np.uint8)
-    for ty in range(0, out_h, block):
-        for tx in range(0, out_w, block):
-            bw, bh = min(block, out_w - tx), min(block, out_h - ty)
-            image[ty : ty + bh, tx : tx + bw] = slide.read_at_mpp(round(tx * ds), round(ty * ds), bw, bh, mpp)
-    return image, ds
-
-
 def _progress_bar(enabled: bool, total: int, label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
     """A rich progress bar on stderr (no-op when disabled or stderr is not a terminal)."""
     if not enabled or not sys.stderr.isatty() or total <= 0:
@@ -627,7 +587,7 @@ def _predict(
     scale0 = out_mpp / slide.mpp  # level-0 pixels per output pixel
 
     tiles = plan_tiles(height, width, tile, blend=blend, overlap=overlap, margin=margin_px)  # type: ignore[arg-type]
-    thumb, thumb_ds = slide_thumbnail(slide)
+    thumb, thumb_ds = slide.thumbnail(1024)
     tissue = tissue_mask(thumb)
     to_run = (
         _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=blend == "crop")

@@ -418,10 +418,16 @@ class Slide:
         resized = Image.fromarray(region).resize((width, height), Image.Resampling.BILINEAR, box=box)
         return np.asarray(resized)
 
-    def thumbnail(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
-        """A low-resolution RGB image of the whole slide.
+    def thumbnail(self, max_side: int = 2048, max_read_pixels: int = 4096 * 4096) -> tuple[np.ndarray, float]:
+        """A low-resolution RGB image of the whole slide, read with bounded memory.
 
         Read from the coarsest level that is at least ``max_side`` on its long side, then resized.
+        When that level has more than ``max_read_pixels`` pixels (a slide without a pyramid), the
+        thumbnail is assembled from windows of at most about that many level pixels each.
+
+        Args:
+            max_side: Long side of the thumbnail in pixels.
+            max_read_pixels: Largest level region read in one piece.
 
         Returns:
             ``(image, downsample)``: (h, w, 3) uint8 and its level-0 pixels per thumbnail pixel.
@@ -433,12 +439,24 @@ class Slide:
             if self.level_downsamples[candidate] <= target_ds * 1.01:
                 level = candidate
         lw, lh = self.level_dimensions[level]
-        region = self.read_region(0, 0, lw, lh, level)
         out_w = max(1, round(w0 / target_ds))
         out_h = max(1, round(h0 / target_ds))
+        ds = w0 / out_w
+        if lw * lh > max_read_pixels:
+            level_per_thumb = ds / self.level_downsamples[level]
+            block = max(8, int(math.sqrt(max_read_pixels) / level_per_thumb))
+            image = np.empty((out_h, out_w, 3), np.uint8)
+            for ty in range(0, out_h, block):
+                for tx in range(0, out_w, block):
+                    bw, bh = min(block, out_w - tx), min(block, out_h - ty)
+                    image[ty : ty + bh, tx : tx + bw] = self.read_at_mpp(
+                        round(tx * ds), round(ty * ds), bw, bh, self.mpp * ds
+                    )
+            return image, ds
+        region = self.read_region(0, 0, lw, lh, level)
         if (out_w, out_h) != (lw, lh):
             region = np.asarray(Image.fromarray(region).resize((out_w, out_h), Image.Resampling.BILINEAR))
-        return region, w0 / out_w
+        return region, ds
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:

@@ -158,18 +158,48 @@ def test_kidney_grid_checkpoint_runs_through_quantify(tmp_path):
     import csv
 
     root = tmp_path / "fit"
-    args = ["--config", str(ROOT / "configs/kidney_grid.yaml"), *SMALL_SYNTHETIC, "--model.init_args.widths", "[8, 16]",
-            "--model.init_args.dense", "[16]", "--data.init_args.batch_size", "16", "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
-            "--trainer.default_root_dir", str(root)]
+    args = [
+        "--config",
+        str(ROOT / "configs/kidney_grid.yaml"),
+        *SMALL_SYNTHETIC,
+        "--model.init_args.widths",
+        "[8, 16]",
+        "--model.init_args.dense",
+        "[16]",
+        "--data.init_args.batch_size",
+        "16",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+    ]
     assert cli("fit", *args) == 0
     ckpt = next(root.rglob("*.ckpt"))
     from histoseg.synthetic import generate_dataset
 
     slide = generate_dataset(tmp_path / "slides", n_slides=1, seed=5, width=512, height=384)[0]
     out = tmp_path / "out"
-    assert cli("quantify", "--ckpt_path", str(ckpt), "--slides", str(slide.image_path), "--out", str(out),
-               "--tile_size", "192", "--no_progress") == 0
+    assert (
+        cli(
+            "quantify",
+            "--ckpt_path",
+            str(ckpt),
+            "--slides",
+            str(slide.image_path),
+            "--out",
+            str(out),
+            "--tile_size",
+            "192",
+            "--no_progress",
+        )
+        == 0
+    )
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert {r["class"] for r in rows} == {"background", "interstitium", "tubules", "glomeruli", "other"}
     assert sum(int(r["pixels"]) for r in rows) == 256 * 192  # the whole slide at 1 um/px is classified

@@ -271,12 +271,11 @@ def test_autocast_and_channels_last(tmp_path: Path) -> None:
 
 
 def test_bounded_thumbnail_matches_whole_level(tmp_path: Path) -> None:
-    from histoseg.inference import slide_thumbnail
     from histoseg.slide import Slide
 
     slide = write_slide(tmp_path / "s.tif", make_truth(700, 900, block=9))
     with Slide(slide) as handle:
-        whole, ds = slide_thumbnail(handle, max_side=300)
-        pieces, ds2 = slide_thumbnail(handle, max_side=300, max_read_pixels=120 * 120)
+        whole, ds = handle.thumbnail(max_side=300)
+        pieces, ds2 = handle.thumbnail(max_side=300, max_read_pixels=120 * 120)
     assert whole.shape == pieces.shape == (233, 300, 3) and ds == ds2 == 3.0
     assert np.abs(whole.astype(int) - pieces).mean() < 2.0
