@@ -6,20 +6,9 @@ from pathlib import Path
 
 import pytest
 from conftest import FLASH, ROOT
+from test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-
-# Tiny network overrides so that end-to-end runs take seconds.
-TINY_UNET = [
-    "--model.init_args.encoder",
-    "resnet18",
-    "--model.init_args.encoder_weights",
-    "null",
-    "--model.init_args.encoder_depth",
-    "3",
-    "--model.init_args.decoder_channels",
-    "[16, 8, 8]",
-]
 
 
 def run(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
