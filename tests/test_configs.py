@@ -38,6 +38,15 @@ def cli(*args: str) -> int:
     return 0
 
 
+def fit_tiny_kidney(root, *extra, train_batches=1, val_batches=1):
+    """One short epoch of configs/kidney.yaml with the tiny U-Net on small synthetic slides; exit status."""
+    return cli(
+        "fit", "--config", str(ROOT / "configs/kidney.yaml"), *SMALL_SYNTHETIC, *TINY_UNET,
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(train_batches),
+        "--trainer.limit_val_batches", str(val_batches), "--trainer.default_root_dir", str(root), *extra,
+    )  # fmt: skip
+
+
 def fast(tmp_path):
     return [
         "--trainer.fast_dev_run",
@@ -80,26 +89,7 @@ def test_kidney_grid_config_fast_dev_run(tmp_path):
 
 def test_kidney_scribbles_config_fine_tunes_from_a_checkpoint(tmp_path):
     start = tmp_path / "start"
-    assert (
-        cli(
-            "fit",
-            "--config",
-            str(ROOT / "configs/kidney.yaml"),
-            *SMALL_SYNTHETIC,
-            *TINY_UNET,
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "1",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.default_root_dir",
-            str(start),
-            "--trainer.logger",
-            "false",
-        )
-        == 0
-    )
+    assert fit_tiny_kidney(start, "--trainer.logger", "false") == 0
     ckpt = next(start.rglob("last.ckpt"))
     args = [
         "--config",

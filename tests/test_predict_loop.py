@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET
+from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
 from histoseg.cli import main
 
@@ -15,28 +15,7 @@ from histoseg.cli import main
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
-    try:
-        main(
-            [
-                "fit",
-                "--config",
-                str(ROOT / "configs/kidney.yaml"),
-                *SMALL_SYNTHETIC,
-                *TINY_UNET,
-                "--trainer.max_epochs",
-                "1",
-                "--trainer.limit_train_batches",
-                "2",
-                "--trainer.limit_val_batches",
-                "1",
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.logger",
-                "false",
-            ]
-        )
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    assert fit_tiny_kidney(root, "--trainer.logger", "false", train_batches=2) == 0
     slides = tmp_path_factory.mktemp("slides")
     from histoseg.synthetic import generate_dataset
 

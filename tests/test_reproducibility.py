@@ -5,38 +5,19 @@ import sys
 
 import torch
 from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET
+from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
 from histoseg.checkpoint import load_predictor
-from histoseg.cli import main
 
 
 def fit(root, *extra):
-    try:
-        main(
-            [
-                "fit",
-                "--config",
-                str(ROOT / "configs/kidney.yaml"),
-                *SMALL_SYNTHETIC,
-                *TINY_UNET,
-                "--trainer.max_epochs",
-                "1",
-                "--trainer.limit_train_batches",
-                "3",
-                "--trainer.limit_val_batches",
-                "2",
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.logger",
-                "lightning.pytorch.loggers.CSVLogger",
-                "--trainer.logger.save_dir",
-                str(root),
-                *extra,
-            ]
-        )
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    logger = [
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(root),
+    ]
+    assert fit_tiny_kidney(root, *logger, *extra, train_batches=3, val_batches=2) == 0
     return next(root.rglob("last.ckpt")), (next(root.rglob("metrics.csv"))).read_text()
 
 
