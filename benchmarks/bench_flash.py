@@ -13,6 +13,8 @@ interstitial fraction A_int / (A_int + A_tub + A_glom) is compared per tile.
 Label variants (``--labels``):
   dense      the full masks (value map and white-pixel rule of configs/flash.yaml)
   scribbles  strokes simulated from the dense masks (``--scribble-fraction`` of labelled pixels)
+  both       dense, then scribbles, on the same folds and budget; prints the per-class Dice
+             ratio scribbles / dense (the target is >= 0.90 per class)
 
 Usage:
     python benchmarks/bench_flash.py --steps 300 [--labels dense|scribbles] [--border-w0 5]
@@ -71,11 +73,19 @@ def reference(name: str) -> np.ndarray:
     )
 
 
-def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush_um: float) -> Path:
-    """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val."""
-    from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
+def write_table(
+    folder: Path, held_out: str, labels: str, fraction: float, brush_um: float
+) -> tuple[Path, tuple[int, int]]:
+    """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val.
+
+    Returns:
+        The table's path and (pixels labelled for training, labelled pixels of the dense
+        references of the training tiles), both in level-0 pixels.
+    """
+    from histoseg.scribbles import rasterize_strokes, simulate_scribbles, write_scribbles_geojson
 
     rows = []
+    labelled = [0, 0]
     for i, name in enumerate(NAMES):
         image = FLASH / "images" / f"{name}_01.png"
         split = "val" if name == held_out else "train"
@@ -89,9 +99,10 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
             rows.append([image, path, "points", split, SLIDE_MPP, "", ""])
         elif labels == "scribbles" and split == "train":
             mask = reference(name)
-            strokes = simulate_scribbles(
-                mask, fraction=fraction, brush_px=max(1, round(brush_um / SLIDE_MPP)), seed=i
-            )
+            brush_px = max(1, round(brush_um / SLIDE_MPP))
+            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush_px, seed=i)
+            labelled[0] += int((rasterize_strokes(strokes, mask.shape, brush_px) != 255).sum())
+            labelled[1] += int((mask != 255).sum())
             path = folder / f"{name}.scribbles.geojson"
             # strokes are in mask pixels; the mask starts at level-0 (62, 62)
             from histoseg.scribbles import Stroke
@@ -100,6 +111,10 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
             write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
             rows.append([image, path, "scribbles", split, SLIDE_MPP, "", ""])
         else:
+            if split == "train":
+                dense_px = int((reference(name) != 255).sum())
+                labelled[0] += dense_px
+                labelled[1] += dense_px
             rows.append(
                 [image, FLASH / "labels" / f"{name}_01-labels.png", "dense", split, SLIDE_MPP, 62, 62]
             )
@@ -108,7 +123,7 @@ def write_table(folder: Path, held_out: str, labels: str, fraction: float, brush
         writer = csv.writer(handle)
         writer.writerow(["slide", "labels", "kind", "split", "mpp", "label_offset_x", "label_offset_y"])
         writer.writerows(rows)
-    return table
+    return table, (labelled[0], labelled[1])
 
 
 def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
@@ -140,14 +155,16 @@ def interstitial_fraction(labels: np.ndarray) -> float:
     return i / (i + t + g) if i + t + g else float("nan")
 
 
-def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[torch.nn.Module, float, float]:
+def train_fold(
+    args: argparse.Namespace, held_out: str, folder: Path
+) -> tuple[torch.nn.Module, float, float, tuple[int, int]]:
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
     from histoseg.tasks import SegmentationTask
 
     grid = args.task == "grid"
-    table = write_table(
+    table, labelled = write_table(
         folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um
     )
     dm = SlideDataModule(
@@ -209,7 +226,7 @@ def train_fold(args: argparse.Namespace, held_out: str, folder: Path) -> tuple[t
 
         network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
         network.size_multiple = 1  # type: ignore[assignment]
-    return network, time.perf_counter() - wall, time.process_time() - cpu
+    return network, time.perf_counter() - wall, time.process_time() - cpu, labelled
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,26 +252,97 @@ def main(argv: list[str] | None = None) -> int:
         choices=["unet", "grid"],
         help="unet: U-Net on dense/scribble labels; grid: patch classifier on grid points, dense by a trous",
     )
-    parser.add_argument("--labels", default="dense", choices=["dense", "scribbles"])
+    parser.add_argument(
+        "--labels",
+        default="dense",
+        choices=["dense", "scribbles", "both"],
+        help="both: dense and scribble-trained models on the same folds, and their per-class Dice ratio",
+    )
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if not FLASH.exists():
         print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
         return 0
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    variants = ["dense", "scribbles"] if args.labels == "both" else [args.labels]
+    start = time.perf_counter()
+    results = {}
+    for labels in variants:
+        results[labels] = run_variant(argparse.Namespace(**{**vars(args), "labels": labels}))
+    pixels = args.steps * args.batch_size * args.patch_size**2
+    print(
+        f"\nFLASH leave-one-tile-out, task={args.task}, encoder={args.encoder} weights={args.encoder_weights}, "
+        f"loss={args.loss}, border_w0={args.border_w0}, class_weighting={args.class_weighting}, "
+        f"regularizer={args.regularizer}"
+    )
+    print(
+        f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
+        f"= {pixels / 1e6:.1f} MP"
+    )
+    for labels, result in results.items():
+        name = "grid points" if args.task == "grid" else labels
+        if labels == "scribbles":
+            name += (
+                f" (simulated, {100 * args.scribble_fraction:g} % of labelled pixels asked, "
+                f"{100 * result['labelled_fraction']:.2f} % drawn, brush {args.brush_um:g} um)"
+            )
+        dice = result["dice"]
+        errors = [abs(t["error_pp"]) for t in result["tiles"]]
+        print(f"\n[{name}] mean train time per fold {np.mean([t['train_wall_s'] for t in result['tiles']]):.1f} s wall / "
+              f"{np.mean([t['train_cpu_s'] for t in result['tiles']]):.1f} s CPU")
+        print(
+            "  pooled Dice: "
+            + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
+            + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}"
+        )
+        if result.get("point_accuracy") is not None:
+            print(
+                f"  grid-point accuracy on held-out tiles ({GRID_SPACING_UM:g} um grid): "
+                f"{result['point_accuracy']:.3f} ({result['points']} points)"
+            )
+        print(
+            "  interstitial fraction error per tile: "
+            + ", ".join(f"{t['tile']} {t['error_pp']:+.1f}" for t in result["tiles"])
+            + f" pp; |error| mean {np.mean(errors):.1f} pp, max {np.max(errors):.1f} pp"
+        )
+    ratios = None
+    if len(results) == 2:
+        dense, scrib = results["dense"]["dice"], results["scribbles"]["dice"]
+        ratios = {c: scrib[c] / dense[c] if dense[c] else float("nan") for c in SCORED}
+        verdict = "PASS" if all(r >= 0.90 for r in ratios.values()) else "FAIL"
+        print(
+            "\nDice ratio scribbles / dense (target >= 0.90 per class): "
+            + "  ".join(f"{c} {ratios[c]:.2f}" for c in SCORED)
+            + f"   -> {verdict}"
+        )
+    print(
+        f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "results": results, "ratios": ratios}, indent=2)
+        )
+    return 0
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """Leave-one-tile-out over ``args.folds`` with one label kind; pooled Dice and per-tile errors."""
     n = len(CLASSES)
     total = np.zeros((n, n), dtype=np.int64)
     per_tile = []
     point_hits = [0, 0]
-    start = time.perf_counter()
+    drawn = [0, 0]
     for held_out in args.folds.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            model, wall, cpu = train_fold(args, held_out, Path(tmp))
+            model, wall, cpu, labelled = train_fold(args, held_out, Path(tmp))
+        drawn[0] += labelled[0]
+        drawn[1] += labelled[1]
         ref = reference(held_out)
         pred = predict_tile(model, held_out, args.mpp)
         if args.task == "grid":
@@ -277,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"fold {held_out:8s} train {wall:6.1f} s wall / {cpu:6.1f} s CPU   interstitial fraction "
+            f"[{args.labels}] fold {held_out:8s} train {wall:6.1f} s wall / {cpu:6.1f} s CPU   interstitial fraction "
             f"ref {ref_if:.3f} pred {pred_if:.3f} ({100 * (pred_if - ref_if):+.1f} pp)",
             flush=True,
         )
@@ -288,40 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
         for i, c in enumerate(CLASSES)
     }
-    pixels = args.steps * args.batch_size * args.patch_size**2
-    print(
-        f"\nFLASH leave-one-tile-out, task={args.task}, labels={'grid points' if args.task == 'grid' else args.labels}"
-        + (
-            f" (simulated scribbles, {100 * args.scribble_fraction:g} % of labelled pixels)"
-            if args.labels == "scribbles"
-            else ""
-        )
-        + f", encoder={args.encoder} weights={args.encoder_weights}, loss={args.loss}, border_w0={args.border_w0}"
-    )
-    print(
-        f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
-        f"= {pixels / 1e6:.1f} MP; mean train wall time {np.mean([t['train_wall_s'] for t in per_tile]):.1f} s"
-    )
-    print(
-        "pooled Dice: "
-        + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
-        + f"   macro {np.nanmean([dice[c] for c in SCORED]):.3f}"
-    )
-    if args.task == "grid":
-        print(
-            f"grid-point accuracy on held-out tiles ({GRID_SPACING_UM:g} um grid): "
-            f"{point_hits[0] / max(point_hits[1], 1):.3f} ({point_hits[1]} points)"
-        )
-    errors = [abs(t["error_pp"]) for t in per_tile]
-    print(f"interstitial fraction |error|: mean {np.mean(errors):.1f} pp, max {np.max(errors):.1f} pp")
-    print(
-        f"total wall time {time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"args": vars(args), "dice": dice, "tiles": per_tile}, indent=2)
-        )
-    return 0
+    return {
+        "dice": dice,
+        "tiles": per_tile,
+        "confusion": total.tolist(),
+        "labelled_fraction": drawn[0] / max(drawn[1], 1),
+        "point_accuracy": point_hits[0] / point_hits[1] if point_hits[1] else None,
+        "points": point_hits[1],
+    }
 
 
 if __name__ == "__main__":
