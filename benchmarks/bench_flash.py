@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         dice = result["dice"]
         errors = [abs(t["error_pp"]) for t in result["tiles"]]
-        print(f"\n[{name}] mean train time per fold {np.mean([t['train_wall_s'] for t in result['tiles']]):.1f} s wall / "
-              f"{np.mean([t['train_cpu_s'] for t in result['tiles']]):.1f} s CPU")
+        print(
+            f"\n[{name}] mean train time per fold {np.mean([t['train_wall_s'] for t in result['tiles']]):.1f} s wall / "
+            f"{np.mean([t['train_cpu_s'] for t in result['tiles']]):.1f} s CPU"
+        )
         print(
             "  pooled Dice: "
             + "  ".join(f"{c} {dice[c]:.3f}" for c in SCORED)
