@@ -72,7 +72,8 @@ class SlideDataModule(L.LightningDataModule):
         centered: Put the drawn labelled pixel at the patch centre (patch classification).
         class_weighting: ``w_c`` of the loss: none, inverse_frequency or sqrt_inverse_frequency
             (mean 1 over training pixels).
-        border_w0: Amplitude ``w0`` of the Ronneberger border term (0 = off; paper: 10).
+        border_w0: Amplitude ``w0`` of the Ronneberger border term (0 = off; paper: 10). Applies
+            to dense labels; scribbles and points have no object boundaries and get class weights only.
         border_sigma_um: Width ``sigma`` of the border term in microns (5 px at 0.5 um/px = 2.5 um).
         border_object_classes: Classes whose connected components are objects of the border term.
         brush_um: Scribbles: brush width in microns.

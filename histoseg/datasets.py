@@ -325,7 +325,7 @@ class PatchOptions:
         patch_size: Patch side in training pixels.
         mpp: Training resolution.
         object_classes: Class indices whose components are objects of the border term.
-        border_w0: Amplitude of the border term (0 = off).
+        border_w0: Amplitude of the border term (0 = off); applied to dense labels only.
         border_sigma_px: Width of the border term in training pixels.
         class_weights: ``{class: w_c}`` (empty = 1 for all).
     """
@@ -363,7 +363,9 @@ class _PatchCutter:
         x = item.origin[0] + col * item.scale
         y = item.origin[1] + row * item.scale
         image = self.reader.get(item).read_at_mpp(round(x), round(y), size, size, opts.mpp)
-        if opts.border_w0 > 0 and opts.object_classes:
+        # The border term needs object boundaries: dense masks only (a scribble's or a grid
+        # point's edge is not an object's edge). Sparse labels get the class weights alone.
+        if opts.border_w0 > 0 and opts.object_classes and item.kind == "dense":
             margin = int(math.ceil(3 * opts.border_sigma_px)) + 2
             window = self._mask_window(item, row - margin, col - margin, size + 2 * margin)
             weight = border_weight_map(

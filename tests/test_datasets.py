@@ -111,3 +111,18 @@ def test_epoch_sampler_gives_fresh_indices():
     assert len(sampler) == 4
     sampler.set_epoch(1)  # what Lightning does at each epoch start, also after a resume
     assert list(sampler) == [4, 5, 6, 7]
+
+
+def test_border_term_applies_to_dense_labels_only(table):
+    """Scribbles and points have no object boundaries: they get class weights, no border term."""
+    import dataclasses
+
+    path, _ = table
+    dense = prepare_labelled_slide(read_slide_table(path)[0], KIDNEY_CLASSES, 0.5)
+    options = PatchOptions(patch_size=64, mpp=0.5, object_classes=(2, 3), border_w0=10.0, border_sigma_px=5.0)
+    dense_weights = torch.stack([s["weight"] for s in GridPatchDataset([dense], options)])
+    assert dense_weights.max() > 2.0  # the border term is there (w0 = 10 between objects)
+    sparse = dataclasses.replace(dense, kind="scribbles")
+    for sample in GridPatchDataset([sparse], options):
+        labelled = sample["mask"] != 255
+        assert torch.equal(sample["weight"], labelled.float())  # 1 on labels, 0 elsewhere
