@@ -145,6 +145,20 @@ def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
     return full[62:578, 62:578]
 
 
+def save_figure(path: Path, name: str, ref: np.ndarray, pred: np.ndarray) -> None:
+    """Tile | reference overlay | prediction overlay (labelled centre, level-0 pixels)."""
+    from PIL import Image
+
+    from histoseg.quantify import class_colors
+    from histoseg.report import blend_labels
+
+    image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
+    colors = class_colors(CLASSES)
+    panels = [image, blend_labels(image, ref, colors, [255]), blend_labels(image, pred, colors, [255])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+
+
 def confusion(ref: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
     keep = ref != 255
     return np.bincount(ref[keep].astype(int) * n + pred[keep].astype(int), minlength=n * n).reshape(n, n)
@@ -163,6 +177,9 @@ def train_fold(
     from histoseg.datamodules import SlideDataModule
     from histoseg.tasks import SegmentationTask
 
+    # Seed before the network is built: its random decoder/head init must not depend on which
+    # folds ran before (a fold's result is then the same alone or in a full run).
+    L.seed_everything(0, verbose=False)
     grid = args.task == "grid"
     table, labelled = write_table(
         folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um
@@ -218,7 +235,6 @@ def train_fold(
         num_sanity_val_steps=0,
     )
     wall, cpu = time.perf_counter(), time.process_time()
-    L.seed_everything(0, verbose=False)
     trainer.fit(task, dm)
     network = task.network.eval()
     if grid:
@@ -263,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
+    parser.add_argument(
+        "--figures", default=None, help="write tile | reference | prediction PNGs per fold to this folder"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -274,12 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = {}
     for labels in variants:
-        results[labels] = run_variant(argparse.Namespace(**{**vars(args), "labels": labels}))
+        # the sparse-label regulariser is for scribbles; the dense baseline trains without it
+        regularizer = args.regularizer if labels == "scribbles" else "none"
+        results[labels] = run_variant(
+            argparse.Namespace(**{**vars(args), "labels": labels, "regularizer": regularizer})
+        )
     pixels = args.steps * args.batch_size * args.patch_size**2
     print(
         f"\nFLASH leave-one-tile-out, task={args.task}, encoder={args.encoder} weights={args.encoder_weights}, "
         f"loss={args.loss}, border_w0={args.border_w0}, class_weighting={args.class_weighting}, "
-        f"regularizer={args.regularizer}"
+        f"regularizer={args.regularizer} (scribbles only)"
     )
     print(
         f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
@@ -347,6 +370,8 @@ def run_variant(args: argparse.Namespace) -> dict:
         drawn[1] += labelled[1]
         ref = reference(held_out)
         pred = predict_tile(model, held_out, args.mpp)
+        if args.figures:
+            save_figure(Path(args.figures) / f"{args.task}_{args.labels}_{held_out}.png", held_out, ref, pred)
         if args.task == "grid":
             from histoseg.points import grid_points_from_mask
 
