@@ -289,7 +289,6 @@ class SlideDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader[Any]:
         """One slide path per item: ``predict_slides``, or the table's ``split=predict`` rows."""
-        from histoseg.datasets import SlidePathDataset, collate_paths
         from histoseg.slide import find_slides
 
         if self.predict_slides:
@@ -300,7 +299,18 @@ class SlideDataModule(L.LightningDataModule):
                 raise ConfigError(
                     f"{self.slide_table()}: no slide with split 'predict'; add rows or set data.predict_slides"
                 )
-        return DataLoader(SlidePathDataset(paths), batch_size=1, collate_fn=collate_paths, num_workers=0)
+        return self._slide_loader(paths)
+
+    def _slide_loader(self, paths: list[Path]) -> DataLoader[Any]:
+        """One slide per batch; under DDP each process gets its own slides (a shard may be empty)."""
+        from histoseg.datasets import SlidePathDataset, SlideShardSampler, collate_paths
+
+        dataset = SlidePathDataset(paths)
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = SlideShardSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank)
+        return DataLoader(dataset, batch_size=1, sampler=sampler, collate_fn=collate_paths, num_workers=0)
 
     def on_after_batch_transfer(
         self, batch: dict[str, torch.Tensor], dataloader_idx: int
@@ -421,10 +431,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         """``predict_slides``, or by default the generated validation slides."""
         if self.predict_slides:
             return super().predict_dataloader()
-        from histoseg.datasets import SlidePathDataset, collate_paths
-
-        paths = [r.slide for r in self.records() if r.split == "val"]
-        return DataLoader(SlidePathDataset(paths), batch_size=1, collate_fn=collate_paths, num_workers=0)
+        return self._slide_loader([r.slide for r in self.records() if r.split == "val"])
 
     def dataset_dir(self) -> Path:
         """Folder of the generated slides for these generator settings."""

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError, LabelError
@@ -525,7 +525,11 @@ class EpochSampler(Sampler[int]):
 
 
 class SlidePathDataset(Dataset[str]):
-    """The slides of a prediction run: item ``i`` is the path of slide ``i`` (as a string)."""
+    """The slides of a prediction run: item ``i`` is the path of slide ``i`` (as a string).
+
+    Item ``len(dataset)`` is ``""`` (no slide): the filler :class:`SlideShardSampler` gives a
+    process that has no slide of its own, so it still runs the predict loop and its hooks.
+    """
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = list(paths)
@@ -534,7 +538,37 @@ class SlidePathDataset(Dataset[str]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> str:
+        if index == len(self.paths):
+            return ""
         return str(self.paths[index])
+
+
+class SlideShardSampler(DistributedSampler):  # type: ignore[type-arg]
+    """Slides ``rank, rank + world_size, ...`` of a prediction run: each slide on one process only.
+
+    Unlike :class:`torch.utils.data.DistributedSampler` nothing is repeated to even out the
+    shards (a repeated slide would be written twice, concurrently), and a process with no slide
+    (fewer slides than processes) gets the single filler index ``len(dataset)``, which
+    :class:`SlidePathDataset` maps to ``""`` and the writer skips. Lightning's own predict sampler
+    fails outright when a shard is empty.
+
+    Args:
+        dataset: The slides (a :class:`SlidePathDataset`).
+        num_replicas: Number of processes.
+        rank: This process's rank.
+    """
+
+    def __init__(self, dataset: Dataset[str], num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        n = len(dataset)  # type: ignore[arg-type]
+        self.indices = list(range(rank, n, num_replicas)) or [n]
+        self.num_samples = len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def collate_paths(batch: list[str]) -> list[str]:

@@ -104,7 +104,8 @@ class SlideWriter(BasePredictionWriter):
     ) -> None:
         """Quantify the slides of this batch (one path per item)."""
         for path in prediction:
-            self.cohort.process(self._index[str(path)])
+            if path:  # "" = the filler item of a process with no slide of its own
+                self.cohort.process(self._index[str(path)])
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After every rank is done, rank 0 writes the merged report."""

@@ -126,3 +126,15 @@ def test_border_term_applies_to_dense_labels_only(table):
     for sample in GridPatchDataset([sparse], options):
         labelled = sample["mask"] != 255
         assert torch.equal(sample["weight"], labelled.float())  # 1 on labels, 0 elsewhere
+
+
+@pytest.mark.parametrize("n_slides, world", [(3, 2), (1, 2), (5, 3), (2, 4)])
+def test_slide_shards_cover_every_slide_once(n_slides, world):
+    from histoseg.datasets import SlidePathDataset, SlideShardSampler
+
+    dataset = SlidePathDataset([f"s{i}.svs" for i in range(n_slides)])
+    shards = [[dataset[i] for i in SlideShardSampler(dataset, world, rank)] for rank in range(world)]
+    assert all(len(shard) >= 1 for shard in shards)  # every process runs the loop (and its hooks)
+    real = [path for shard in shards for path in shard if path]
+    assert sorted(real) == sorted(dataset.paths)  # each slide exactly once
+    assert sum(path == "" for shard in shards for path in shard) == max(0, world - n_slides)
