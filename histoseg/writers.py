@@ -5,8 +5,9 @@ datamodule's *prediction slides* (``data.predict_slides`` or slide-table rows wi
 ``split=predict``). Each batch is one slide path; :class:`SlideWriter` (a
 ``BasePredictionWriter`` in ``trainer.callbacks``) turns it into the same outputs as
 ``histoseg quantify`` (:class:`histoseg.cohort.Cohort`): label map, GeoJSON, overlay and a
-result file. Under DDP, Lightning's predict sampler gives every rank its own slides (none twice),
-and rank 0 writes the merged cohort report after all ranks are done.
+result file. Under DDP, :class:`histoseg.datasets.SlideShardSampler` gives every rank its own
+slides (none twice; a rank with none gets an empty filler item), and rank 0 writes the merged
+cohort report after all ranks are done.
 
 Example (configs):
     trainer:
