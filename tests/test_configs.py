@@ -29,6 +29,8 @@ TINY_UNET = [
     "[16, 8, 8]",
 ]
 
+TINY_CLASSIFIER = ["--model.init_args.widths", "[8, 16]", "--model.init_args.dense", "[16]"]
+
 
 def cli(*args: str) -> int:
     try:
@@ -77,10 +79,7 @@ def test_kidney_grid_config_fast_dev_run(tmp_path):
         "--config",
         str(ROOT / "configs/kidney_grid.yaml"),
         *SMALL_SYNTHETIC,
-        "--model.init_args.widths",
-        "[8, 16]",
-        "--model.init_args.dense",
-        "[16]",
+        *TINY_CLASSIFIER,
         "--data.init_args.batch_size",
         "8",
     ]
@@ -152,10 +151,7 @@ def test_kidney_grid_checkpoint_runs_through_quantify(tmp_path):
         "--config",
         str(ROOT / "configs/kidney_grid.yaml"),
         *SMALL_SYNTHETIC,
-        "--model.init_args.widths",
-        "[8, 16]",
-        "--model.init_args.dense",
-        "[16]",
+        *TINY_CLASSIFIER,
         "--data.init_args.batch_size",
         "16",
         "--trainer.max_epochs",

@@ -34,16 +34,21 @@ def test_areas_from_true_label_map_equal_known_areas(slides):
             assert rows[name]["area_um2"] == pytest.approx(slide.areas_um2[name], rel=1e-12)
 
 
-def test_quantify_of_true_label_map_reproduces_known_areas(slides, tmp_path):
-    predictor = Predictor(
+def oracle_predictor(mpp: float) -> Predictor:
+    """A predictor whose 'model' returns the label map it is given (tiles are label-map tiles)."""
+    return Predictor(
         model=IndexOracle(),
         classes=list(KIDNEY_CLASSES),
-        mpp=slides[0].mpp,
+        mpp=mpp,
         tile_size=256,
         margin=0,
         size_multiple=1,
         background_class=0,
     )
+
+
+def test_quantify_of_true_label_map_reproduces_known_areas(slides, tmp_path):
+    predictor = oracle_predictor(slides[0].mpp)
     status = run_quantify(predictor, [s.label_path for s in slides], tmp_path, blend="crop", progress=False)
     assert status == 0
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
@@ -70,15 +75,7 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
         mask = read_mask_file(slide.label_path)
         points = grid_points_from_mask(mask, spacing_px=12)
         write_points_csv(points, points_dir / f"{slide.label_path.stem}.points.csv", list(KIDNEY_CLASSES))
-    predictor = Predictor(
-        model=IndexOracle(),
-        classes=list(KIDNEY_CLASSES),
-        mpp=slides[0].mpp,
-        tile_size=256,
-        margin=0,
-        size_multiple=1,
-        background_class=0,
-    )
+    predictor = oracle_predictor(slides[0].mpp)
     assert (
         run_quantify(
             predictor,
