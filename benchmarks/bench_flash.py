@@ -74,7 +74,12 @@ def reference(name: str) -> np.ndarray:
 
 
 def write_table(
-    folder: Path, held_out: str, labels: str, fraction: float, brush_um: float
+    folder: Path,
+    held_out: str,
+    labels: str,
+    fraction: float,
+    brush_um: float,
+    method: str = "skeleton",
 ) -> tuple[Path, tuple[int, int]]:
     """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val.
 
@@ -100,7 +105,7 @@ def write_table(
         elif labels == "scribbles" and split == "train":
             mask = reference(name)
             brush_px = max(1, round(brush_um / SLIDE_MPP))
-            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush_px, seed=i)
+            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush_px, seed=i, method=method)
             labelled[0] += int((rasterize_strokes(strokes, mask.shape, brush_px) != 255).sum())
             labelled[1] += int((mask != 255).sum())
             path = folder / f"{name}.scribbles.geojson"
@@ -182,7 +187,12 @@ def train_fold(
     L.seed_everything(0, verbose=False)
     grid = args.task == "grid"
     table, labelled = write_table(
-        folder, held_out, "points" if grid else args.labels, args.scribble_fraction, args.brush_um
+        folder,
+        held_out,
+        "points" if grid else args.labels,
+        args.scribble_fraction,
+        args.brush_um,
+        args.scribble_method,
     )
     dm = SlideDataModule(
         slides=str(table),
@@ -276,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
+    parser.add_argument(
+        "--scribble-method",
+        default="skeleton",
+        choices=["skeleton", "random_walk"],
+        help="how the simulator draws strokes inside each object",
+    )
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
@@ -313,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         if labels == "scribbles":
             name += (
                 f" (simulated, {100 * args.scribble_fraction:g} % of labelled pixels asked, "
-                f"{100 * result['labelled_fraction']:.2f} % drawn, brush {args.brush_um:g} um)"
+                f"{100 * result['labelled_fraction']:.2f} % drawn, brush {args.brush_um:g} um, "
+                f"{args.scribble_method})"
             )
         dice = result["dice"]
         errors = [abs(t["error_pp"]) for t in result["tiles"]]
