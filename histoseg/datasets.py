@@ -176,6 +176,8 @@ def prepare_labelled_slide(
     point_radius_um: float = 0.0,
     margin_px: int = 0,
     scribble_colours: Mapping[str, Sequence[int] | str] | None = None,
+    grow_um: float = 0.0,
+    grow_classes: Sequence[int] | None = None,
 ) -> LabelledSlide:
     """Open a slide and put its labels on the training grid at ``mpp``.
 
@@ -189,6 +191,10 @@ def prepare_labelled_slide(
         point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
         margin_px: Points: training pixels kept around the points' bounding box.
         scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
+        grow_um: Scribbles: grow each stroke's class to the colour superpixels (about ``grow_um``
+            microns across) it touches alone (:func:`histoseg.scribbles.grow_to_superpixels`);
+            0 = off.
+        grow_classes: Class indices whose strokes grow (None = all).
 
     Raises:
         HistosegError: unreadable slide or labels (see the loaders).
@@ -272,6 +278,8 @@ def prepare_labelled_slide(
             raise LabelError(
                 f"{record.labels}: no labelled pixel at mpp {mpp}; check the labels and value map"
             )
+        if grow_um > 0 and record.kind == "scribbles":
+            grid = grow_scribbles_on_slide(slide, grid, scale, mpp, grow_um / mpp, classes=grow_classes)
         return LabelledSlide(
             path=record.slide,
             slide_mpp=slide.mpp,
@@ -281,6 +289,52 @@ def prepare_labelled_slide(
             labels=grid,
             kind=record.kind,
         )
+
+
+def grow_scribbles_on_slide(
+    slide: Slide,
+    grid: np.ndarray,
+    scale: float,
+    mpp: float,
+    segment_px: float,
+    window: int = 1024,
+    classes: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Grow a scribble label grid (origin at level-0 (0, 0)) to superpixels, window by window.
+
+    Only windows holding labelled pixels are read (at ``mpp``), so a whole-slide grid with a few
+    strokes costs a few reads; windows overlap by two superpixels and a window keeps the result of
+    its inner part only, so superpixels cut by a window edge are not trusted.
+
+    Args:
+        slide: The open slide.
+        grid: (H, W) uint8 scribble labels at ``mpp``, 255 = unlabelled.
+        scale: Level-0 pixels per grid pixel.
+        mpp: Grid resolution (microns per pixel).
+        segment_px: Superpixel side in grid pixels.
+        window: Window side in grid pixels (inner part).
+        classes: Class indices whose strokes grow (None = all).
+
+    Returns:
+        (H, W) uint8 grown labels.
+    """
+    from histoseg.scribbles import grow_to_superpixels
+
+    out = grid.copy()
+    height, width = grid.shape
+    halo = int(math.ceil(2 * segment_px))
+    labelled = grid != IGNORE_INDEX
+    for r0 in range(0, height, window):
+        for c0 in range(0, width, window):
+            r1, c1 = min(height, r0 + window), min(width, c0 + window)
+            R0, C0 = max(0, r0 - halo), max(0, c0 - halo)
+            R1, C1 = min(height, r1 + halo), min(width, c1 + halo)
+            if not labelled[R0:R1, C0:C1].any():
+                continue
+            image = slide.read_at_mpp(round(C0 * scale), round(R0 * scale), C1 - C0, R1 - R0, mpp)
+            grown = grow_to_superpixels(grid[R0:R1, C0:C1], image, segment_px, classes=classes)
+            out[r0:r1, c0:c1] = grown[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
+    return out
 
 
 def _resample_sparse(level0: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:

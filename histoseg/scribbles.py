@@ -12,7 +12,9 @@ structure's class; everything not scribbled is unlabelled (255). This module own
 - :func:`simulate_scribbles` — strokes drawn from a dense mask (along each object's skeleton
   or a random walk inside it) covering a set fraction of the labelled pixels, to measure
   scribble training honestly against dense training;
-- :func:`write_scribbles_geojson` — strokes as a QuPath FeatureCollection of LineStrings.
+- :func:`write_scribbles_geojson` — strokes as a QuPath FeatureCollection of LineStrings;
+- :func:`grow_to_superpixels` — scribble labels grown to the colour superpixels they touch
+  (ScribbleSup-style), so a stroke inside an object labels more of it.
 
 Raster rule (exact, used everywhere): mask pixel ``(r, c)`` has its centre at mask
 coordinates ``(x, y) = (c + 0.5, r + 0.5)``; level-0 coordinates are mask coordinates times
@@ -650,6 +652,72 @@ def read_scribble_image(
 # --------------------------------------------------------------------------------------------
 
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def grow_to_superpixels(
+    labels: np.ndarray,
+    image: np.ndarray,
+    segment_px: float,
+    *,
+    compactness: float = 20.0,
+    classes: Iterable[int] | None = None,
+    ignore: int = IGNORE,
+) -> np.ndarray:
+    """Grow sparse labels to the superpixels they touch (ScribbleSup-style propagation).
+
+    The image is cut into SLIC superpixels (``skimage.segmentation.slic``, colour + position,
+    about ``segment_px`` pixels across); a superpixel touched by labelled pixels of exactly one
+    class takes that class everywhere; one touched by two or more classes, or by none, keeps
+    its pixels as they were. Labelled pixels never change. Lin et al., "ScribbleSup", CVPR 2016
+    propagate scribbles over superpixels the same way (with a graphical model on top).
+
+    Only ``classes`` grow (all by default). Compact structures with a clear colour edge (tubules,
+    glomeruli) fill their superpixels well, whereas a thin compartment such as the renal
+    interstitium shares its superpixels with the PAS-positive basement membranes of the tubules
+    around it (on the FLASH tiles, 6-um superpixels: grown tubule labels 98 % correct, grown
+    interstitium labels 77 %).
+
+    Args:
+        labels: (H, W) uint8 class indices, ``ignore`` = unlabelled.
+        image: (H, W, 3) uint8 RGB at the same pixels.
+        segment_px: Superpixel side in pixels (> 1).
+        compactness: SLIC compactness (higher: squarer superpixels, fewer colour edges).
+        classes: Class indices that grow (None = all); other classes' strokes still block growth.
+        ignore: Unlabelled value.
+
+    Returns:
+        (H, W) uint8 grown labels.
+    """
+    from skimage.segmentation import slic
+
+    labels = np.asarray(labels)
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"grow_to_superpixels: image {image.shape[:2]} and labels {labels.shape} differ in size")
+    if not segment_px > 1:
+        raise ConfigError(f"superpixel size {segment_px} px must be above 1 pixel; raise the size in microns")
+    out = labels.copy()
+    labelled = labels != ignore
+    if not labelled.any():
+        return out
+    n_segments = max(1, round(labels.size / float(segment_px) ** 2))
+    segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+    seg = segments[labelled]
+    cls = labels[labelled].astype(np.int64)
+    n = int(segments.max()) + 1
+    # per superpixel: lowest and highest class touching it; equal -> one class
+    low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(low, seg, cls)
+    high = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(high, seg, cls)
+    single = (high >= 0) & (low == high)
+    if classes is not None:
+        grow_classes = [int(c) for c in classes]
+        allowed = np.zeros(max([int(high.max()), *grow_classes, 0]) + 1, dtype=bool)
+        allowed[grow_classes] = True
+        single &= allowed[np.maximum(high, 0)]
+    grow = single[segments] & ~labelled
+    out[grow] = high[segments][grow].astype(np.uint8)
+    return out
 
 
 def _bfs(start: int, nodes: set[int], adjacency: list[list[int]]) -> tuple[int, dict[int, int]]:

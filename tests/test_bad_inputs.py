@@ -240,6 +240,19 @@ def test_scribble_image_with_colours_not_in_config(capsys, good):
     )
 
 
+def test_scribble_growth_with_unknown_class(capsys, good):
+    fit(
+        capsys,
+        good[0],
+        ["data.scribble_grow_classes", "Tubule", "fix the names"],
+        "--data.init_args.scribble_grow_um",
+        "5",
+        "--data.init_args.scribble_grow_classes",
+        "[Tubule]",
+        rows=["good.tif,good.png,dense,train,"],
+    )
+
+
 # ---- validate / predict: checkpoints ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

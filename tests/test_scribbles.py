@@ -340,3 +340,70 @@ def test_simulate_scribbles_on_real_kidney_labels():
     for method in ("skeleton", "random_walk"):
         strokes = simulate_scribbles(mask, fraction=0.03, brush_px=5, method=method)
         _check_simulation(mask, strokes, 0.03, 5)
+
+
+# --- growing scribbles to superpixels -------------------------------------------------------
+
+
+def test_grow_to_superpixels_known_halves():
+    """Two flat colour halves, two superpixels: a stroke labels its half, never the other one."""
+    from histoseg.scribbles import grow_to_superpixels
+
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:, :40] = (200, 60, 160)  # PAS magenta
+    image[:, 40:] = (240, 240, 240)  # glass
+    labels = np.full((40, 80), 255, np.uint8)
+    labels[18:21, 5:15] = 2
+    grown = grow_to_superpixels(labels, image, segment_px=40)
+    expected = np.full((40, 80), 255, np.uint8)
+    expected[:, :40] = 2
+    assert np.array_equal(grown, expected)
+    # a second class in the other half grows there; both classes in one half: it stays as drawn
+    labels[30, 60] = 4
+    expected[:, 40:] = 4
+    assert np.array_equal(grow_to_superpixels(labels, image, segment_px=40), expected)
+    labels[5, 35] = 1
+    conflict = grow_to_superpixels(labels, image, segment_px=40)
+    assert np.array_equal(conflict[:, :40], labels[:, :40]) and (conflict[:, 40:] == 4).all()
+    # nothing labelled: nothing grows; bad sizes are errors
+    empty = np.full((40, 80), 255, np.uint8)
+    assert np.array_equal(grow_to_superpixels(empty, image, segment_px=10), empty)
+    with pytest.raises(ConfigError, match="superpixel size"):
+        grow_to_superpixels(labels, image, segment_px=1)
+
+
+def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
+    """Grown scribbles on a slide whose colours follow its classes: many more labels, all correct."""
+    import csv
+
+    from conftest import make_labelled_slide
+
+    from histoseg.datasets import prepare_labelled_slide, read_slide_table
+
+    slide, _, truth = make_labelled_slide(tmp_path, "s0", seed=3)
+    strokes = simulate_scribbles(truth, fraction=0.03, brush_px=3, seed=0)
+    write_scribbles_geojson(strokes, tmp_path / "s0.geojson", CLASSES, brush_px=3)
+    with open(tmp_path / "slides.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["slide", "labels", "kind", "split"])
+        writer.writerow([slide.name, "s0.geojson", "scribbles", "train"])
+    record = read_slide_table(tmp_path / "slides.csv")[0]
+    strokes_only = prepare_labelled_slide(record, CLASSES, 0.5, brush_um=1.5).labels
+    grown = prepare_labelled_slide(record, CLASSES, 0.5, brush_um=1.5, grow_um=4.0).labels
+    drawn, labelled = strokes_only != 255, grown != 255
+    assert np.array_equal(grown[drawn], strokes_only[drawn])  # strokes are never changed
+    assert labelled.sum() >= 4 * drawn.sum()
+    assert (grown[labelled] == truth[labelled]).mean() >= 0.99
+
+
+def test_grow_to_superpixels_only_named_classes_grow():
+    from histoseg.scribbles import grow_to_superpixels
+
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:, :40] = (200, 60, 160)
+    image[:, 40:] = (240, 240, 240)
+    labels = np.full((40, 80), 255, np.uint8)
+    labels[18:21, 5:15] = 1  # interstitium: does not grow
+    labels[30, 60] = 2  # tubules: grows
+    grown = grow_to_superpixels(labels, image, segment_px=40, classes=iter([2, 3]))
+    assert np.array_equal(grown[:, :40], labels[:, :40]) and (grown[:, 40:] == 2).all()
