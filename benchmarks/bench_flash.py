@@ -202,7 +202,7 @@ def train_fold(
         mpp=args.mpp,
         patch_size=args.patch_size,
         batch_size=args.batch_size,
-        patches_per_epoch=args.steps * args.batch_size,
+        patches_per_epoch=args.steps * args.batch_size // args.epochs,
         val_patches=1,
         class_balanced=True,
         border_w0=args.border_w0,
@@ -235,8 +235,20 @@ def train_fold(
             regularizer=args.regularizer,
             regularizer_weight=args.regularizer_weight,
         )
+    callbacks: list[L.Callback] = []
+    if args.labels == "scribbles" and args.self_training_epoch:
+        from histoseg.selftraining import ScribbleSelfTraining
+
+        callbacks.append(
+            ScribbleSelfTraining(
+                start_epoch=args.self_training_epoch,
+                segment_um=args.self_training_um,
+                threshold=args.self_training_threshold,
+            )
+        )
     trainer = L.Trainer(
-        max_epochs=1,
+        max_epochs=args.epochs,
+        callbacks=callbacks,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -254,13 +266,13 @@ def train_fold(
 
         network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
         network.size_multiple = 1  # type: ignore[assignment]
-    if args.labels == "scribbles" and args.grow_um:
+    if args.labels == "scribbles" and (args.grow_um or args.self_training_epoch):
         args.growth_stats.append(growth_agreement(dm))
     return network, time.perf_counter() - wall, time.process_time() - cpu, labelled
 
 
 def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
-    """Grown scribble labels of the training tiles against their dense references.
+    """Final training labels (grown scribbles, pseudo-labels) of the training tiles against the dense references.
 
     Returns:
         (labelled training-grid pixels inside the references' labelled centres, of which agree
@@ -327,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
         help="grow scribbles to superpixels of this size in microns before training (0 = off)",
     )
     parser.add_argument("--grow-classes", default="", help="classes that grow, comma separated (default: all)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs the steps are split into")
+    parser.add_argument(
+        "--self-training-epoch",
+        type=int,
+        default=0,
+        help="scribbles: pseudo-label with the model before this epoch (0 = off; needs --epochs above it)",
+    )
+    parser.add_argument("--self-training-um", type=float, default=6.0, help="superpixel size of the pseudo-labels")
+    parser.add_argument("--self-training-threshold", type=float, default=0.8)
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
@@ -369,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.scribble_method}"
                 + (f", grown to {args.grow_um:g}-um superpixels" if args.grow_um else "")
                 + (f" ({args.grow_classes} only)" if args.grow_um and args.grow_classes else "")
+                + (
+                    f", self-training before epoch {args.self_training_epoch} of {args.epochs} "
+                    f"({args.self_training_um:g}-um superpixels, p >= {args.self_training_threshold:g})"
+                    if args.self_training_epoch
+                    else ""
+                )
                 + ")"
             )
         dice = result["dice"]
@@ -376,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         if labels == "scribbles" and args.growth_stats:
             grown, agree, total = np.sum(args.growth_stats, axis=0)
             print(
-                f"  grown scribbles (all folds, training grid): {100 * grown / total:.1f} % of the reference "
+                f"  final training labels (all folds, training grid): {100 * grown / total:.1f} % of the reference "
                 f"pixels labelled, {100 * agree / max(grown, 1):.1f} % of them agree with the reference"
             )
         print(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from histoseg.datasets import (
     RandomPatchDataset,
     SlideRecord,
     prepare_labelled_slide,
+    pseudo_label_slide,
     read_slide_table,
 )
 from histoseg.errors import ConfigError, LabelError
@@ -152,6 +154,7 @@ class SlideDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._labelled: dict[str, list[LabelledSlide]] = {}
+        self._scribble_seeds: dict[int, np.ndarray] = {}  # id(item) -> scribbles before self-training
         self.class_weights: dict[int, float] = {}
         self._generator = torch.Generator().manual_seed(seed)
 
@@ -238,6 +241,52 @@ class SlideDataModule(L.LightningDataModule):
                 raise LabelError("training labels hold no labelled pixel; training would not learn anything")
             self.train_class_counts = counts
             self.class_weights = self._class_weights(counts)
+
+    def pseudo_label_scribbles(
+        self,
+        probabilities: Callable[[np.ndarray], np.ndarray],
+        segment_um: float = 6.0,
+        threshold: float = 0.8,
+    ) -> tuple[int, int]:
+        """Replace the training scribbles by superpixel pseudo-labels of a model (self-training).
+
+        Every call starts again from the scribbles as first loaded (grown, if growth is on), so
+        rounds do not compound their own errors. Class counts and weights are recomputed; the
+        next ``train_dataloader()`` samples from the new labels.
+
+        Args:
+            probabilities: Maps an (h, w, 3) uint8 RGB image at ``mpp`` to (C, h, w) float class
+                probabilities.
+            segment_um: Superpixel size in microns.
+            threshold: Minimum superpixel-mean probability of the best class, in (0, 1].
+
+        Returns:
+            (scribbled pixels, labelled pixels after pseudo-labelling), training-grid pixels.
+
+        Raises:
+            ConfigError: no training slide has scribbles.
+        """
+        items = [item for item in self._labelled.get("train", []) if item.kind == "scribbles"]
+        if not items:
+            raise ConfigError(
+                "self-training pseudo-labels scribbles, but no training slide has kind=scribbles; "
+                "remove the ScribbleSelfTraining callback or train on scribbles"
+            )
+        before = after = 0
+        for item in items:
+            seeds = self._scribble_seeds.setdefault(id(item), item.labels.copy())
+            item.labels = pseudo_label_slide(
+                item, seeds, probabilities, self.mpp, segment_um / self.mpp, threshold
+            )
+            item.class_positions = {}
+            before += int((seeds != IGNORE_INDEX).sum())
+            after += int((item.labels != IGNORE_INDEX).sum())
+        counts = np.zeros(len(self.classes), dtype=np.int64)
+        for item in self._labelled["train"]:
+            counts += item.counts(len(self.classes))
+        self.train_class_counts = counts
+        self.class_weights = self._class_weights(counts)
+        return before, after
 
     def _grow_class_indices(self) -> list[int] | None:
         names = getattr(self, "scribble_grow_classes", None)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -291,6 +291,26 @@ def prepare_labelled_slide(
         )
 
 
+def _windows_near_labels(
+    grid: np.ndarray, halo: int, window: int
+) -> Iterator[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """Windows of a label grid that hold labelled pixels within ``halo`` of them.
+
+    Yields:
+        ``((r0, r1, c0, c1), (R0, R1, C0, C1))``: a window's inner part (tiles the grid) and the
+        same window grown by ``halo`` (clipped to the grid), both in grid pixels.
+    """
+    height, width = grid.shape
+    labelled = grid != IGNORE_INDEX
+    for r0 in range(0, height, window):
+        for c0 in range(0, width, window):
+            r1, c1 = min(height, r0 + window), min(width, c0 + window)
+            R0, C0 = max(0, r0 - halo), max(0, c0 - halo)
+            R1, C1 = min(height, r1 + halo), min(width, c1 + halo)
+            if labelled[R0:R1, C0:C1].any():
+                yield (r0, r1, c0, c1), (R0, R1, C0, C1)
+
+
 def grow_scribbles_on_slide(
     slide: Slide,
     grid: np.ndarray,
@@ -321,19 +341,57 @@ def grow_scribbles_on_slide(
     from histoseg.scribbles import grow_to_superpixels
 
     out = grid.copy()
-    height, width = grid.shape
-    halo = int(math.ceil(2 * segment_px))
-    labelled = grid != IGNORE_INDEX
-    for r0 in range(0, height, window):
-        for c0 in range(0, width, window):
-            r1, c1 = min(height, r0 + window), min(width, c0 + window)
-            R0, C0 = max(0, r0 - halo), max(0, c0 - halo)
-            R1, C1 = min(height, r1 + halo), min(width, c1 + halo)
-            if not labelled[R0:R1, C0:C1].any():
-                continue
-            image = slide.read_at_mpp(round(C0 * scale), round(R0 * scale), C1 - C0, R1 - R0, mpp)
-            grown = grow_to_superpixels(grid[R0:R1, C0:C1], image, segment_px, classes=classes)
-            out[r0:r1, c0:c1] = grown[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
+    for (r0, r1, c0, c1), (R0, R1, C0, C1) in _windows_near_labels(grid, math.ceil(2 * segment_px), window):
+        image = slide.read_at_mpp(round(C0 * scale), round(R0 * scale), C1 - C0, R1 - R0, mpp)
+        grown = grow_to_superpixels(grid[R0:R1, C0:C1], image, segment_px, classes=classes)
+        out[r0:r1, c0:c1] = grown[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
+    return out
+
+
+def pseudo_label_slide(
+    item: LabelledSlide,
+    seeds: np.ndarray,
+    probabilities: Callable[[np.ndarray], np.ndarray],
+    mpp: float,
+    segment_px: float,
+    threshold: float,
+    *,
+    halo: int = 64,
+    window: int = 1024,
+) -> np.ndarray:
+    """Superpixel pseudo-labels of one training slide around its scribbles, window by window.
+
+    Each window holding scribbles is read at ``mpp`` with a ``halo`` of context (the model's
+    receptive field and the superpixels cut by the window edge), the model's class
+    probabilities are averaged over its superpixels and only the inner part is kept
+    (:func:`histoseg.scribbles.superpixel_pseudo_labels`).
+
+    Args:
+        item: The labelled slide (its path, scale and origin are used).
+        seeds: (H, W) uint8 scribble labels on the item's grid (strokes, possibly grown).
+        probabilities: Maps an (h, w, 3) uint8 RGB image to (C, h, w) float class probabilities.
+        mpp: Grid resolution (microns per pixel).
+        segment_px: Superpixel side in grid pixels.
+        threshold: Minimum superpixel-mean probability of the best class.
+        halo: Context pixels around each window (grid pixels).
+        window: Window side in grid pixels (inner part).
+
+    Returns:
+        (H, W) uint8 labels: the seeds plus confident superpixels.
+    """
+    from histoseg.scribbles import superpixel_pseudo_labels
+
+    out = seeds.copy()
+    halo = max(halo, math.ceil(2 * segment_px))
+    with Slide(item.path, mpp=item.slide_mpp_override) as slide:
+        for (r0, r1, c0, c1), (R0, R1, C0, C1) in _windows_near_labels(seeds, halo, window):
+            x = round(item.origin[0] + C0 * item.scale)
+            y = round(item.origin[1] + R0 * item.scale)
+            image = np.ascontiguousarray(slide.read_at_mpp(x, y, C1 - C0, R1 - R0, mpp))
+            labels = superpixel_pseudo_labels(
+                seeds[R0:R1, C0:C1], probabilities(image), image, segment_px, threshold=threshold
+            )
+            out[r0:r1, c0:c1] = labels[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
     return out
 
 
