@@ -184,7 +184,7 @@ def train_fold(
 
     # Seed before the network is built: its random decoder/head init must not depend on which
     # folds ran before (a fold's result is then the same alone or in a full run).
-    L.seed_everything(0, verbose=False)
+    L.seed_everything(args.seed, verbose=False)
     grid = args.task == "grid"
     table, labelled = write_table(
         folder,
@@ -212,7 +212,7 @@ def train_fold(
         scribble_grow_um=args.grow_um if args.labels == "scribbles" else 0.0,
         scribble_grow_classes=args.grow_classes.split(",") if args.grow_classes else None,
         num_workers=0,
-        seed=0,
+        seed=args.seed,
         centered=grid,
     )
     if grid:
@@ -350,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-training-threshold", type=float, default=0.8)
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="network initialisation and patch sampling (the simulated scribbles stay the same)",
+    )
     parser.add_argument("--folds", default=",".join(NAMES), help="held-out tiles to run (comma separated)")
     parser.add_argument(
         "--figures", default=None, help="write tile | reference | prediction PNGs per fold to this folder"
@@ -375,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nFLASH leave-one-tile-out, task={args.task}, encoder={args.encoder} weights={args.encoder_weights}, "
         f"loss={args.loss}, border_w0={args.border_w0}, class_weighting={args.class_weighting}, "
-        f"regularizer={args.regularizer} (scribbles only), scribble growth {args.grow_um:g} um"
+        f"regularizer={args.regularizer} (scribbles only), scribble growth {args.grow_um:g} um, seed {args.seed}"
     )
     print(
         f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "
