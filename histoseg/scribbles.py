@@ -14,7 +14,10 @@ structure's class; everything not scribbled is unlabelled (255). This module own
   scribble training honestly against dense training;
 - :func:`write_scribbles_geojson` — strokes as a QuPath FeatureCollection of LineStrings;
 - :func:`grow_to_superpixels` — scribble labels grown to the colour superpixels they touch
-  (ScribbleSup-style), so a stroke inside an object labels more of it.
+  (ScribbleSup-style), so a stroke inside an object labels more of it;
+- :func:`superpixel_pseudo_labels` — a model's probabilities averaged over superpixels, the
+  confident ones added to the scribbles (ScribbleSup's second step; see
+  :mod:`histoseg.selftraining`).
 
 Raster rule (exact, used everywhere): mask pixel ``(r, c)`` has its centre at mask
 coordinates ``(x, y) = (c + 0.5, r + 0.5)``; level-0 coordinates are mask coordinates times
@@ -654,6 +657,19 @@ def read_scribble_image(
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
+def _check_segment_size(segment_px: float) -> None:
+    if not segment_px > 1:
+        raise ConfigError(f"superpixel size {segment_px} px must be above 1 pixel; raise the size in microns")
+
+
+def _superpixels(image: np.ndarray, segment_px: float, compactness: float) -> np.ndarray:
+    """SLIC superpixels about ``segment_px`` pixels across: (H, W) int labels from 0."""
+    from skimage.segmentation import slic
+
+    n_segments = max(1, round(image.shape[0] * image.shape[1] / float(segment_px) ** 2))
+    return slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+
+
 def grow_to_superpixels(
     labels: np.ndarray,
     image: np.ndarray,
@@ -688,19 +704,15 @@ def grow_to_superpixels(
     Returns:
         (H, W) uint8 grown labels.
     """
-    from skimage.segmentation import slic
-
     labels = np.asarray(labels)
     if image.shape[:2] != labels.shape:
         raise ValueError(f"grow_to_superpixels: image {image.shape[:2]} and labels {labels.shape} differ in size")
-    if not segment_px > 1:
-        raise ConfigError(f"superpixel size {segment_px} px must be above 1 pixel; raise the size in microns")
+    _check_segment_size(segment_px)
     out = labels.copy()
     labelled = labels != ignore
     if not labelled.any():
         return out
-    n_segments = max(1, round(labels.size / float(segment_px) ** 2))
-    segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+    segments = _superpixels(image, segment_px, compactness)
     seg = segments[labelled]
     cls = labels[labelled].astype(np.int64)
     n = int(segments.max()) + 1
@@ -753,8 +765,6 @@ def superpixel_pseudo_labels(
     Returns:
         (H, W) uint8 labels: the strokes, plus confident superpixels.
     """
-    from skimage.segmentation import slic
-
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities, dtype=np.float32)
     if probabilities.ndim != 3 or probabilities.shape[1:] != labels.shape or image.shape[:2] != labels.shape:
@@ -762,12 +772,10 @@ def superpixel_pseudo_labels(
             f"superpixel_pseudo_labels: labels {labels.shape}, probabilities {probabilities.shape} "
             f"and image {image.shape[:2]} must cover the same pixels"
         )
-    if not segment_px > 1:
-        raise ConfigError(f"superpixel size {segment_px} px must be above 1 pixel; raise the size in microns")
+    _check_segment_size(segment_px)
     if not 0 < threshold <= 1:
         raise ConfigError(f"pseudo-label threshold {threshold} must be in (0, 1]; e.g. 0.8")
-    n_segments = max(1, round(labels.size / float(segment_px) ** 2))
-    segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0).ravel()
+    segments = _superpixels(image, segment_px, compactness).ravel()
     n = int(segments.max()) + 1
     sizes = np.bincount(segments, minlength=n).astype(np.float64)
     mean = np.stack([np.bincount(segments, weights=p.ravel(), minlength=n) for p in probabilities]) / sizes
