@@ -234,13 +234,17 @@ class SlideDataModule(L.LightningDataModule):
                 for r in rows
             ]
         if "train" in self._labelled:
-            counts = np.zeros(len(self.classes), dtype=np.int64)
-            for item in self._labelled["train"]:
-                counts += item.counts(len(self.classes))
-            if counts.sum() == 0:
-                raise LabelError("training labels hold no labelled pixel; training would not learn anything")
-            self.train_class_counts = counts
-            self.class_weights = self._class_weights(counts)
+            self._count_training_labels()
+
+    def _count_training_labels(self) -> None:
+        """Per-class counts of the training labels, and the class weights derived from them."""
+        counts = np.zeros(len(self.classes), dtype=np.int64)
+        for item in self._labelled["train"]:
+            counts += item.counts(len(self.classes))
+        if counts.sum() == 0:
+            raise LabelError("training labels hold no labelled pixel; training would not learn anything")
+        self.train_class_counts = counts
+        self.class_weights = self._class_weights(counts)
 
     def pseudo_label_scribbles(
         self,
@@ -281,11 +285,7 @@ class SlideDataModule(L.LightningDataModule):
             item.class_positions = {}
             before += int((seeds != IGNORE_INDEX).sum())
             after += int((item.labels != IGNORE_INDEX).sum())
-        counts = np.zeros(len(self.classes), dtype=np.int64)
-        for item in self._labelled["train"]:
-            counts += item.counts(len(self.classes))
-        self.train_class_counts = counts
-        self.class_weights = self._class_weights(counts)
+        self._count_training_labels()
         return before, after
 
     def _grow_class_indices(self) -> list[int] | None:
