@@ -214,6 +214,7 @@ def train_fold(
         num_workers=0,
         seed=args.seed,
         centered=grid,
+        stain_jitter=args.stain_jitter,
     )
     if grid:
         from histoseg.tasks import PatchClassificationTask
@@ -348,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--self-training-um", type=float, default=6.0, help="superpixel size of the pseudo-labels")
     parser.add_argument("--self-training-threshold", type=float, default=0.8)
+    parser.add_argument("--stain-jitter", type=float, default=0.0, help="HED stain jitter sigma (0 = off)")
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument(

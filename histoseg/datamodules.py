@@ -82,6 +82,9 @@ class SlideDataModule(L.LightningDataModule):
         point_radius_um: Grid points: radius of the labelled disc around each point (0 = 1 pixel).
         augment: Random flips / 90-degree rotations / colour jitter on training batches.
         color_jitter: Strength of the colour jitter.
+        stain_jitter: Strength ``sigma`` of the HED stain jitter (Tellez et al. 2018; 0 = off,
+            0.05 light, 0.2 strong): each stain's optical density scaled by U(1 +- sigma) and
+            shifted by U(+-sigma) (:func:`histoseg.transforms.hed_jitter`).
         num_workers: DataLoader worker processes.
         seed: Seed of the patch draws.
         predict_slides: ``predict``: slides to run (file, folder or glob); null = the slide-table
@@ -119,6 +122,7 @@ class SlideDataModule(L.LightningDataModule):
         point_radius_um: float = 0.0,
         augment: bool = True,
         color_jitter: float = 0.05,
+        stain_jitter: float = 0.0,
         num_workers: int = 0,
         seed: int = 0,
         predict_slides: str | None = None,
@@ -151,6 +155,7 @@ class SlideDataModule(L.LightningDataModule):
         self.point_radius_um = point_radius_um
         self.augment = augment
         self.color_jitter = color_jitter
+        self.stain_jitter = stain_jitter
         self.num_workers = num_workers
         self.seed = seed
         self._labelled: dict[str, list[LabelledSlide]] = {}
@@ -399,7 +404,12 @@ class SlideDataModule(L.LightningDataModule):
         training = trainer is not None and trainer.training
         if training and self.augment:
             batch["image"], batch["mask"], batch["weight"] = augment_batch(
-                batch["image"], batch["mask"], batch["weight"], self.color_jitter, generator=self._generator
+                batch["image"],
+                batch["mask"],
+                batch["weight"],
+                self.color_jitter,
+                generator=self._generator,
+                stain_jitter=self.stain_jitter,
             )
         return batch
 
@@ -462,6 +472,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         point_radius_um: float = 0.0,
         augment: bool = True,
         color_jitter: float = 0.05,
+        stain_jitter: float = 0.0,
         num_workers: int = 0,
         seed: int = 0,
         predict_slides: str | None = None,
@@ -486,6 +497,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
             point_radius_um=point_radius_um,
             augment=augment,
             color_jitter=color_jitter,
+            stain_jitter=stain_jitter,
             num_workers=num_workers,
             seed=seed,
             predict_slides=predict_slides,
