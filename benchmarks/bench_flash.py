@@ -80,6 +80,7 @@ def write_table(
     fraction: float,
     brush_um: float,
     method: str = "skeleton",
+    stroke_length: float = 40.0,
 ) -> tuple[Path, tuple[int, int]]:
     """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val.
 
@@ -105,7 +106,14 @@ def write_table(
         elif labels == "scribbles" and split == "train":
             mask = reference(name)
             brush_px = max(1, round(brush_um / SLIDE_MPP))
-            strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush_px, seed=i, method=method)
+            strokes = simulate_scribbles(
+                mask,
+                fraction=fraction,
+                brush_px=brush_px,
+                seed=i,
+                method=method,
+                stroke_length_brushes=stroke_length,
+            )
             labelled[0] += int((rasterize_strokes(strokes, mask.shape, brush_px) != 255).sum())
             labelled[1] += int((mask != 255).sum())
             path = folder / f"{name}.scribbles.geojson"
@@ -193,6 +201,7 @@ def train_fold(
         args.scribble_fraction,
         args.brush_um,
         args.scribble_method,
+        args.stroke_length,
     )
     dm = SlideDataModule(
         slides=str(table),
@@ -327,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
+    parser.add_argument("--stroke-length", type=float, default=40.0, help="longest simulated stroke, brush widths")
     parser.add_argument(
         "--scribble-method",
         default="skeleton",
-        choices=["skeleton", "random_walk"],
+        choices=["skeleton", "random_walk", "contour"],
         help="how the simulator draws strokes inside each object",
     )
     parser.add_argument(
@@ -395,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             name += (
                 f" (simulated, {100 * args.scribble_fraction:g} % of labelled pixels asked, "
                 f"{100 * result['labelled_fraction']:.2f} % drawn, brush {args.brush_um:g} um, "
-                f"{args.scribble_method}"
+                f"{args.scribble_method}, strokes <= {args.stroke_length:g} brushes"
                 + (f", grown to {args.grow_um:g}-um superpixels" if args.grow_um else "")
                 + (f" ({args.grow_classes} only)" if args.grow_um and args.grow_classes else "")
                 + (

@@ -89,6 +89,9 @@ class Stroke(NamedTuple):
 
 STROKE_LENGTH_BRUSHES = 40
 """Simulated strokes are at most this many brush widths long (paths are cut into pieces)."""
+ScribbleMethod = Literal["skeleton", "random_walk", "contour"]
+SCRIBBLE_METHODS: tuple[str, ...] = ("skeleton", "random_walk", "contour")
+"""Stroke simulation methods of :func:`simulate_scribbles`."""
 
 _BIG_BOX = 4096  # candidate pixels above which one segment is handled in row strips
 _STRIP = 32
@@ -837,6 +840,33 @@ def _skeleton_paths(allowed: np.ndarray, max_vertices: int) -> list[np.ndarray]:
     return paths
 
 
+def _contour_paths(edt: np.ndarray, depth: float, max_vertices: int) -> list[np.ndarray]:
+    """Closed iso-lines ``edt == depth`` (``skimage.measure.find_contours``) as pixel paths.
+
+    Returns:
+        List of (n, 2) int64 (row, col) arrays (consecutive duplicates removed), longest first;
+        stops once ``max_vertices`` are collected.
+    """
+    from skimage.measure import find_contours
+
+    paths: list[np.ndarray] = []
+    total = 0
+    for line in sorted(find_contours(edt, depth), key=len, reverse=True):
+        rc = np.floor(line).astype(np.int64)
+        keep = np.ones(len(rc), bool)
+        keep[1:] = np.any(rc[1:] != rc[:-1], axis=1)
+        rc = rc[keep]
+        inside = edt[rc[:, 0], rc[:, 1]] > depth - 1.0
+        rc = rc[inside]
+        if len(rc) == 0:
+            continue
+        paths.append(rc)
+        total += len(rc)
+        if total >= max_vertices:
+            break
+    return paths
+
+
 def _random_walk_paths(allowed: np.ndarray, max_vertices: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Self-avoiding random walks with momentum inside ``allowed`` (8-neighbour steps)."""
     free = allowed.copy()
@@ -988,9 +1018,10 @@ def simulate_scribbles(
     fraction: float = 0.03,
     brush_px: int = 3,
     seed: int = 0,
-    method: Literal["skeleton", "random_walk"] = "skeleton",
+    method: ScribbleMethod = "skeleton",
     ignore: Iterable[int] = (IGNORE,),
     min_object_px: int = 16,
+    stroke_length_brushes: float = STROKE_LENGTH_BRUSHES,
 ) -> list[Stroke]:
     """Simulate scribbles from a dense label mask.
 
@@ -998,8 +1029,12 @@ def simulate_scribbles(
     get strokes, drawn either along its skeleton (``skimage.morphology.skeletonize`` of the
     object shrunk so the brush fits, ordered into paths by repeated tree-diameter search;
     topped up with random walks away from the skeleton when it is too short for the object's
-    share, as for round objects) or as self-avoiding random walks with momentum inside it.
-    Paths are cut into strokes of at most ``STROKE_LENGTH_BRUSHES`` (40) brush widths, taken
+    share, as for round objects), as self-avoiding random walks with momentum inside it, or
+    along a contour inside it (``"contour"``: the iso-line at half the object's largest
+    inscribed radius, at least a brush radius + 1 px deep, so a tubule is traced through its
+    epithelium rather than along its lumen; topped up with the skeleton of what the contour
+    leaves, so thin objects such as the interstitium still get their medial strokes).
+    Paths are cut into strokes of at most ``stroke_length_brushes`` (40) brush widths, taken
     in random order so strokes spread over big objects; a partly used stroke grows from the
     middle of its piece. Stroke lengths are chosen object by object in a seeded random
     order by error diffusion: each object takes the length whose rasterised pixel count
@@ -1025,9 +1060,11 @@ def simulate_scribbles(
         fraction: Target labelled fraction of the mask's labelled pixels, in (0, 1].
         brush_px: Brush width (diameter) in mask pixels, >= 1.
         seed: Random seed (object order, random walks).
-        method: ``"skeleton"`` or ``"random_walk"``.
+        method: ``"skeleton"``, ``"random_walk"`` or ``"contour"``.
         ignore: Label values that are not labelled pixels.
         min_object_px: Smaller objects get no strokes (unless their class has nothing else).
+        stroke_length_brushes: Longest stroke in brush widths (shorter strokes spread the same
+            budget over more objects), at least 2.
 
     Returns:
         Strokes ``(class_index, (N, 2) xy)``, vertices at pixel centres in mask pixels.
@@ -1042,9 +1079,16 @@ def simulate_scribbles(
         raise ConfigError(
             f"scribble fraction {fraction} must be in (0, 1]; e.g. 0.03 for 3 % of the labelled pixels"
         )
-    if method not in ("skeleton", "random_walk"):
-        raise ConfigError(f"scribble method {method!r} is not known; use 'skeleton' or 'random_walk'")
+    if method not in SCRIBBLE_METHODS:
+        raise ConfigError(
+            f"scribble method {method!r} is not known; use one of {', '.join(map(repr, SCRIBBLE_METHODS))}"
+        )
     brush = _check_brush(brush_px)
+    if not stroke_length_brushes >= 2:
+        raise ConfigError(
+            f"stroke length {stroke_length_brushes} brush widths is too short; use at least 2 (default 40)"
+        )
+    longest = max(8, int(round(stroke_length_brushes * brush)))
     radius = brush / 2.0
     rng = np.random.default_rng(seed)
     shape = (int(mask.shape[0]), int(mask.shape[1]))
@@ -1073,7 +1117,7 @@ def simulate_scribbles(
                 continue
             share = budget * area / labelled
             plan = _plan_object(
-                inside, edt, (r0, c0), class_index, area, share, radius, brush, shape, method, rng
+                inside, edt, (r0, c0), class_index, area, share, radius, brush, shape, method, rng, longest
             )
             if plan.capacity > 0:
                 plans.append(plan)
@@ -1140,14 +1184,29 @@ def _plan_object(
     shape: tuple[int, int],
     method: str,
     rng: np.random.Generator,
+    longest: int,
 ) -> _ObjectPlan:
-    """Candidate paths of one object (crop ``inside`` at ``origin``, ``edt`` its distance map)."""
+    """Candidate paths of one object (crop ``inside`` at ``origin``, ``edt`` its distance map).
+
+    ``longest`` is the longest stroke in path vertices (about pixels).
+    """
     allowed = edt > radius
     max_vertices = int(math.ceil(3.0 * share / brush)) + 2
     if not allowed.any():
         return _ObjectPlan(class_index, area, [], np.zeros(1, np.int64))
     groups: list[list[np.ndarray]] = []
-    if method == "skeleton":
+    if method == "contour":
+        depth = max(radius + 1.0, 0.5 * float(edt.max()))
+        ring = _contour_paths(edt, depth, max_vertices) if float(edt.max()) > depth else []
+        groups.append(ring)
+        found = sum(len(p) for p in ring)
+        if found < max_vertices:
+            near = np.zeros_like(allowed)
+            for rc in ring:
+                near[rc[:, 0], rc[:, 1]] = True
+            near = ndimage.binary_dilation(near, iterations=int(math.ceil(brush)))
+            groups.append(_skeleton_paths(allowed & ~near, max_vertices - found))
+    elif method == "skeleton":
         skeleton = _skeleton_paths(allowed, max_vertices)
         groups.append(skeleton)
         found = sum(len(p) for p in skeleton)
@@ -1160,7 +1219,6 @@ def _plan_object(
             groups.append(_random_walk_paths(allowed & ~near, max_vertices - found, rng))
     else:
         groups.append(_random_walk_paths(allowed, max_vertices, rng))
-    longest = max(8, int(round(STROKE_LENGTH_BRUSHES * brush)))
     paths: list[np.ndarray] = []
     for group in groups:
         pieces: list[np.ndarray] = []

@@ -288,7 +288,7 @@ def _check_simulation(mask, strokes, fraction, brush, *, thin_classes=()):
     return got
 
 
-@pytest.mark.parametrize("method", ["skeleton", "random_walk"])
+@pytest.mark.parametrize("method", ["skeleton", "random_walk", "contour"])
 @pytest.mark.parametrize("fraction,brush", [(0.03, 3), (0.01, 3), (0.1, 5)])
 def test_simulate_scribbles_fraction_classes_and_purity(method, fraction, brush):
     mask = _synthetic_mask()
@@ -337,9 +337,38 @@ def test_simulate_scribbles_on_real_kidney_labels():
     lut = np.full(256, 255, np.uint8)
     lut[[0, 1, 2, 3, 4, 5, 6]] = [1, 2, 3, 3, 4, 4, 4]  # 7 = tubule border: unlabelled here
     mask = lut[raw]
-    for method in ("skeleton", "random_walk"):
+    for method in ("skeleton", "random_walk", "contour"):
         strokes = simulate_scribbles(mask, fraction=0.03, brush_px=5, method=method)
         _check_simulation(mask, strokes, 0.03, 5)
+
+
+def test_contour_strokes_trace_a_disk_at_half_its_radius():
+    """A disk of radius 40: contour strokes run 20 px deep; skeleton strokes start at its centre."""
+    yy, xx = np.mgrid[:120, :120]
+    mask = np.where((yy - 60) ** 2 + (xx - 60) ** 2 <= 40**2, 1, 255).astype(np.uint8)
+    depth = 40 - np.hypot(yy - 60, xx - 60)  # distance to the disk's edge
+    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3, method="contour")
+    _check_simulation(mask, strokes, 0.05, 3)
+    xy = np.concatenate([s.xy for s in strokes])
+    d = depth[(xy[:, 1] - 0.5).astype(int), (xy[:, 0] - 0.5).astype(int)]
+    assert 18.5 <= d.min() and d.max() <= 21.5, (d.min(), d.max())  # within 1.5 px of the iso-line
+    centre = simulate_scribbles(mask, fraction=0.05, brush_px=3, method="skeleton")
+    assert min(float(np.hypot(*(s.xy - 60).T).min()) for s in centre) < 2  # the skeleton is the centre
+
+
+def test_shorter_strokes_spread_the_budget_over_more_objects():
+    mask = np.full((200, 200), 255, np.uint8)
+    for r in range(10, 200, 40):
+        for c in range(10, 200, 40):
+            mask[r : r + 30, c : c + 30] = 1  # 25 squares of 30 x 30
+    long = simulate_scribbles(mask, fraction=0.2, brush_px=3, stroke_length_brushes=40)
+    short = simulate_scribbles(mask, fraction=0.2, brush_px=3, stroke_length_brushes=3)
+    for strokes in (long, short):
+        _check_simulation(mask, strokes, 0.2, 3)
+    assert max(len(s.xy) for s in short) <= 9 < max(len(s.xy) for s in long)
+    assert len(short) > len(long)
+    with pytest.raises(ConfigError, match="at least 2"):
+        simulate_scribbles(mask, stroke_length_brushes=1)
 
 
 # --- growing scribbles to superpixels -------------------------------------------------------
