@@ -103,3 +103,21 @@ def test_multi_process_predict_command_runs(trained, tmp_path):
     with open(tmp_path / "out" / "report.csv") as handle:
         slides = {row["slide"] for row in csv.DictReader(handle)}
     assert slides == {slide.stem} or slides == {slide.name}, slides
+
+
+def test_config_reference_options_exist():
+    """Every ``data.*`` / ``model.*`` option in the README's option table is an argument of the class."""
+    import inspect
+
+    from histoseg.datamodules import SlideDataModule
+    from histoseg.tasks import SegmentationTask
+
+    table = README.split("| option | meaning |", 1)[1].split("\n\n", 1)[0]
+    named = re.findall(r"`(data|model)\.(\w+)`", table)
+    assert len(named) >= 10
+    arguments = {
+        "data": set(inspect.signature(SlideDataModule.__init__).parameters),
+        "model": set(inspect.signature(SegmentationTask.__init__).parameters),
+    }
+    missing = [f"{group}.{name}" for group, name in named if name not in arguments[group]]
+    assert not missing, f"README option table names unknown options: {missing}"
