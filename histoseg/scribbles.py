@@ -1195,28 +1195,26 @@ def _plan_object(
     if not allowed.any():
         return _ObjectPlan(class_index, area, [], np.zeros(1, np.int64))
     groups: list[list[np.ndarray]] = []
-    if method == "contour":
-        depth = max(radius + 1.0, 0.5 * float(edt.max()))
-        ring = _contour_paths(edt, depth, max_vertices) if float(edt.max()) > depth else []
-        groups.append(ring)
-        found = sum(len(p) for p in ring)
+    if method in ("contour", "skeleton"):
+        if method == "contour":
+            depth = max(radius + 1.0, 0.5 * float(edt.max()))
+            first = _contour_paths(edt, depth, max_vertices) if float(edt.max()) > depth else []
+        else:
+            first = _skeleton_paths(allowed, max_vertices)
+        groups.append(first)
+        found = sum(len(p) for p in first)
         if found < max_vertices:
+            # Top up away from the first paths (a brush width clear of them): a contour leaves
+            # the medial axis of thin parts (skeleton), a round object's skeleton is short
+            # (random walks).
             near = np.zeros_like(allowed)
-            for rc in ring:
+            for rc in first:
                 near[rc[:, 0], rc[:, 1]] = True
-            near = ndimage.binary_dilation(near, iterations=int(math.ceil(brush)))
-            groups.append(_skeleton_paths(allowed & ~near, max_vertices - found))
-    elif method == "skeleton":
-        skeleton = _skeleton_paths(allowed, max_vertices)
-        groups.append(skeleton)
-        found = sum(len(p) for p in skeleton)
-        if found < max_vertices:
-            # Round objects have short skeletons: top up with random walks away from the skeleton.
-            near = np.zeros_like(allowed)
-            for rc in skeleton:
-                near[rc[:, 0], rc[:, 1]] = True
-            near = ndimage.binary_dilation(near, iterations=int(math.ceil(brush)))
-            groups.append(_random_walk_paths(allowed & ~near, max_vertices - found, rng))
+            rest = allowed & ~ndimage.binary_dilation(near, iterations=int(math.ceil(brush)))
+            if method == "contour":
+                groups.append(_skeleton_paths(rest, max_vertices - found))
+            else:
+                groups.append(_random_walk_paths(rest, max_vertices - found, rng))
     else:
         groups.append(_random_walk_paths(allowed, max_vertices, rng))
     paths: list[np.ndarray] = []
