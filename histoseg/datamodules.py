@@ -42,6 +42,7 @@ from histoseg.datasets import (
 )
 from histoseg.errors import ConfigError, LabelError
 from histoseg.losses import class_frequency_weights
+from histoseg.scribbles import ScribbleMethod
 from histoseg.transforms import augment_batch, to_float_image
 
 log = logging.getLogger(__name__)
@@ -438,6 +439,9 @@ class SyntheticKidneyDataModule(SlideDataModule):
             the labelled pixels). Validation slides keep dense labels.
         grid_spacing_um: Grid-point spacing in microns.
         scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
+        scribble_method: How the simulated strokes run inside each object: along its
+            ``skeleton``, as ``random_walk``s, or along a ``contour`` at half its inscribed radius
+            (:func:`histoseg.scribbles.simulate_scribbles`).
         **See SlideDataModule for the other arguments.**
     """
 
@@ -468,6 +472,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         label_kind: Literal["dense", "points", "scribbles"] = "dense",
         grid_spacing_um: float = 20.0,
         scribble_fraction: float = 0.03,
+        scribble_method: ScribbleMethod = "skeleton",
         brush_um: float = 2.0,
         point_radius_um: float = 0.0,
         augment: bool = True,
@@ -517,6 +522,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         self.label_kind = label_kind
         self.grid_spacing_um = grid_spacing_um
         self.scribble_fraction = scribble_fraction
+        self.scribble_method = scribble_method
 
     def predict_dataloader(self) -> DataLoader[Any]:
         """``predict_slides``, or by default the generated validation slides."""
@@ -562,6 +568,8 @@ class SyntheticKidneyDataModule(SlideDataModule):
             tag += f"-grid{self.grid_spacing_um:g}um"
         elif self.label_kind == "scribbles":
             tag += f"-frac{self.scribble_fraction:g}-brush{self.brush_um:g}um"
+            if self.scribble_method != "skeleton":  # the default keeps the names tables had before
+                tag += f"-{self.scribble_method}"
         table = root / f"table-{tag}.csv"
         if not table.exists():
             table = self._write_table(root, slides, table, tag)
@@ -593,7 +601,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
 
                     brush = max(1, round(self.brush_um / item.mpp))
                     strokes = simulate_scribbles(
-                        mask, fraction=self.scribble_fraction, brush_px=brush, seed=i
+                        mask, fraction=self.scribble_fraction, brush_px=brush, seed=i, method=self.scribble_method
                     )
                     labels = root / f"{Path(item.image_path).stem}.{tag}.scribbles.geojson"
                     write_scribbles_geojson(strokes, labels, self.classes, brush_px=brush)

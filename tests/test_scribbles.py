@@ -470,3 +470,24 @@ def test_superpixel_pseudo_labels_known_halves():
         superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0)
     with pytest.raises(ValueError, match="same pixels"):
         superpixel_pseudo_labels(labels, probs[:, :, :60], image, segment_px=40)
+
+
+def test_synthetic_datamodule_simulates_contour_scribbles(tmp_path):
+    """``scribble_method`` reaches the simulator, and each method gets its own cached table."""
+    from histoseg.datamodules import SyntheticKidneyDataModule
+
+    tables = {}
+    for method in ("skeleton", "contour"):
+        dm = SyntheticKidneyDataModule(
+            root=str(tmp_path), n_slides=2, slide_width=768, slide_height=512, label_kind="scribbles",
+            scribble_method=method,
+        )  # fmt: skip
+        tables[method] = Path(dm.slide_table())
+    assert tables["skeleton"].name == "table-scribbles-val1-frac0.03-brush2um.csv"  # name as before
+    assert tables["contour"].name == "table-scribbles-val1-frac0.03-brush2um-contour.csv"
+    geometries = {}
+    for method, table in tables.items():
+        (geojson,) = table.parent.glob(f"*{table.stem.removeprefix('table-')}.scribbles.geojson")
+        geometries[method] = [f["geometry"] for f in json.loads(geojson.read_text())["features"]]
+    assert geometries["skeleton"] and geometries["contour"]
+    assert geometries["skeleton"] != geometries["contour"]
