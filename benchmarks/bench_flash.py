@@ -336,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scribble-fraction", type=float, default=0.03)
     parser.add_argument("--brush-um", type=float, default=2.0)
-    parser.add_argument("--stroke-length", type=float, default=40.0, help="longest simulated stroke, brush widths")
+    parser.add_argument(
+        "--stroke-length", type=float, default=40.0, help="longest simulated stroke, brush widths"
+    )
     parser.add_argument(
         "--scribble-method",
         default="skeleton",
@@ -349,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="grow scribbles to superpixels of this size in microns before training (0 = off)",
     )
-    parser.add_argument("--grow-classes", default="", help="classes that grow, comma separated (default: all)")
+    parser.add_argument(
+        "--grow-classes", default="", help="classes that grow, comma separated (default: all)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs the steps are split into")
     parser.add_argument(
         "--self-training-epoch",
@@ -357,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="scribbles: pseudo-label with the model before this epoch (0 = off; needs --epochs above it)",
     )
-    parser.add_argument("--self-training-um", type=float, default=6.0, help="superpixel size of the pseudo-labels")
+    parser.add_argument(
+        "--self-training-um", type=float, default=6.0, help="superpixel size of the pseudo-labels"
+    )
     parser.add_argument("--self-training-threshold", type=float, default=0.8)
     parser.add_argument("--stain-jitter", type=float, default=0.0, help="HED stain jitter sigma (0 = off)")
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])

@@ -61,7 +61,14 @@ def test_scaling_haematoxylin_doubles_its_optical_density() -> None:
 def test_stain_jitter_is_seeded_bounded_and_leaves_labels() -> None:
     image, mask, weight = _batch()
     runs = [
-        augment_batch(image, mask, weight, color_jitter=0.0, stain_jitter=0.2, generator=torch.Generator().manual_seed(5))
+        augment_batch(
+            image,
+            mask,
+            weight,
+            color_jitter=0.0,
+            stain_jitter=0.2,
+            generator=torch.Generator().manual_seed(5),
+        )
         for _ in range(2)
     ]
     assert torch.equal(runs[0][0], runs[1][0])
