@@ -35,10 +35,10 @@ def hed_jitter(image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> 
     ``C' = alpha * C + beta`` and back through ``RGB_FROM_HED`` and ``I' = exp(-od')``, clipped
     to [0, 1]. With ``alpha = 1, beta = 0`` the image comes back unchanged (to float rounding);
     ``beta = 0.05`` on haematoxylin darkens a white pixel's red channel by ``exp(-0.05 * 0.65)``,
-    about 3 %. The H&E vectors are not those of PAS; for PAS (and any
-    stain) this is a stain-like perturbation of the two dominant absorbers, which is what
-    Tellez et al. (Med. Image Anal. 2019, "Quantifying the effects of data augmentation and
-    stain color normalization ...") found to generalise best across centres.
+    about 3 %. The H&E vectors are not those of PAS; for PAS (and any stain) this is a
+    stain-like perturbation of the two dominant absorbers, which is what Tellez et al.
+    (Med. Image Anal. 2019, "Quantifying the effects of data augmentation and stain color
+    normalization ...") found to generalise best across centres.
 
     Args:
         image: (N, 3, H, W) float RGB in [0, 1].
@@ -106,17 +106,18 @@ def augment_batch(
         masks.append(msk)
         weights.append(wgt)
     image, mask, weight = torch.stack(images), torch.stack(masks), torch.stack(weights)
+
+    def uniform(*shape: int) -> torch.Tensor:
+        """U(-1, 1) draws from ``generator``, on the image's device."""
+        return (torch.rand(*shape, generator=generator) * 2 - 1).to(image.device)
+
     if stain_jitter > 0:
         sigma = float(stain_jitter)
-        alpha = 1 + (torch.rand(n, 3, generator=generator) * 2 - 1) * sigma
-        beta = (torch.rand(n, 3, generator=generator) * 2 - 1) * sigma
-        image = hed_jitter(image, alpha.to(image.device), beta.to(image.device))
+        alpha = 1 + uniform(n, 3) * sigma
+        beta = uniform(n, 3) * sigma
+        image = hed_jitter(image, alpha, beta)
     if color_jitter > 0:
         s = float(color_jitter)
-
-        def uniform(*shape: int) -> torch.Tensor:
-            return (torch.rand(*shape, generator=generator) * 2 - 1).to(image.device)
-
         brightness = uniform(n, 1, 1, 1) * s
         contrast = 1 + uniform(n, 1, 1, 1) * s
         saturation = 1 + uniform(n, 1, 1, 1) * s
