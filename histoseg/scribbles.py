@@ -42,7 +42,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from scipy import ndimage
@@ -90,7 +90,7 @@ class Stroke(NamedTuple):
 STROKE_LENGTH_BRUSHES = 40
 """Simulated strokes are at most this many brush widths long (paths are cut into pieces)."""
 ScribbleMethod = Literal["skeleton", "random_walk", "contour"]
-SCRIBBLE_METHODS: tuple[str, ...] = ("skeleton", "random_walk", "contour")
+SCRIBBLE_METHODS: tuple[str, ...] = get_args(ScribbleMethod)
 """Stroke simulation methods of :func:`simulate_scribbles`."""
 
 _BIG_BOX = 4096  # candidate pixels above which one segment is handled in row strips
