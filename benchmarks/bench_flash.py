@@ -306,6 +306,8 @@ def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
+    from histoseg.scribbles import SCRIBBLE_METHODS
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scribble-method",
         default="skeleton",
-        choices=["skeleton", "random_walk", "contour"],
+        choices=SCRIBBLE_METHODS,
         help="how the simulator draws strokes inside each object",
     )
     parser.add_argument(
