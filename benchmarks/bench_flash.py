@@ -244,6 +244,8 @@ def train_fold(
             loss=args.loss,
             regularizer=args.regularizer,
             regularizer_weight=args.regularizer_weight,
+            consistency_weight=args.consistency_weight,
+            consistency_threshold=args.consistency_threshold,
         )
     callbacks: list[L.Callback] = []
     if args.labels == "scribbles" and args.self_training_epoch:
@@ -371,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument(
+        "--consistency-weight",
+        type=float,
+        default=0.0,
+        help="rotation/mirror consistency with confident pseudo-labels (scribbles only; 0 = off)",
+    )
+    parser.add_argument("--consistency-threshold", type=float, default=0.9)
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -393,15 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     args.growth_stats = []
     for labels in variants:
         # the sparse-label regulariser is for scribbles; the dense baseline trains without it
-        regularizer = args.regularizer if labels == "scribbles" else "none"
-        results[labels] = run_variant(
-            argparse.Namespace(**{**vars(args), "labels": labels, "regularizer": regularizer})
-        )
+        sparse = labels == "scribbles"
+        overrides = {
+            "labels": labels,
+            "regularizer": args.regularizer if sparse else "none",
+            "consistency_weight": args.consistency_weight if sparse else 0.0,
+        }
+        results[labels] = run_variant(argparse.Namespace(**{**vars(args), **overrides}))
     pixels = args.steps * args.batch_size * args.patch_size**2
     print(
         f"\nFLASH leave-one-tile-out, task={args.task}, encoder={args.encoder} weights={args.encoder_weights}, "
         f"loss={args.loss}, border_w0={args.border_w0}, class_weighting={args.class_weighting}, "
-        f"regularizer={args.regularizer} (scribbles only), scribble growth {args.grow_um:g} um, seed {args.seed}"
+        f"regularizer={args.regularizer}, consistency={args.consistency_weight:g} (scribbles only), "
+        f"scribble growth {args.grow_um:g} um, seed {args.seed}"
     )
     print(
         f"budget per fold: {args.steps} steps x {args.batch_size} x {args.patch_size}^2 px at {args.mpp} um/px "

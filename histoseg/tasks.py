@@ -8,7 +8,8 @@ optimiser and schedule, and fine-tuning from a starting checkpoint.
 :class:`SegmentationTask` trains an smp U-Net (or another smp architecture) with the
 Ronneberger-weighted cross-entropy (the weight map comes with the batch, see
 :mod:`histoseg.datamodules`), optionally plus a MONAI Dice or Jaccard loss, and optionally a
-sparse-label regulariser (entropy minimisation or a CRF-style loss) for scribbles.
+sparse-label regulariser (entropy minimisation or a CRF-style loss) and a transformation-
+consistency loss with confident pseudo-labels for scribbles.
 
 Metrics: per class ``Dice = 2TP / (2TP + FP + FN)`` and ``IoU = TP / (TP + FP + FN)``, pooled over
 all labelled pixels of the epoch (not averaged per image); a class absent from both reference
@@ -208,17 +209,26 @@ class BaseTask(L.LightningModule):
         self._log_metrics("test")
 
     def configure_optimizers(self) -> Any:
-        """AdamW, with a one-cycle cosine schedule over the whole fit when ``scheduler='cosine'``."""
+        """AdamW, with a one-cycle cosine schedule over the whole fit when ``scheduler='cosine'``.
+
+        The warm-up is 5 % of the steps (at least 2; fits under 3 steps keep a constant rate).
+        """
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_name == "none":
             return optimizer
         total = max(int(self.trainer.estimated_stepping_batches), 1)
+        pct_start = 0.05
+        if pct_start * total < 2:
+            # OneCycleLR divides by the warm-up length in steps minus one (zero at 20 or 2 steps)
+            if total < 3:
+                return optimizer
+            pct_start = 2.0 / total
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=self.lr,
             total_steps=total,
-            pct_start=0.05,
+            pct_start=pct_start,
             anneal_strategy="cos",
             div_factor=10.0,
             final_div_factor=100.0,
@@ -304,6 +314,11 @@ class SegmentationTask(BaseTask):
         regularizer: Sparse labels: ``none``, ``entropy`` (entropy minimisation on unlabelled pixels)
             or ``crf`` (CRF-style pairwise loss, Tang et al. 2018).
         regularizer_weight: Weight of the regulariser.
+        consistency_weight: Weight of the consistency loss on unlabelled pixels (0 = off): the
+            network's prediction on a rotated / mirrored copy of each batch (no gradient), mapped
+            back, is the target where its confidence reaches ``consistency_threshold`` (FixMatch,
+            Sohn et al. 2020). Combines with ``regularizer``; costs one extra forward pass per step.
+        consistency_threshold: Confidence a pseudo-label needs, in [0, 1).
         lr: Peak learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``cosine`` or ``none``.
@@ -328,6 +343,8 @@ class SegmentationTask(BaseTask):
         dice_weight: float = 1.0,
         regularizer: Literal["none", "entropy", "crf"] = "none",
         regularizer_weight: float = 0.1,
+        consistency_weight: float = 0.0,
+        consistency_threshold: float = 0.9,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: Literal["cosine", "none"] = "cosine",
@@ -344,6 +361,8 @@ class SegmentationTask(BaseTask):
         self.dice_weight = dice_weight
         self.regularizer = regularizer
         self.regularizer_weight = regularizer_weight
+        self.consistency_weight = consistency_weight
+        self.consistency_threshold = consistency_threshold
         super().__init__(
             classes=classes,
             mpp=mpp,
@@ -373,6 +392,12 @@ class SegmentationTask(BaseTask):
         super().check_config()
         if not 1 <= self.encoder_depth <= 5:
             raise ConfigError(f"model.encoder_depth={self.encoder_depth} must be between 1 and 5")
+        if self.consistency_weight < 0:
+            raise ConfigError(f"model.consistency_weight={self.consistency_weight} must be >= 0 (0 = off)")
+        if not 0.0 <= self.consistency_threshold < 1.0:
+            raise ConfigError(
+                f"model.consistency_threshold={self.consistency_threshold} must be in [0, 1) (e.g. 0.9)"
+            )
         multiple = 2**self.encoder_depth
         if self.patch_size % multiple:
             lower = max(multiple, self.patch_size // multiple * multiple)
@@ -424,7 +449,35 @@ class SegmentationTask(BaseTask):
             else:
                 reg = regularizers.crf_loss(logits, batch["image"])
             loss = loss + self.regularizer_weight * reg
+        if self.consistency_weight > 0 and self.training:
+            from histoseg.regularizers import consistency_loss
+
+            reg = consistency_loss(
+                logits, self.transformed_view_logits(batch["image"]), ~labelled, self.consistency_threshold
+            )
+            loss = loss + self.consistency_weight * reg
         return loss
+
+    def transformed_view_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits of a randomly rotated / mirrored copy of ``image``, mapped back (no gradient).
+
+        Args:
+            image: (N, 3, H, W) float in [0, 1].
+
+        Returns:
+            (N, C, H, W) logits aligned with ``image``. The symmetry is one of the 7 of the square
+            other than the identity (the 3 that keep the shape when ``H != W``), drawn from torch's
+            global generator (seeded by ``seed_everything``).
+        """
+        from histoseg.regularizers import dihedral, undo_dihedral
+
+        # every symmetry but the identity (which would teach nothing), uniformly
+        choices = [(k, f) for k in (0, 1, 2, 3) for f in (False, True) if (k, f) != (0, False)]
+        if image.shape[-1] != image.shape[-2]:
+            choices = [(k, f) for k, f in choices if k % 2 == 0]
+        k, flip = choices[int(torch.randint(0, len(choices), ()).item())]
+        with torch.no_grad():
+            return undo_dihedral(self(dihedral(image, k, flip)), k, flip)
 
 
 class PatchClassificationTask(BaseTask):
