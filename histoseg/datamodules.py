@@ -176,7 +176,9 @@ class SlideDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.scribble_grow_um={self.scribble_grow_um} must be 0 (off) or a superpixel size in microns"
             )
-        unknown_grow = [c for c in getattr(self, "scribble_grow_classes", None) or [] if c not in self.classes]
+        unknown_grow = [
+            c for c in getattr(self, "scribble_grow_classes", None) or [] if c not in self.classes
+        ]
         if unknown_grow and getattr(self, "scribble_grow_um", 0.0) > 0:
             raise ConfigError(
                 f"data.scribble_grow_classes {unknown_grow} are not in data.classes {self.classes}; fix the names"
@@ -601,7 +603,11 @@ class SyntheticKidneyDataModule(SlideDataModule):
 
                     brush = max(1, round(self.brush_um / item.mpp))
                     strokes = simulate_scribbles(
-                        mask, fraction=self.scribble_fraction, brush_px=brush, seed=i, method=self.scribble_method
+                        mask,
+                        fraction=self.scribble_fraction,
+                        brush_px=brush,
+                        seed=i,
+                        method=self.scribble_method,
                     )
                     labels = root / f"{Path(item.image_path).stem}.{tag}.scribbles.geojson"
                     write_scribbles_geojson(strokes, labels, self.classes, brush_px=brush)

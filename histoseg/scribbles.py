@@ -709,7 +709,9 @@ def grow_to_superpixels(
     """
     labels = np.asarray(labels)
     if image.shape[:2] != labels.shape:
-        raise ValueError(f"grow_to_superpixels: image {image.shape[:2]} and labels {labels.shape} differ in size")
+        raise ValueError(
+            f"grow_to_superpixels: image {image.shape[:2]} and labels {labels.shape} differ in size"
+        )
     _check_segment_size(segment_px)
     out = labels.copy()
     labelled = labels != ignore
@@ -788,7 +790,9 @@ def superpixel_pseudo_labels(
     labelled = flat != ignore
     # a superpixel holding strokes of another class than the model's best is not trusted
     disagree = np.zeros(n, dtype=bool)
-    np.logical_or.at(disagree, segments[labelled], flat[labelled].astype(np.int64) != best[segments[labelled]])
+    np.logical_or.at(
+        disagree, segments[labelled], flat[labelled].astype(np.int64) != best[segments[labelled]]
+    )
     take = (confident & ~disagree)[segments] & ~labelled
     out = flat.copy()
     out[take] = best[segments[take]].astype(np.uint8)
