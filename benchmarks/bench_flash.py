@@ -244,6 +244,7 @@ def train_fold(
             loss=args.loss,
             regularizer=args.regularizer,
             regularizer_weight=args.regularizer_weight,
+            crf_downsample=args.crf_downsample,
             consistency_weight=args.consistency_weight,
             consistency_threshold=args.consistency_threshold,
         )
@@ -372,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stain-jitter", type=float, default=0.0, help="HED stain jitter sigma (0 = off)")
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
+    parser.add_argument(
+        "--crf-downsample",
+        type=int,
+        default=1,
+        help="CRF loss on s x s block averages (window reaches s x further)",
+    )
     parser.add_argument(
         "--consistency-weight",
         type=float,

@@ -123,6 +123,7 @@ def crf_loss(
     sigma_rgb: float = 0.1,
     sigma_xy: float = 5.0,
     kernel_size: int = 5,
+    downsample: int = 1,
 ) -> torch.Tensor:
     """Local dense-CRF (Potts) relaxation loss of Tang et al., ECCV 2018.
 
@@ -143,6 +144,10 @@ def crf_loss(
         sigma_rgb: Colour bandwidth (image units).
         sigma_xy: Spatial bandwidth in pixels.
         kernel_size: Odd window size (5 or 7 typical).
+        downsample: Average ``logits`` and ``image`` over ``downsample`` x ``downsample`` blocks
+            first (a partial block at the bottom / right edge is dropped), so the window and
+            ``sigma_xy`` reach ``downsample`` times further in full-resolution pixels (Tang et
+            al. evaluate their dense-CRF loss on a reduced image too). 1 = full resolution.
 
     Returns:
         Scalar loss.
@@ -161,9 +166,14 @@ def crf_loss(
             f"crf_loss: logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, C, H, W) "
             "and (N, K, H, W) with the same N, H, W"
         )
+    if downsample < 1:
+        raise ConfigError(f"crf downsample {downsample} must be an integer >= 1 (1 = full resolution)")
     if image.dtype == torch.uint8:
         image = image.float() / 255.0
     image = image.detach().to(logits.dtype if logits.is_floating_point() else torch.float32)
+    if downsample > 1:
+        logits = F.avg_pool2d(logits, downsample)
+        image = F.avg_pool2d(image, downsample)
     prob = torch.softmax(logits, dim=1)
     n, _, height, width = prob.shape
     half = kernel_size // 2

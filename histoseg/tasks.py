@@ -314,6 +314,8 @@ class SegmentationTask(BaseTask):
         regularizer: Sparse labels: ``none``, ``entropy`` (entropy minimisation on unlabelled pixels)
             or ``crf`` (CRF-style pairwise loss, Tang et al. 2018).
         regularizer_weight: Weight of the regulariser.
+        crf_downsample: Evaluate the CRF loss on ``crf_downsample``-times averaged logits and image,
+            so its 5 x 5 window spans that many more pixels (1 = full resolution).
         consistency_weight: Weight of the consistency loss on unlabelled pixels (0 = off): the
             network's prediction on a rotated / mirrored copy of each batch (no gradient), mapped
             back, is the target where its confidence reaches ``consistency_threshold`` (FixMatch,
@@ -343,6 +345,7 @@ class SegmentationTask(BaseTask):
         dice_weight: float = 1.0,
         regularizer: Literal["none", "entropy", "crf"] = "none",
         regularizer_weight: float = 0.1,
+        crf_downsample: int = 1,
         consistency_weight: float = 0.0,
         consistency_threshold: float = 0.9,
         lr: float = 1e-3,
@@ -361,6 +364,7 @@ class SegmentationTask(BaseTask):
         self.dice_weight = dice_weight
         self.regularizer = regularizer
         self.regularizer_weight = regularizer_weight
+        self.crf_downsample = crf_downsample
         self.consistency_weight = consistency_weight
         self.consistency_threshold = consistency_threshold
         super().__init__(
@@ -392,6 +396,10 @@ class SegmentationTask(BaseTask):
         super().check_config()
         if not 1 <= self.encoder_depth <= 5:
             raise ConfigError(f"model.encoder_depth={self.encoder_depth} must be between 1 and 5")
+        if self.crf_downsample < 1:
+            raise ConfigError(
+                f"model.crf_downsample={self.crf_downsample} must be >= 1 (1 = full resolution)"
+            )
         if self.consistency_weight < 0:
             raise ConfigError(f"model.consistency_weight={self.consistency_weight} must be >= 0 (0 = off)")
         if not 0.0 <= self.consistency_threshold < 1.0:
@@ -447,7 +455,7 @@ class SegmentationTask(BaseTask):
             if self.regularizer == "entropy":
                 reg = regularizers.entropy_loss(logits, ~labelled)
             else:
-                reg = regularizers.crf_loss(logits, batch["image"])
+                reg = regularizers.crf_loss(logits, batch["image"], downsample=self.crf_downsample)
             loss = loss + self.regularizer_weight * reg
         if self.consistency_weight > 0 and self.training:
             from histoseg.regularizers import consistency_loss
