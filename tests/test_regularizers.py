@@ -204,3 +204,19 @@ def test_consistency_loss_empty_mask_and_bad_arguments():
         consistency_loss(logits, torch.zeros(1, 2, 2, 3))
     with pytest.raises(ValueError, match="mask shape"):
         consistency_loss(logits, logits, torch.ones(1, 2, 3, dtype=torch.bool))
+
+
+def test_crf_loss_downsample_is_the_loss_of_the_block_averages():
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 12, 13, generator=gen, dtype=torch.float64)
+    image = torch.rand(2, 3, 12, 13, generator=gen, dtype=torch.float64)
+    for s in (2, 4):
+        # 13 columns: the partial block at the right edge is dropped
+        h, w = 12 // s * s, 13 // s * s
+        small_logits = logits[..., :h, :w].reshape(2, 3, h // s, s, w // s, s).mean((3, 5))
+        small_image = image[..., :h, :w].reshape(2, 3, h // s, s, w // s, s).mean((3, 5))
+        got = float(crf_loss(logits, image, kernel_size=3, downsample=s))
+        assert got == pytest.approx(_crf_brute_force(small_logits, small_image, 0.1, 5.0, 3), rel=1e-10)
+    assert float(crf_loss(logits, image, downsample=1)) == float(crf_loss(logits, image))
+    with pytest.raises(ConfigError, match="downsample 0 must be"):
+        crf_loss(logits, image, downsample=0)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from histoseg.errors import ConfigError
-from histoseg.regularizers import consistency_loss, dihedral, undo_dihedral
+from histoseg.regularizers import consistency_loss, crf_loss, dihedral, undo_dihedral
 from histoseg.tasks import SegmentationTask
 
 
@@ -106,3 +106,18 @@ def test_one_cycle_schedule_for_any_number_of_steps(total):
     assert 1 <= peak <= max(2, round(0.05 * total))
     assert rates[-1] < rates[peak] / 10
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
+
+
+def test_crf_downsample_reaches_the_loss():
+    torch.manual_seed(2)
+    image = torch.rand(1, 3, 16, 16)
+    batch = {"image": image, "mask": torch.full((1, 16, 16), 255)}
+    logits = torch.randn(1, 4, 16, 16)
+    for s in (1, 4):
+        task = small_task(regularizer="crf", regularizer_weight=1.0, crf_downsample=s)
+        task.train()
+        assert float(task.compute_loss(logits, batch)) == pytest.approx(
+            float(crf_loss(logits, image, downsample=s))
+        )
+    with pytest.raises(ConfigError, match="model.crf_downsample=0"):
+        small_task(crf_downsample=0)
