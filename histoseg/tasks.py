@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__
+from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__, regularizers
 from histoseg.checkpoint import CHECKPOINT_KEY
 from histoseg.errors import CheckpointError, ConfigError
 from histoseg.losses import weighted_cross_entropy
@@ -450,17 +450,13 @@ class SegmentationTask(BaseTask):
             region = self.region_loss(logits.float(), onehot, mask=labelled.unsqueeze(1).float())
             loss = loss + self.dice_weight * region
         if self.regularizer != "none" and self.training:
-            from histoseg import regularizers
-
             if self.regularizer == "entropy":
                 reg = regularizers.entropy_loss(logits, ~labelled)
             else:
                 reg = regularizers.crf_loss(logits, batch["image"], downsample=self.crf_downsample)
             loss = loss + self.regularizer_weight * reg
         if self.consistency_weight > 0 and self.training:
-            from histoseg.regularizers import consistency_loss
-
-            reg = consistency_loss(
+            reg = regularizers.consistency_loss(
                 logits, self.transformed_view_logits(batch["image"]), ~labelled, self.consistency_threshold
             )
             loss = loss + self.consistency_weight * reg
@@ -477,15 +473,13 @@ class SegmentationTask(BaseTask):
             other than the identity (the 3 that keep the shape when ``H != W``), drawn from torch's
             global generator (seeded by ``seed_everything``).
         """
-        from histoseg.regularizers import dihedral, undo_dihedral
-
         # every symmetry but the identity (which would teach nothing), uniformly
         choices = [(k, f) for k in (0, 1, 2, 3) for f in (False, True) if (k, f) != (0, False)]
         if image.shape[-1] != image.shape[-2]:
             choices = [(k, f) for k, f in choices if k % 2 == 0]
         k, flip = choices[int(torch.randint(0, len(choices), ()).item())]
         with torch.no_grad():
-            return undo_dihedral(self(dihedral(image, k, flip)), k, flip)
+            return regularizers.undo_dihedral(self(regularizers.dihedral(image, k, flip)), k, flip)
 
 
 class PatchClassificationTask(BaseTask):
