@@ -225,6 +225,31 @@ def test_geojson_unknown_class_names(capsys, good):
     fit(capsys, good[0], ["s.geojson", "Medulla"], rows=["good.tif,s.geojson,scribbles,train,"])
 
 
+def test_geojson_with_only_empty_geometries_never_starts_training(capsys, good):
+    """Every feature is skipped (with a warning naming them), so nothing is labelled: no training."""
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": []},
+        "properties": {"classification": {"name": "tubules"}},
+    }
+    (good[0] / "s.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    slides = table(good[0], "good.tif,s.geojson,scribbles,train,")
+    status, lines, err = run(
+        capsys,
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        slides,
+        "--trainer.default_root_dir",
+        good[0] / "run",
+    )
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert "s.geojson" in lines[0] and "no labelled pixel" in lines[0], lines[0]
+    assert "1 empty geometry: feature 0" in err, err[-2000:]
+    assert not list(good[0].rglob("*.ckpt"))
+
+
 def test_scribble_image_with_colours_not_in_config(capsys, good):
     image = np.zeros((256, 320, 3), np.uint8)
     image[10:20, 10:100] = (0, 255, 0)
