@@ -14,8 +14,8 @@ regularisers on the unlabelled pixels close much of the gap to dense training
   local window: pixels that look alike and lie close together should get the same class;
 - :func:`consistency_loss` — transformation consistency with confident pseudo-labels
   (FixMatch, Sohn et al., NeurIPS 2020, per pixel): the network's own prediction on a rotated /
-  flipped copy of the patch (:func:`dihedral`, mapped back with :func:`undo_dihedral`, no
-  gradient) is the target of its prediction on the patch, where that prediction is confident.
+  flipped copy of the patch (:func:`histoseg.transforms.dihedral`, mapped back with
+  :func:`histoseg.transforms.undo_dihedral`, no gradient) is the target of its prediction on the patch, where that prediction is confident.
 
 Example:
     >>> import torch
@@ -200,27 +200,6 @@ def crf_loss(
     return total / (n * height * width)
 
 
-def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """One of the 8 symmetries of the square: rotate by ``k`` quarter turns, then mirror left-right.
-
-    Args:
-        x: (..., H, W) tensor; ``H == W`` when ``k`` is odd.
-        k: Quarter turns counter-clockwise (any integer; taken mod 4).
-        flip: Mirror the last axis after rotating.
-
-    Returns:
-        The transformed tensor (same shape when square).
-    """
-    out = torch.rot90(x, k % 4, dims=(-2, -1))
-    return out.flip(-1) if flip else out
-
-
-def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, k, f), k, f) == x``."""
-    out = x.flip(-1) if flip else x
-    return torch.rot90(out, -(k % 4), dims=(-2, -1))
-
-
 def consistency_loss(
     logits: torch.Tensor,
     target_logits: torch.Tensor,
@@ -274,8 +253,6 @@ def consistency_loss(
 __all__ = [
     "consistency_loss",
     "crf_loss",
-    "dihedral",
     "entropy_loss",
     "partial_cross_entropy",
-    "undo_dihedral",
 ]

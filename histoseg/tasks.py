@@ -33,6 +33,7 @@ from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__, regularizers
 from histoseg.checkpoint import CHECKPOINT_KEY
 from histoseg.errors import CheckpointError, ConfigError
 from histoseg.losses import weighted_cross_entropy
+from histoseg.transforms import dihedral, undo_dihedral
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +480,7 @@ class SegmentationTask(BaseTask):
             choices = [(k, f) for k, f in choices if k % 2 == 0]
         k, flip = choices[int(torch.randint(0, len(choices), ()).item())]
         with torch.no_grad():
-            return regularizers.undo_dihedral(self(regularizers.dihedral(image, k, flip)), k, flip)
+            return undo_dihedral(self(dihedral(image, k, flip)), k, flip)
 
 
 class PatchClassificationTask(BaseTask):

@@ -1,7 +1,8 @@
 """Batch augmentation on the device (torch only).
 
-Geometric: per sample, a random horizontal flip and a random number of 90-degree rotations,
-applied identically to image, mask and weight (label-exact: no interpolation). Colour: per
+Geometric: per sample, a random horizontal flip and a random number of 90-degree rotations
+(:func:`dihedral`, which the consistency loss also uses), applied identically to image, mask
+and weight (label-exact: no interpolation). Colour: per
 sample, brightness, contrast and saturation jitter and a per-channel gain, and optionally the
 HED stain jitter of Tellez et al. (each stain's optical density scaled and shifted, see
 :func:`hed_jitter`), on images in [0, 1].
@@ -58,6 +59,27 @@ def hed_jitter(image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> 
     return torch.exp(-od).clamp_(0.0, 1.0).to(dtype)
 
 
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """One of the 8 symmetries of the square: rotate by ``k`` quarter turns, then mirror left-right.
+
+    Args:
+        x: (..., H, W) tensor; ``H == W`` when ``k`` is odd.
+        k: Quarter turns counter-clockwise (any integer; taken mod 4).
+        flip: Mirror the last axis after rotating.
+
+    Returns:
+        The transformed tensor (same shape when square).
+    """
+    out = torch.rot90(x, k % 4, dims=(-2, -1))
+    return out.flip(-1) if flip else out
+
+
+def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, k, f), k, f) == x``."""
+    out = x.flip(-1) if flip else x
+    return torch.rot90(out, -(k % 4), dims=(-2, -1))
+
+
 def to_float_image(image: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float32 in [0, 1] (float input is returned as float32)."""
     if image.dtype == torch.uint8:
@@ -96,15 +118,12 @@ def augment_batch(
     flips = torch.rand(n, generator=generator) < 0.5
     turns = torch.randint(0, 4 if square else 1, (n,), generator=generator)
     for i in range(n):
-        img, msk, wgt = image[i], mask[i], weight[i]
-        if flips[i]:
-            img, msk, wgt = img.flip(-1), msk.flip(-1), wgt.flip(-1)
-        k = int(turns[i])
-        if k:
-            img, msk, wgt = img.rot90(k, (-2, -1)), msk.rot90(k, (-2, -1)), wgt.rot90(k, (-2, -1))
-        images.append(img)
-        masks.append(msk)
-        weights.append(wgt)
+        # flip first, then k quarter turns: rot_k(flip(x)) = flip(rot_-k(x)) = dihedral(x, -k, True)
+        flip = bool(flips[i])
+        k = -int(turns[i]) if flip else int(turns[i])
+        images.append(dihedral(image[i], k, flip))
+        masks.append(dihedral(mask[i], k, flip))
+        weights.append(dihedral(weight[i], k, flip))
     image, mask, weight = torch.stack(images), torch.stack(masks), torch.stack(weights)
 
     def uniform(*shape: int) -> torch.Tensor:

@@ -7,14 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from histoseg.errors import ConfigError, LabelError
-from histoseg.regularizers import (
-    consistency_loss,
-    crf_loss,
-    dihedral,
-    entropy_loss,
-    partial_cross_entropy,
-    undo_dihedral,
-)
+from histoseg.regularizers import consistency_loss, crf_loss, entropy_loss, partial_cross_entropy
+from histoseg.transforms import dihedral, undo_dihedral
 
 
 def _sparse_target(gen: torch.Generator, shape=(2, 6, 7), classes=4, labelled=0.3) -> torch.Tensor:

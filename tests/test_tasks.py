@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from histoseg.errors import ConfigError
-from histoseg.regularizers import consistency_loss, crf_loss, dihedral, undo_dihedral
+from histoseg.regularizers import consistency_loss, crf_loss
 from histoseg.tasks import SegmentationTask
+from histoseg.transforms import dihedral, undo_dihedral
 
 
 def small_task(**kwargs) -> SegmentationTask:
