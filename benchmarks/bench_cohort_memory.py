@@ -1,6 +1,6 @@
 """Peak memory over a cohort: RSS after slide 1 and after slide 20 of one quantify run (no leak).
 
-Generates 20 synthetic slides (or uses --slides), runs ``histoseg.cohort.run_quantify`` one slide
+Generates 20 synthetic slides (or uses --slides), runs ``histoseg.quantify.run_quantify`` one slide
 at a time in this process and prints the resident set size after each slide, then the ratio
 RSS(after 20) / RSS(after 1) (target: flat, at most 1.1).
 
@@ -28,16 +28,16 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from histoseg.cohort import Cohort
-    from histoseg.predictor import Predictor
-    from histoseg.synthetic import generate_dataset
+    from histoseg.inference.predictor import Predictor
+    from histoseg.quantify import Cohort
+    from histoseg.synthetic.generator import generate_dataset
 
     if args.ckpt:
-        from histoseg.checkpoint import load_predictor
+        from histoseg.inference.checkpoint import load_predictor
 
         predictor = load_predictor(args.ckpt)
     else:
-        from histoseg.models import build_segmentation_model
+        from histoseg.models.segmentation import build_segmentation_model
 
         torch.manual_seed(0)
         net = build_segmentation_model(

@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--regularizer", default="crf", choices=["none", "entropy", "crf"])
     parser.add_argument("--lr", type=float, default=5e-4)
     args = parser.parse_args()
-    from histoseg.checkpoint import read_checkpoint, resolve_checkpoint_path
+    from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
 
     source = resolve_checkpoint_path(args.source)
     network = read_checkpoint(source)["histoseg"]["network"]

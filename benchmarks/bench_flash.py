@@ -59,7 +59,7 @@ def reference(name: str) -> np.ndarray:
     """Dense reference of a tile's labelled centre, class indices (516, 516)."""
     from PIL import Image
 
-    from histoseg.labels import load_dense_labels
+    from histoseg.labels.dense import load_dense_labels
 
     image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
     return load_dense_labels(
@@ -88,7 +88,7 @@ def write_table(
         The table's path and (pixels labelled for training, labelled pixels of the dense
         references of the training tiles), both in level-0 pixels.
     """
-    from histoseg.scribbles import rasterize_strokes, simulate_scribbles, write_scribbles_geojson
+    from histoseg.labels.scribbles import rasterize_strokes, simulate_scribbles, write_scribbles_geojson
 
     rows = []
     labelled = [0, 0]
@@ -96,7 +96,7 @@ def write_table(
         image = FLASH / "images" / f"{name}_01.png"
         split = "val" if name == held_out else "train"
         if labels == "points" and split == "train":
-            from histoseg.points import PointSet, grid_points_from_mask, write_points_csv
+            from histoseg.labels.points import PointSet, grid_points_from_mask, write_points_csv
 
             points = grid_points_from_mask(reference(name), spacing_px=GRID_SPACING_UM / SLIDE_MPP)
             points = PointSet(x=points.x + 62, y=points.y + 62, label=points.label)
@@ -118,7 +118,7 @@ def write_table(
             labelled[1] += int((mask != 255).sum())
             path = folder / f"{name}.scribbles.geojson"
             # strokes are in mask pixels; the mask starts at level-0 (62, 62)
-            from histoseg.scribbles import Stroke
+            from histoseg.labels.scribbles import Stroke
 
             shifted = [Stroke(s.class_index, s.xy + 62.0) for s in strokes]
             write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
@@ -143,7 +143,7 @@ def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
     """Predicted classes of the tile's labelled centre at level 0, (516, 516)."""
     from PIL import Image
 
-    from histoseg.slide import Slide
+    from histoseg.io.slide import Slide
 
     with Slide(FLASH / "images" / f"{name}_01.png", mpp=SLIDE_MPP) as slide:
         w, h = slide.size_at_mpp(mpp)
@@ -162,8 +162,8 @@ def save_figure(path: Path, name: str, ref: np.ndarray, pred: np.ndarray) -> Non
     """Tile | reference overlay | prediction overlay (labelled centre, level-0 pixels)."""
     from PIL import Image
 
-    from histoseg.quantify import class_colors
-    from histoseg.report import blend_labels
+    from histoseg.report.areas import class_colors
+    from histoseg.report.figures import blend_labels
 
     image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
     colors = class_colors(CLASSES)
@@ -275,7 +275,7 @@ def train_fold(
     trainer.fit(task, dm)
     network = task.network.eval()
     if grid:
-        from histoseg.fcn import DensePredictor
+        from histoseg.models.fcn import DensePredictor
 
         network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
         network.size_multiple = 1  # type: ignore[assignment]
@@ -309,7 +309,7 @@ def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    from histoseg.scribbles import SCRIBBLE_METHODS
+    from histoseg.labels.scribbles import SCRIBBLE_METHODS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -508,7 +508,7 @@ def run_variant(args: argparse.Namespace) -> dict:
         if args.figures:
             save_figure(Path(args.figures) / f"{args.task}_{args.labels}_{held_out}.png", held_out, ref, pred)
         if args.task == "grid":
-            from histoseg.points import grid_points_from_mask
+            from histoseg.labels.points import grid_points_from_mask
 
             pts = grid_points_from_mask(ref, spacing_px=GRID_SPACING_UM / SLIDE_MPP)
             r, c = pts.y.astype(int), pts.x.astype(int)

@@ -1,7 +1,7 @@
-"""Benchmark of streamed slide inference (histoseg.inference.predict_slide).
+"""Benchmark of streamed slide inference (histoseg.inference.predict.predict_slide).
 
 One run, same model (smp U-Net resnet18, random weights, [0, 1] input via
-histoseg.models.build_segmentation_model) and same synthetic slides, each measurement in its own
+histoseg.models.segmentation.build_segmentation_model) and same synthetic slides, each measurement in its own
 subprocess so peak RSS (ru_maxrss) is clean:
 
 (a) end-to-end throughput (tiles read, model, Gaussian blending, argmax, label-map TIFF written)
@@ -39,7 +39,7 @@ def make_slide(path: Path, side0: int, seed: int) -> None:
     """A (side0 x side0) textured pink/purple RGB pyramid at 0.5 um/px."""
     from PIL import Image
 
-    from histoseg.tiffio import write_pyramid_tiff
+    from histoseg.io.tiff import write_pyramid_tiff
 
     rng = np.random.default_rng(seed)
     low = rng.random((side0 // 32, side0 // 32, 3)).astype(np.float32)
@@ -58,7 +58,7 @@ def make_slide(path: Path, side0: int, seed: int) -> None:
 def build_model() -> object:
     import torch
 
-    from histoseg.models import build_segmentation_model
+    from histoseg.models.segmentation import build_segmentation_model
 
     threads = int(os.environ.get("BENCH_THREADS", "0"))
     if threads > 0:
@@ -79,10 +79,10 @@ def child_histoseg(slide: str, out: str, tile: int, forward_only: bool) -> dict:
     import skimage.morphology  # noqa: F401
     import torch
 
-    import histoseg.tiffio  # noqa: F401
-    from histoseg.inference import plan_tiles, predict_slide
-    from histoseg.predictor import Predictor
-    from histoseg.slide import Slide
+    import histoseg.io.tiff  # noqa: F401
+    from histoseg.inference.predict import plan_tiles, predict_slide
+    from histoseg.inference.predictor import Predictor
+    from histoseg.io.slide import Slide
 
     model = build_model()
     predictor = Predictor(model, CLASSES, mpp=1.0, tile_size=tile, margin=32)
@@ -124,7 +124,7 @@ def child_monai(slide: str, tile: int) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from histoseg.slide import Slide
+    from histoseg.io.slide import Slide
 
     model = build_model()
     with torch.inference_mode():

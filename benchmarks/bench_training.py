@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from histoseg.models import build_segmentation_model
+from histoseg.models.segmentation import build_segmentation_model
 
 SETTINGS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 

@@ -5,8 +5,8 @@
   ``__init__`` argument, so ``--help`` and ``--print_config`` document them. ``data.classes``,
   ``data.mpp`` and ``data.patch_size`` are linked into the model, so checkpoints carry them.
 - ``histoseg quantify --ckpt_path CKPT --slides PATH_OR_GLOB --out DIR``: slide inference and the
-  cohort area report (:mod:`histoseg.cohort`).
-- ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic`).
+  cohort area report (:mod:`histoseg.quantify`).
+- ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic.generator`).
 
 User errors print one line ``error: <file or option>: <what is wrong>; <fix>`` on stderr and exit
 with status 2, without a traceback.
@@ -80,7 +80,7 @@ def _check_ckpt_argument(argv: list[str]) -> list[str]:
             continue
         if value in ("last", "best", "hpc", "registry", "null", "None"):
             continue
-        from histoseg.checkpoint import read_checkpoint, resolve_checkpoint_path
+        from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
 
         resolved = str(resolve_checkpoint_path(value))
         read_checkpoint(resolved)
@@ -91,7 +91,8 @@ def _check_ckpt_argument(argv: list[str]) -> list[str]:
 def _lightning_cli(args: list[str] | None) -> None:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-    from histoseg import datamodules, tasks
+    import histoseg.datamodules as datamodules
+    import histoseg.tasks as tasks
 
     class HistosegCLI(LightningCLI):
         """LightningCLI with the data -> model links that make checkpoints self-describing."""
@@ -112,8 +113,8 @@ def _lightning_cli(args: list[str] | None) -> None:
                 return
             from pathlib import Path
 
-            from histoseg.checkpoint import read_checkpoint, resolve_checkpoint_path
             from histoseg.errors import CheckpointError
+            from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
 
             if path == "last":
                 root = Path(self.trainer.default_root_dir)
@@ -222,8 +223,8 @@ def _quantify(argv: list[str]) -> int:
         raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
     if parsed.batch_size < 1:
         raise HistosegError(f"--batch_size {parsed.batch_size} must be at least 1")
-    from histoseg.checkpoint import load_predictor
-    from histoseg.cohort import run_quantify
+    from histoseg.inference.checkpoint import load_predictor
+    from histoseg.quantify import run_quantify
 
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
     blend = parsed.blend
@@ -249,7 +250,7 @@ def _quantify(argv: list[str]) -> int:
 
 
 def _synthesize(argv: list[str]) -> int:
-    from histoseg import synthetic
+    from histoseg.synthetic import generator as synthetic
 
     result = synthetic.main(argv)
     return int(result or 0)

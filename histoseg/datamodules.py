@@ -8,7 +8,7 @@ of patches for validation/testing. Augmentation runs on the device after transfe
 
 :class:`SyntheticKidneyDataModule` is the embedded default: it generates (once, into a cache
 folder) a seeded set of synthetic kidney-like pyramidal TIFF slides with dense labels
-(:mod:`histoseg.synthetic`) and trains on them.
+(:mod:`histoseg.synthetic.generator`) and trains on them.
 
 ``__init__`` only stores arguments; files are opened in :meth:`setup`, so every YAML config can
 be parsed without its data.
@@ -41,8 +41,8 @@ from histoseg.datasets import (
     read_slide_table,
 )
 from histoseg.errors import ConfigError, LabelError
-from histoseg.losses import class_frequency_weights
-from histoseg.scribbles import ScribbleMethod
+from histoseg.labels.scribbles import ScribbleMethod
+from histoseg.models.losses import class_frequency_weights
 from histoseg.transforms import augment_batch, to_float_image
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class SlideDataModule(L.LightningDataModule):
         value_map: Dense masks: ``{raw value: class name | "ignore"}``; null = values are class
             indices (255 = unlabelled).
         white_value_map: Dense masks: ``{raw value: class name}`` applied to white (glass/lumen)
-            pixels of those values (tissue rule in :mod:`histoseg.tissue`).
+            pixels of those values (tissue rule in :mod:`histoseg.io.tissue`).
         mpp: Training resolution in microns per pixel.
         patch_size: Patch side in pixels at ``mpp`` (U-Nets need a multiple of 32).
         batch_size: Patches per batch.
@@ -372,7 +372,7 @@ class SlideDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader[Any]:
         """One slide path per item: ``predict_slides``, or the table's ``split=predict`` rows."""
-        from histoseg.slide import find_slides
+        from histoseg.io.slide import find_slides
 
         if self.predict_slides:
             paths = find_slides(self.predict_slides)
@@ -420,7 +420,7 @@ class SlideDataModule(L.LightningDataModule):
 class SyntheticKidneyDataModule(SlideDataModule):
     """The embedded default: synthetic kidney-like slides generated once into a cache folder.
 
-    The generator (:mod:`histoseg.synthetic`) paints tubules, glomeruli, interstitium, vessels and
+    The generator (:mod:`histoseg.synthetic.generator`) paints tubules, glomeruli, interstitium, vessels and
     glass with PAS-like colours and writes pyramidal TIFFs with their mpp and exact dense labels.
     The first ``n_val`` slides are used for validation, the rest for training.
 
@@ -443,7 +443,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
         scribble_method: How the simulated strokes run inside each object: along its
             ``skeleton``, as ``random_walk``s, or along a ``contour`` at half its inscribed radius
-            (:func:`histoseg.scribbles.simulate_scribbles`).
+            (:func:`histoseg.labels.scribbles.simulate_scribbles`).
         **See SlideDataModule for the other arguments.**
     """
 
@@ -547,7 +547,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
 
     def slide_table(self) -> str:
         """Generate (or reuse) the synthetic slides and return their slide table."""
-        from histoseg.synthetic import StainParams, TissueParams, generate_dataset
+        from histoseg.synthetic.generator import StainParams, TissueParams, generate_dataset
 
         if self.n_val >= self.n_slides or self.n_slides < 2:
             raise ConfigError(
@@ -580,8 +580,8 @@ class SyntheticKidneyDataModule(SlideDataModule):
     def _write_table(self, root: Path, slides: list[Any], table: Path, tag: str) -> Path:
         import csv
 
-        from histoseg.io_utils import atomic_path
-        from histoseg.labels import read_mask_file
+        from histoseg.io.files import atomic_path
+        from histoseg.labels.dense import read_mask_file
 
         rows = []
         for i, item in enumerate(slides):
@@ -591,7 +591,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
             if self.label_kind != "dense" and split == "train":
                 mask = read_mask_file(labels)
                 if self.label_kind == "points":
-                    from histoseg.points import grid_points_from_mask, write_points_csv
+                    from histoseg.labels.points import grid_points_from_mask, write_points_csv
 
                     points = grid_points_from_mask(
                         mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,)
@@ -599,7 +599,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
                     labels = root / f"{Path(item.image_path).stem}.{tag}.points.csv"
                     write_points_csv(points, labels, self.classes)
                 else:
-                    from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
+                    from histoseg.labels.scribbles import simulate_scribbles, write_scribbles_geojson
 
                     brush = max(1, round(self.brush_um / item.mpp))
                     strokes = simulate_scribbles(

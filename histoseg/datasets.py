@@ -9,7 +9,7 @@ Data flow (training):
 3. :class:`RandomPatchDataset` draws patches around labelled pixels (optionally class-balanced);
    :class:`GridPatchDataset` tiles the labelled extent for validation. Both return a
    :class:`Sample`: image (3, P, P) uint8, mask (P, P) int64, weight (P, P) float32 (the
-   Ronneberger weight map, see :mod:`histoseg.losses`).
+   Ronneberger weight map, see :mod:`histoseg.models.losses`).
 
 Indices are deterministic: the random dataset derives each patch from ``(seed, index)``, and
 :class:`EpochSampler` hands out fresh indices every epoch, so a run is reproducible with any
@@ -38,9 +38,9 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError, LabelError
-from histoseg.labels import load_dense_labels, resample_labels
-from histoseg.losses import border_weight_map
-from histoseg.slide import Slide
+from histoseg.io.slide import Slide
+from histoseg.labels.dense import load_dense_labels, resample_labels
+from histoseg.models.losses import border_weight_map
 
 LabelKind = Literal["dense", "points", "scribbles", "none"]
 SPLITS = ("train", "val", "test", "predict")
@@ -192,7 +192,7 @@ def prepare_labelled_slide(
         margin_px: Points: training pixels kept around the points' bounding box.
         scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
         grow_um: Scribbles: grow each stroke's class to the colour superpixels (about ``grow_um``
-            microns across) it touches alone (:func:`histoseg.scribbles.grow_to_superpixels`);
+            microns across) it touches alone (:func:`histoseg.labels.scribbles.grow_to_superpixels`);
             0 = off.
         grow_classes: Class indices whose strokes grow (None = all).
 
@@ -210,7 +210,7 @@ def prepare_labelled_slide(
             image = None
             ox, oy = record.label_offset
             if white_value_map:
-                from histoseg.labels import read_mask_file
+                from histoseg.labels.dense import read_mask_file
 
                 h, w = read_mask_file(record.labels).shape
                 if ox < 0 or oy < 0 or ox + w > width or oy + h > height:
@@ -233,7 +233,7 @@ def prepare_labelled_slide(
             grid = resample_labels(level0, (ox, oy), scale, (ox, oy), out_shape)
             origin: tuple[float, float] = (float(ox), float(oy))
         elif record.kind == "points":
-            from histoseg.points import rasterize_points, read_points
+            from histoseg.labels.points import rasterize_points, read_points
 
             points = read_points(record.labels, classes, slide_size=(width, height))
             x0 = max(0.0, float(points.x.min()) - margin_px * scale)
@@ -247,7 +247,7 @@ def prepare_labelled_slide(
             grid = rasterize_points(shifted, shape, scale, radius_px=round(point_radius_um / mpp))
             origin = (x0, y0)
         elif record.kind == "scribbles" and record.labels.suffix.lower() in (".png", ".tif", ".tiff", ".bmp"):
-            from histoseg.scribbles import read_scribble_image
+            from histoseg.labels.scribbles import read_scribble_image
 
             level0 = read_scribble_image(
                 record.labels, scribble_colours or {}, classes, shape=(height, width)
@@ -256,7 +256,7 @@ def prepare_labelled_slide(
             grid = _resample_sparse(level0, scale, shape)
             origin = (0.0, 0.0)
         elif record.kind == "scribbles":
-            from histoseg.scribbles import read_scribbles_geojson
+            from histoseg.labels.scribbles import read_scribbles_geojson
 
             shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
             grid, _warnings = read_scribbles_geojson(
@@ -338,7 +338,7 @@ def grow_scribbles_on_slide(
     Returns:
         (H, W) uint8 grown labels.
     """
-    from histoseg.scribbles import grow_to_superpixels
+    from histoseg.labels.scribbles import grow_to_superpixels
 
     out = grid.copy()
     for (r0, r1, c0, c1), (R0, R1, C0, C1) in _windows_near_labels(grid, math.ceil(2 * segment_px), window):
@@ -364,7 +364,7 @@ def pseudo_label_slide(
     Each window holding scribbles is read at ``mpp`` with a ``halo`` of context (the model's
     receptive field and the superpixels cut by the window edge), the model's class
     probabilities are averaged over its superpixels and only the inner part is kept
-    (:func:`histoseg.scribbles.superpixel_pseudo_labels`).
+    (:func:`histoseg.labels.scribbles.superpixel_pseudo_labels`).
 
     Args:
         item: The labelled slide (its path, scale and origin are used).
@@ -379,7 +379,7 @@ def pseudo_label_slide(
     Returns:
         (H, W) uint8 labels: the seeds plus confident superpixels.
     """
-    from histoseg.scribbles import superpixel_pseudo_labels
+    from histoseg.labels.scribbles import superpixel_pseudo_labels
 
     out = seeds.copy()
     halo = max(halo, math.ceil(2 * segment_px))

@@ -1,316 +1,607 @@
-"""Per-class areas and the interstitial fraction of a label map (pure NumPy, plus tifffile reads).
+"""Quantify a cohort of slides: label maps, GeoJSON, overlays and one report, resumable and shardable.
 
-This module owns the numbers of the per-slide report (METHODS.md section 1):
+This module owns ``python -m histoseg quantify`` (:func:`run_quantify`). For every slide it writes,
+inside the output folder ``OUT`` only (names from :func:`histoseg.io.files.safe_stem`):
 
-- **area** of a class = pixel count x (mpp_x x mpp_y) um^2, at the resolution the label map
-  was made at (``area_mm2 = area_um2 / 1e6``);
-- **tissue** = every non-background class; ``fraction_of_tissue`` = class area / tissue area
-  (undefined, NaN, for the background row and when there is no tissue);
-- **interstitial fraction** (the biomarker), the same value on every row of a slide:
-  ``A_interstitium / (A_interstitium + A_tubules + A_glomeruli)`` (:data:`INTERSTITIAL_FRACTION_DEFINITION`);
-  NaN when a class is missing from the model or the denominator is 0;
-- **expected area** = sum over pixels of the softmax probability of the class x pixel area: a cheap
-  uncertainty signal next to the argmax area;
-- the class colour table shared by label-map TIFFs, GeoJSON and overlays (:func:`class_colors`).
+- ``OUT/<stem>.labels.tif``: the uint8 label map, tiled pyramidal TIFF with mpp and colour table;
+- ``OUT/<stem>.geojson``: one QuPath annotation per connected region, level-0 slide pixels;
+- ``OUT/<stem>.overlay.png``: thumbnail and prediction side by side, legend and biomarker;
+- ``OUT/.<stem>.result.json``: the slide's numbers, written **last** (the completion marker);
 
-It also reads label-map TIFFs back without decoding a whole level at once
-(:func:`label_map_counts`, :func:`read_label_level`).
+and for the cohort ``OUT/report.csv``, ``OUT/report.json`` and ``OUT/cohort.png``, built from the
+result files. Every file is written under a temporary name and renamed when complete.
+
+- **Resume**: a slide whose result file says ``ok`` for the same slide file (path, size, mtime),
+  checkpoint and settings, and whose three outputs exist, is skipped. Failed slides are retried.
+- **Failures**: an unreadable or truncated slide, a non-slide file, a slide without mpp... prints
+  ``error: <file>: <reason>`` on stderr, removes that slide's partial outputs, records the failure
+  (listed in the report with its reason) and goes on; the return status is 1 if any slide failed.
+- **Shards**: rank ``r`` of ``world_size`` processes ``slides[r::world_size]`` (sorted); every rank
+  writes result files, rank 0 waits for all of them (``wait_timeout``) and writes the merged report.
 
 Example:
-    >>> from histoseg.quantify import class_areas
-    >>> rows = class_areas([100, 50, 30, 20, 0], mpp=2.0,
-    ...                    classes=["background", "interstitium", "tubules", "glomeruli", "other"])
-    >>> rows[1]["area_um2"], rows[1]["fraction_of_tissue"], rows[1]["interstitial_fraction"]
-    (200.0, 0.5, 0.5)
+    >>> from histoseg.quantify import run_quantify
+    >>> status = run_quantify(predictor, "slides/*.svs", Path("out"), progress=False)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
 import os
-from collections.abc import Sequence
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
-from histoseg.errors import HistosegError
+from histoseg import __version__
+from histoseg.errors import ConfigError, HistosegError
+from histoseg.inference.predict import Blend, predict_slide
+from histoseg.inference.predictor import Predictor
+from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
+from histoseg.io.slide import Slide, find_slides
+from histoseg.report.areas import interstitial_fraction, read_label_level
+from histoseg.report.figures import write_cohort_png, write_overlay_png
+from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
+from histoseg.report.tables import write_report_csv, write_report_json
 
-__all__ = [
-    "INTERSTITIAL_FRACTION_DEFINITION",
-    "class_areas",
-    "class_colors",
-    "find_class",
-    "interstitial_fraction",
-    "label_colormap",
-    "label_map_counts",
-    "read_label_level",
-]
+__all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
 
-INTERSTITIAL_FRACTION_DEFINITION = (
-    "interstitial_fraction = A_interstitium / (A_interstitium + A_tubules + A_glomeruli); "
-    "areas from argmax pixel counts of the label map x pixel area (mpp^2); "
-    "background (glass) and 'other' (vessels, capsule, fat, ...) are not in the denominator"
-)
-"""The biomarker's definition, printed with every report."""
-
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "background": ("background", "glass", "bg"),
-    "interstitium": ("interstitium", "interstitial"),
-    "tubules": ("tubules", "tubule"),
-    "glomeruli": ("glomeruli", "glomerulus"),
-    "other": ("other",),
-}
-
-_NAMED_COLORS: dict[str, tuple[int, int, int]] = {
-    "background": (255, 255, 255),
-    "interstitium": (230, 159, 0),  # Okabe-Ito orange
-    "tubules": (0, 114, 178),  # Okabe-Ito blue
-    "glomeruli": (0, 158, 115),  # Okabe-Ito bluish green
-    "other": (80, 80, 80),  # dark grey: vessels, capsule, fat (not parenchyma)
-}
-_EXTRA_COLORS: tuple[tuple[int, int, int], ...] = (
-    (86, 180, 233),  # sky blue
-    (213, 94, 0),  # vermillion
-    (204, 121, 167),  # reddish purple
-    (240, 228, 66),  # yellow
-    (0, 0, 0),
-)
+REPORT_FILES = ("report.csv", "report.json", "cohort.png")
+OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
 
 
-def find_class(classes: Sequence[str], name: str) -> int | None:
-    """Index of a kidney class in ``classes``, accepting singular/plural aliases (case-insensitive).
+def collect_slides(
+    slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], out: Path
+) -> list[Path]:
+    """Expand slide arguments (files, folders, globs) into a sorted, de-duplicated list.
 
-    Args:
-        classes: Class names in index order.
-        name: Canonical name (``"background"``, ``"interstitium"``, ``"tubules"``, ``"glomeruli"``,
-            ``"other"``) or any other exact name.
-
-    Returns:
-        The index, or None when absent.
-    """
-    wanted = {a.lower() for a in _ALIASES.get(name.lower(), (name.lower(),))}
-    for index, cls in enumerate(classes):
-        if str(cls).strip().lower() in wanted:
-            return index
-    return None
-
-
-def class_colors(classes: Sequence[str]) -> np.ndarray:
-    """Display colour of each class (colour-blind safe Okabe-Ito colours for the kidney classes).
-
-    Args:
-        classes: Class names in index order.
-
-    Returns:
-        (C, 3) uint8 RGB.
-    """
-    colors = np.zeros((len(classes), 3), np.uint8)
-    extra = 0
-    for index, cls in enumerate(classes):
-        canonical = next((key for key, names in _ALIASES.items() if str(cls).lower() in names), None)
-        if canonical is not None:
-            colors[index] = _NAMED_COLORS[canonical]
-        else:
-            colors[index] = _EXTRA_COLORS[extra % len(_EXTRA_COLORS)]
-            extra += 1
-    return colors
-
-
-def label_colormap(classes: Sequence[str]) -> np.ndarray:
-    """A full 256-entry colour table for a label-map TIFF: class colours, then black (255 = unlabelled).
-
-    Returns:
-        (256, 3) uint8.
-    """
-    table = np.zeros((256, 3), np.uint8)
-    table[: len(classes)] = class_colors(classes)
-    return table
-
-
-def interstitial_fraction(counts: Sequence[float] | np.ndarray, classes: Sequence[str]) -> float:
-    """The biomarker ``A_int / (A_int + A_tub + A_glom)`` from per-class pixel counts (or areas).
-
-    Args:
-        counts: (C,) pixel counts or areas, index order of ``classes``.
-        classes: Class names.
-
-    Returns:
-        The fraction in [0, 1], or NaN when a class is missing or the denominator is 0.
-    """
-    idx = [find_class(classes, name) for name in ("interstitium", "tubules", "glomeruli")]
-    if any(i is None for i in idx):
-        return math.nan
-    values = [float(counts[i]) for i in idx if i is not None]
-    total = sum(values)
-    return values[0] / total if total > 0 else math.nan
-
-
-def class_areas(
-    counts: Sequence[float] | np.ndarray,
-    mpp: float | tuple[float, float],
-    classes: Sequence[str],
-    background: str | int | None = "background",
-    expected_counts: Sequence[float] | np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """Per-class area rows of one label map.
-
-    Args:
-        counts: (C,) argmax pixel counts per class (index order of ``classes``); extra entries
-            (e.g. a 256-bin histogram whose bin 255 counts unlabelled pixels) are ignored.
-        mpp: Resolution of the label map in microns per pixel, one value or ``(mpp_x, mpp_y)``.
-        classes: Class names.
-        background: Name or index of the background (glass) class, excluded from tissue;
-            None when every class is tissue.
-        expected_counts: (C,) sum of softmax probabilities per class (pixels), or None.
-
-    Returns:
-        One dict per class with ``class``, ``pixels`` (int), ``area_um2``, ``area_mm2``,
-        ``fraction_of_tissue`` (NaN for background and when the tissue area is 0),
-        ``interstitial_fraction`` (same on every row, NaN when undefined) and
-        ``expected_area_um2`` (NaN without ``expected_counts``).
+    Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports)
+    are left out, so ``OUT`` may be the slide folder itself.
 
     Raises:
-        HistosegError: fewer counts than classes, negative counts, or an invalid mpp.
+        SlideError: a single pattern matches nothing.
     """
-    mpp_x, mpp_y = (mpp, mpp) if not isinstance(mpp, (tuple, list)) else (mpp[0], mpp[1])
-    if not all(math.isfinite(float(v)) and float(v) > 0 for v in (mpp_x, mpp_y)):
-        raise HistosegError(
-            f"mpp={mpp!r}: the label map's resolution must be a positive number of microns per pixel"
-        )
-    pixel_area = float(mpp_x) * float(mpp_y)
-    values = np.asarray(counts, dtype=np.float64).ravel()
-    if values.size < len(classes):
-        raise HistosegError(
-            f"got {values.size} pixel counts for {len(classes)} classes; pass one count per class"
-        )
-    values = values[: len(classes)]
-    if (values < 0).any():
-        raise HistosegError("pixel counts must be non-negative")
-    if expected_counts is not None:
-        expected = np.asarray(expected_counts, dtype=np.float64).ravel()[: len(classes)]
-        if expected.size < len(classes):
-            raise HistosegError(f"got {expected.size} expected counts for {len(classes)} classes")
-    else:
-        expected = np.full(len(classes), np.nan)
-    if isinstance(background, str):
-        bg_index = find_class(classes, background)
-    else:
-        bg_index = background
-    tissue_mask = np.ones(len(classes), bool)
-    if bg_index is not None and 0 <= bg_index < len(classes):
-        tissue_mask[bg_index] = False
-    tissue = float(values[tissue_mask].sum())
-    fraction = interstitial_fraction(values, classes)
-    rows: list[dict[str, Any]] = []
-    for index, name in enumerate(classes):
-        area = float(values[index]) * pixel_area
-        is_tissue = bool(tissue_mask[index])
-        rows.append(
-            {
-                "class": str(name),
-                "pixels": int(round(values[index])),
-                "area_um2": area,
-                "area_mm2": area / 1e6,
-                "fraction_of_tissue": float(values[index]) / tissue
-                if (is_tissue and tissue > 0)
-                else math.nan,
-                "interstitial_fraction": fraction,
-                "expected_area_um2": float(expected[index]) * pixel_area,
-            }
-        )
-    return rows
+    items = [slides] if isinstance(slides, (str, os.PathLike)) else list(slides)
+    found: list[Path] = []
+    for item in items:
+        text = str(item)
+        if Path(text).is_dir() or any(ch in text for ch in "*?["):
+            found.extend(find_slides(text))
+        else:
+            found.append(Path(text))
+    out_resolved = out.resolve()
+    unique: dict[str, Path] = {}
+    for path in found:
+        resolved = path.resolve()
+        if resolved.parent == out_resolved and (
+            path.name in REPORT_FILES or any(path.name.endswith(s) for s in OUTPUT_SUFFIXES)
+        ):
+            continue
+        unique.setdefault(str(resolved), path)
+    return sorted(unique.values(), key=lambda p: str(p))
 
 
-# -- label-map TIFFs ---------------------------------------------------------------------------
+def slide_stems(paths: Sequence[Path]) -> list[str]:
+    """Output stems: ``safe_stem`` of the file stem; the full name, then a path hash, on collisions."""
+    stems = [safe_stem(p.stem) for p in paths]
+    counts = Counter(stems)
+    stems = [safe_stem(p.name) if counts[s] > 1 else s for s, p in zip(stems, paths, strict=True)]
+    counts = Counter(stems)
+    return [
+        f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}" if counts[s] > 1 else s
+        for s, p in zip(stems, paths, strict=True)
+    ]
 
 
-def _open_tiff(path: str | os.PathLike[str]) -> Any:
-    import tifffile
+_TEMPORARY = re.compile(r"\.tmp-(\d+)|\.(\d+)-\d+\.raw$")
 
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete temporary files left in ``out`` by killed runs (their process is gone).
+
+    Temporary names carry the writer's process id (``.name.tmp-<pid>.ext``, ``*.<pid>-<tid>.raw``);
+    files of processes still alive (another rank) are kept.
+    """
+    removed = []
+    for path in out.iterdir():
+        match = _TEMPORARY.search(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match.group(1) or match.group(2))
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _slide_identity(path: Path) -> dict[str, Any]:
     try:
-        return tifffile.TiffFile(os.fspath(path))
-    except (OSError, tifffile.TiffFileError) as exc:
-        raise HistosegError(
-            f"{path}: cannot read the label-map TIFF ({exc}); re-run the prediction"
-        ) from None
+        stat = path.stat()
+        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    except OSError:
+        return {"path": str(path.resolve()), "size": None, "mtime_ns": None}
 
 
-def _level_pages(tif: Any) -> list[Any]:
-    """Top-level pages that are pyramid levels of page 0 (same kind, smaller), finest first."""
-    pages = [tif.pages[i] for i in range(len(tif.pages))]
-    first = pages[0]
-    levels = [first]
-    for page in pages[1:]:
-        if page.ndim == first.ndim and page.shape[0] <= first.shape[0] and page.shape[1] <= first.shape[1]:
-            levels.append(page)
-    return levels
+def _outputs(out: Path, stem: str) -> dict[str, Path]:
+    return {
+        "labels": out / f"{stem}.labels.tif",
+        "geojson": out / f"{stem}.geojson",
+        "overlay": out / f"{stem}.overlay.png",
+    }
 
 
-def label_map_counts(source: str | os.PathLike[str] | np.ndarray, rows_per_block: int = 1024) -> np.ndarray:
-    """Histogram of the values of a label map (class indices; 255 = unlabelled).
+def _marker(out: Path, stem: str) -> Path:
+    return out / f".{stem}.result.json"
 
-    A TIFF is read block of rows by block of rows through tifffile's Zarr store, never decoding
-    the whole level at once.
 
-    Args:
-        source: A label-map TIFF (level 0 = page 0 is counted) or an (H, W) uint8 array.
-        rows_per_block: Rows read per block for TIFFs.
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
 
-    Returns:
-        (256,) int64 counts of each value 0..255.
-    """
-    counts = np.zeros(256, np.int64)
-    if not isinstance(source, (str, os.PathLike)):
-        array = np.asarray(source)
-        if array.dtype != np.uint8:
-            raise HistosegError(f"label map dtype is {array.dtype}; label maps are uint8")
-        for y0 in range(0, array.shape[0], rows_per_block):
-            counts += np.bincount(array[y0 : y0 + rows_per_block].ravel(), minlength=256)
-        return counts
-    import zarr
 
-    with _open_tiff(source) as tif:
-        page = tif.pages[0]
-        if page.dtype != np.uint8 or page.ndim != 2:
-            raise HistosegError(
-                f"{source}: not a label map (need a 2-D uint8 TIFF, got {page.dtype} {page.shape})"
+def _write_marker(path: Path, result: dict[str, Any]) -> None:
+    from histoseg.report.tables import _clean
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(_clean(result), handle, indent=1, allow_nan=False)
+
+
+def _is_complete(result: dict[str, Any] | None, key: dict[str, Any], out: Path, stem: str) -> bool:
+    if not result or result.get("status") != "ok" or result.get("key") != key:
+        return False
+    return all(p.is_file() for p in _outputs(out, stem).values())
+
+
+def _error_line(path: Path, message: str) -> tuple[str, str]:
+    """``(line for stderr, reason for the report)``; the message may already start with the path."""
+    message = " ".join(str(message).split())
+    for prefix in (str(path), str(path.resolve())):
+        if message.startswith(prefix + ":"):
+            reason = message[len(prefix) + 1 :].strip()
+            return f"error: {prefix}: {reason}", reason
+    return f"error: {path}: {message}", message
+
+
+class _Display:
+    """Cohort and per-slide progress bars (rich, on stderr) and error lines that do not garble them."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
             )
-        store = page.aszarr()
-        array = zarr.open(store, mode="r")
-        height = int(page.shape[0])
-        step = max(rows_per_block, int(page.tilelength or 1))
-        for y0 in range(0, height, step):
-            block = np.asarray(array[y0 : y0 + step])
-            counts += np.bincount(block.ravel(), minlength=256)
-        store.close()
-    return counts
+            self.cohort = self.bar.add_task("slides", total=total)
+            self.slide = self.bar.add_task("", total=1, visible=False)
+            self.bar.start()
+
+    def start_slide(self, name: str) -> Callable[[int, int], None] | None:
+        if self.bar is None:
+            return None
+        self.bar.reset(self.slide, total=1, description=f"  {name}", visible=True)
+
+        def update(done: int, total: int) -> None:
+            self.bar.update(self.slide, completed=done, total=max(total, 1))
+
+        return update
+
+    def end_slide(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.slide, visible=False)
+            self.bar.advance(self.cohort)
+
+    def error(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
-def read_label_level(
-    path: str | os.PathLike[str], max_pixels: int = 4096 * 4096
-) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
-    """Read the finest pyramid level of a label-map TIFF that has at most ``max_pixels`` pixels.
+def run_quantify(
+    predictor: Predictor,
+    slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    mpp: float | None = None,
+    tile_size: int | None = None,
+    overlap: float = 0.5,
+    blend: Blend = "gaussian",
+    batch_size: int = 4,
+    device: str = "cpu",
+    progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    wait_timeout: float = 24 * 3600.0,
+    points: str | os.PathLike[str] | None = None,
+) -> int:
+    """Predict, quantify and report every slide of a cohort.
 
     Args:
-        path: Label-map TIFF written by :func:`histoseg.inference.predict_slide`.
-        max_pixels: Bound on the level's ``height x width`` (the coarsest level is used if none fits).
+        predictor: The model and its facts (classes, mpp, tile size, background class, checkpoint hash).
+        slides: A slide file, folder or glob, or a list of them.
+        out: Output folder (created; must be writable).
+        mpp: Level-0 mpp of the slides, overriding their metadata (needed for files without one).
+        tile_size: Inference tile side (default ``predictor.tile_size``).
+        overlap: Tile overlap for Gaussian blending.
+        blend: ``"gaussian"`` or ``"crop"`` (see :func:`histoseg.inference.predict.predict_slide`).
+        batch_size: Tiles per forward pass.
+        device: Torch device.
+        progress: Progress bars on stderr (only when it is a terminal).
+        rank: This process's shard index, 0 <= rank < world_size.
+        world_size: Number of shards (processes) sharing the cohort.
+        wait_timeout: Seconds rank 0 waits for the other ranks' result files before reporting the
+            missing slides as failed.
+        points: Folder of grid-point files ``<slide stem>.points.csv``/``.geojson``: the report then
+            also gives the point-count estimate of each class fraction (Wilson 95 % interval).
 
     Returns:
-        ``(labels, (scale_x, scale_y), (width0, height0))``: the level as (h, w) uint8, its level-0
-        pixels per level pixel along x and y, and the level-0 size.
+        0 when every slide succeeded, 1 when any failed (rank 0: in the merged report).
+
+    Raises:
+        HistosegError: the output folder is not writable, nothing matches ``slides``, or an option is invalid.
     """
-    with _open_tiff(path) as tif:
-        levels = _level_pages(tif)
-        height0, width0 = int(levels[0].shape[0]), int(levels[0].shape[1])
-        chosen = levels[-1]
-        for page in levels:
-            if int(page.shape[0]) * int(page.shape[1]) <= max_pixels:
-                chosen = page
-                break
-        labels = np.asarray(chosen.asarray())
-    if labels.dtype != np.uint8 or labels.ndim != 2:
-        raise HistosegError(
-            f"{path}: not a label map (need a 2-D uint8 TIFF, got {labels.dtype} {labels.shape})"
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(
+            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
         )
-    scale = (width0 / labels.shape[1], height0 / labels.shape[0])
-    return labels, scale, (width0, height0)
+    cohort = Cohort(
+        predictor,
+        slides,
+        out,
+        mpp=mpp,
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        device=device,
+        points=points,
+    )
+    mine = list(range(rank, len(cohort.paths), world_size))
+    display = _Display(progress, len(mine))
+    failures = 0
+    try:
+        for index in mine:
+            failures += cohort.process(index, display)["status"] != "ok"
+    finally:
+        display.close()
+    if rank != 0:
+        return 1 if failures else 0
+    return cohort.write_report(world_size, wait_timeout, progress)
+
+
+class Cohort:
+    """One quantify run over a list of slides: per-slide processing and the merged report.
+
+    Shared by :func:`run_quantify` (one process or ``--rank/--world_size`` shards) and by
+    :class:`histoseg.writers.SlideWriter` (Lightning's predict loop, any strategy).
+
+    Raises:
+        HistosegError: the output folder is not writable, nothing matches ``slides``, or an option is invalid.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        out: str | os.PathLike[str],
+        *,
+        mpp: float | None = None,
+        tile_size: int | None = None,
+        overlap: float = 0.5,
+        blend: Blend = "gaussian",
+        batch_size: int = 4,
+        device: str = "cpu",
+        points: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+            raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
+        self.started = time.time()
+        self.predictor = predictor
+        self.out_dir = ensure_writable_dir(out)
+        self.paths = collect_slides(slides, self.out_dir)
+        if not self.paths:
+            raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
+        self.stems = slide_stems(self.paths)
+        remove_stale_temporaries(self.out_dir)
+        self.points = Path(points) if points else None
+        if self.points is not None and not self.points.is_dir():
+            raise HistosegError(
+                f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files"
+            )
+        self.options = {
+            "mpp": mpp,
+            "tile_size": tile_size,
+            "overlap": overlap,
+            "blend": blend,
+            "batch_size": batch_size,
+            "device": device,
+        }
+        self.settings = {
+            "checkpoint_sha256": predictor.checkpoint_sha256,
+            "classes": list(predictor.classes),
+            "label_mpp": float(predictor.mpp),
+            "tile_size": int(tile_size or predictor.tile_size),
+            "overlap": float(overlap),
+            "blend": blend,
+            "mpp_override": mpp,
+            "background_class": predictor.background_class,
+        }
+        self.reused = 0
+
+    def process(self, index: int, display: _Display | None = None) -> dict[str, Any]:
+        """Quantify slide ``index`` (or reuse its complete outputs); never raises for a bad slide."""
+        display = display or _Display(False, 1)
+        path, stem = self.paths[index], self.stems[index]
+        key = {**self.settings, "slide": _slide_identity(path)}
+        previous = _read_marker(_marker(self.out_dir, stem))
+        if previous is not None and _is_complete(previous, key, self.out_dir, stem):
+            self.reused += 1
+            display.end_slide()
+            return previous
+        callback = display.start_slide(path.name)
+        result = _quantify_one(
+            self.predictor,
+            path,
+            stem,
+            self.out_dir,
+            key,
+            mpp=self.options["mpp"],
+            tile_size=self.options["tile_size"],
+            overlap=self.options["overlap"],
+            blend=self.options["blend"],
+            batch_size=self.options["batch_size"],
+            device=self.options["device"],
+            on_progress=callback,
+            display=display,
+            points=self.points,
+        )
+        display.end_slide()
+        return result
+
+    def write_report(
+        self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False
+    ) -> int:
+        """Merge every slide's result file into report.csv/json and cohort.png (rank 0 only).
+
+        Returns:
+            0 when every slide succeeded, else 1.
+        """
+        out_dir = self.out_dir
+        results = _gather(
+            self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout
+        )
+        extra = {
+            "settings": {k: v for k, v in self.settings.items() if k != "classes"},
+            "classes": self.settings["classes"],
+            "checkpoint_sha256": self.predictor.checkpoint_sha256,
+            "training_seed": self.predictor.metadata.get("seed"),
+            "world_size": world_size,
+        }
+        write_report_json(out_dir / "report.json", results, extra)
+        from histoseg.report.tables import report_rows
+
+        write_report_csv(out_dir / "report.csv", report_rows(results))
+        write_cohort_png(out_dir / "cohort.png", results)
+        failed = sum(r["status"] != "ok" for r in results)
+        if progress and sys.stderr.isatty():
+            print(
+                f"histoseg: {len(results) - failed} slides ok ({self.reused} reused), {failed} failed; "
+                f"report: {out_dir / 'report.csv'}",
+                file=sys.stderr,
+            )
+        return 1 if failed else 0
+
+
+def _gather(
+    paths: Sequence[Path],
+    stems: Sequence[str],
+    out: Path,
+    settings: dict[str, Any],
+    world_size: int,
+    started: float,
+    wait_timeout: float,
+) -> list[dict[str, Any]]:
+    """Result of every slide from the result files (rank 0 waits for the other ranks' files)."""
+    deadline = time.monotonic() + (wait_timeout if world_size > 1 else 0.0)
+    while True:
+        results: list[dict[str, Any] | None] = []
+        for path, stem in zip(paths, stems, strict=True):
+            key = {**settings, "slide": _slide_identity(path)}
+            marker = _marker(out, stem)
+            data = _read_marker(marker)
+            if data is None or data.get("key") != key:
+                results.append(None)
+                continue
+            if data.get("status") != "ok":
+                # A failure recorded before this run started may be retried right now by its rank.
+                with contextlib.suppress(OSError):
+                    if world_size > 1 and marker.stat().st_mtime < started - 1.0:
+                        results.append(None)
+                        continue
+            results.append(data)
+        missing = [i for i, r in enumerate(results) if r is None]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(2.0)
+    final: list[dict[str, Any]] = []
+    for index, result in enumerate(results):
+        if result is None:
+            rank = index % world_size
+            result = {
+                "slide": paths[index].name,
+                "path": str(paths[index]),
+                "stem": stems[index],
+                "status": "failed",
+                "error": f"no result: rank {rank} of {world_size} did not finish this slide",
+                "histoseg_version": __version__,
+                "checkpoint_sha256": settings["checkpoint_sha256"],
+            }
+        final.append(result)
+    return final
+
+
+def _point_counts(
+    folder: Path | None, slide: Path, classes: Sequence[str], size: Sequence[int], rows: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Stereological point-count estimate from the slide's grid points, added to its report rows.
+
+    Looks for ``<folder>/<slide stem>.points.csv`` (or ``.geojson``); adds ``point_fraction``,
+    ``point_ci_low``, ``point_ci_high`` (Wilson 95 %) and ``point_count`` to each class row, beside
+    the segmentation's ``fraction_of_tissue``. Returns the estimate (None without a points file).
+    """
+    if folder is None:
+        return None
+    candidates = [folder / f"{slide.stem}.points{suffix}" for suffix in (".csv", ".geojson", ".json")]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None
+    from histoseg.labels.points import point_count_fractions, read_points
+
+    estimate = point_count_fractions(
+        read_points(found, classes, slide_size=(int(size[0]), int(size[1]))), classes
+    )
+    for row in rows:
+        value = estimate.get(row["class"])
+        row["point_fraction"] = value.fraction if value else math.nan
+        row["point_ci_low"] = value.ci_low if value else math.nan
+        row["point_ci_high"] = value.ci_high if value else math.nan
+        row["point_count"] = value.n if value else 0
+    total = estimate.get("interstitial_fraction")
+    return {
+        "file": found.name,
+        "interstitial_fraction": total.fraction if total else math.nan,
+        "interstitial_fraction_ci": [total.ci_low, total.ci_high] if total else [math.nan, math.nan],
+    }
+
+
+def _quantify_one(
+    predictor: Predictor,
+    path: Path,
+    stem: str,
+    out: Path,
+    key: dict[str, Any],
+    *,
+    mpp: float | None,
+    tile_size: int | None,
+    overlap: float,
+    blend: Blend,
+    batch_size: int,
+    device: str,
+    on_progress: Callable[[int, int], None] | None,
+    display: _Display,
+    points: Path | None = None,
+) -> dict[str, Any]:
+    """Process one slide; never raises for a bad slide (the failure is recorded and returned)."""
+    outputs = _outputs(out, stem)
+    base: dict[str, Any] = {
+        "slide": path.name,
+        "path": str(path),
+        "stem": stem,
+        "checkpoint_sha256": predictor.checkpoint_sha256,
+        "training_seed": predictor.metadata.get("seed"),
+        "histoseg_version": __version__,
+        "key": key,
+    }
+    try:
+        with Slide(path, mpp=mpp) as slide:
+            pred = predict_slide(
+                slide,
+                predictor,
+                out_path=outputs["labels"],
+                tile_size=tile_size,
+                overlap=overlap,
+                blend=blend,
+                batch_size=batch_size,
+                device=device,
+                progress=False,
+                on_progress=on_progress,
+            )
+        background = predictor.background_class
+        rows = pred.areas(background=background)
+        point_estimate = _point_counts(points, path, pred.classes, pred.slide_dimensions, rows)
+        collection, geo_info = labels_tif_to_geojson(
+            outputs["labels"],
+            pred.classes,
+            slide_mpp=pred.slide_mpp,
+            label_mpp=pred.mpp,
+            background=background,
+        )
+        write_geojson(outputs["geojson"], collection)
+        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+        assert pred.thumbnail is not None
+        write_overlay_png(
+            outputs["overlay"],
+            pred.thumbnail,
+            small,
+            pred.classes,
+            rows=rows,
+            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+            background=background,
+            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+        )
+        result = {
+            **base,
+            "status": "ok",
+            "error": "",
+            "mpp": pred.slide_mpp,
+            "mpp_source": pred.mpp_source,
+            "label_mpp": pred.mpp,
+            "slide_dimensions": list(pred.slide_dimensions),
+            "label_shape": list(pred.shape),
+            "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
+            "point_counting": point_estimate,
+            "unlabelled_pixels": pred.unlabelled_pixels,
+            "tiles_run": pred.tiles_run,
+            "tiles_total": pred.tiles_total,
+            "seconds": round(pred.seconds, 3),
+            "geojson": geo_info,
+            "outputs": {name: p.name for name, p in outputs.items()},
+            "rows": rows,
+        }
+    except Exception as exc:  # noqa: BLE001 - one bad slide must not stop the cohort
+        if isinstance(exc, HistosegError):
+            message = str(exc)
+        elif isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+            message = f"out of memory ({exc}); lower --batch_size or --tile_size"
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            message = f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
+        line, reason = _error_line(path, message)
+        display.error(line)
+        for output in outputs.values():
+            with contextlib.suppress(OSError):
+                output.unlink()
+        result = {**base, "status": "failed", "error": reason}
+    _write_marker(_marker(out, stem), result)
+    return result

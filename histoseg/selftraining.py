@@ -7,7 +7,7 @@ Lightning callback: after epoch ``start_epoch - 1`` (and every ``every_n_epochs`
 U-Net predicts each training slide around its scribbles, and
 :meth:`histoseg.datamodules.SlideDataModule.pseudo_label_scribbles` replaces the training labels by
 the scribbles plus every superpixel whose mean probability of one class reaches ``threshold``
-(:func:`histoseg.scribbles.superpixel_pseudo_labels`). Training then goes on, same optimiser and
+(:func:`histoseg.labels.scribbles.superpixel_pseudo_labels`). Training then goes on, same optimiser and
 schedule, on the denser labels. Validation labels are never touched.
 
 Config (``trainer.callbacks``)::

@@ -29,10 +29,11 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__, regularizers
-from histoseg.checkpoint import CHECKPOINT_KEY
+from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__
 from histoseg.errors import CheckpointError, ConfigError
-from histoseg.losses import weighted_cross_entropy
+from histoseg.inference.checkpoint import CHECKPOINT_KEY
+from histoseg.models import regularizers
+from histoseg.models.losses import weighted_cross_entropy
 from histoseg.transforms import dihedral, undo_dihedral
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ class BaseTask(L.LightningModule):
         Same classes: all weights. Other classes: everything but the head (re-initialised), with a
         logged message. Another architecture: an error.
         """
-        from histoseg.checkpoint import read_checkpoint
+        from histoseg.inference.checkpoint import read_checkpoint
 
         checkpoint = read_checkpoint(path)
         block = checkpoint[CHECKPOINT_KEY]
@@ -427,7 +428,7 @@ class SegmentationTask(BaseTask):
 
     def build_network(self) -> nn.Module:
         """Smp network behind a [0, 1] -> ImageNet normalisation."""
-        from histoseg.models import build_segmentation_model
+        from histoseg.models.segmentation import build_segmentation_model
 
         config = self.network_config()
         return build_segmentation_model(encoder_weights=self.encoder_weights, **config)
@@ -488,7 +489,7 @@ class PatchClassificationTask(BaseTask):
 
     Trained on patches centred on labelled points (``data.centered: true``; the label is
     ``mask[P // 2, P // 2]``). For slide inference the classifier is convolutionalized and run
-    densely (:mod:`histoseg.fcn`), so the same ``quantify`` command serves it. Logged: ``val_acc``
+    densely (:mod:`histoseg.models.fcn`), so the same ``quantify`` command serves it. Logged: ``val_acc``
     (point accuracy) and per-class F1 as ``val_dice_<class>`` (F1 = Dice on points).
 
     Args:
@@ -550,7 +551,7 @@ class PatchClassificationTask(BaseTask):
         self.save_hyperparameters()
 
     def network_config(self) -> dict[str, Any]:
-        """Arguments of :func:`histoseg.classifiers.build_classifier` (weights come from the checkpoint)."""
+        """Arguments of :func:`histoseg.models.classifiers.build_classifier` (weights come from the checkpoint)."""
         config: dict[str, Any] = {
             "arch": self.arch,
             "num_classes": len(self.classes),
@@ -566,7 +567,7 @@ class PatchClassificationTask(BaseTask):
 
     def build_network(self) -> nn.Module:
         """The patch classifier."""
-        from histoseg.classifiers import build_classifier
+        from histoseg.models.classifiers import build_classifier
 
         config = self.network_config()
         if self.arch == "encoder":

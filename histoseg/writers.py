@@ -4,7 +4,7 @@
 datamodule's *prediction slides* (``data.predict_slides`` or slide-table rows with
 ``split=predict``). Each batch is one slide path; :class:`SlideWriter` (a
 ``BasePredictionWriter`` in ``trainer.callbacks``) turns it into the same outputs as
-``histoseg quantify`` (:class:`histoseg.cohort.Cohort`): label map, GeoJSON, overlay and a
+``histoseg quantify`` (:class:`histoseg.quantify.Cohort`): label map, GeoJSON, overlay and a
 result file. Under DDP, :class:`histoseg.datasets.SlideShardSampler` gives every rank its own
 slides (none twice; a rank with none gets an empty filler item), and rank 0 writes the merged
 cohort report after all ranks are done.
@@ -63,9 +63,9 @@ class SlideWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Build the cohort run from the prediction slides and the model being predicted with."""
-        from histoseg.checkpoint import make_predictor
-        from histoseg.cohort import Cohort
-        from histoseg.io_utils import sha256_file
+        from histoseg.inference.checkpoint import make_predictor
+        from histoseg.io.files import sha256_file
+        from histoseg.quantify import Cohort
 
         dataloader = trainer.predict_dataloaders
         dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset

@@ -1,4 +1,4 @@
-"""Known answers for histoseg.classifiers: layer layout, shapes, errors, encoder weights."""
+"""Known answers for histoseg.models.classifiers: layer layout, shapes, errors, encoder weights."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from histoseg.classifiers import (
+from histoseg.errors import CheckpointError, ConfigError
+from histoseg.models.classifiers import (
     EncoderPatchClassifier,
     Normalize,
     PlainPatchClassifier,
     build_classifier,
     plain_feature_size,
 )
-from histoseg.errors import CheckpointError, ConfigError
-from histoseg.fcn import DensePredictor, convolutionalize, dense_predict
+from histoseg.models.fcn import DensePredictor, convolutionalize, dense_predict
 
 
 def test_normalize_known_answer() -> None:

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from histoseg.cohort import collect_slides, run_quantify, slide_stems
 from histoseg.errors import HistosegError
-from histoseg.predictor import Predictor
-from histoseg.quantify import label_map_counts
-from histoseg.tiffio import write_pyramid_tiff
+from histoseg.inference.predictor import Predictor
+from histoseg.io.tiff import write_pyramid_tiff
+from histoseg.quantify import collect_slides, run_quantify, slide_stems
+from histoseg.report.areas import label_map_counts
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]

@@ -1,4 +1,4 @@
-"""Known answers for histoseg.fcn: convolutionalize, atrous / shift-and-stitch dense maps."""
+"""Known answers for histoseg.models.fcn: convolutionalize, atrous / shift-and-stitch dense maps."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from histoseg.classifiers import Normalize, PlainPatchClassifier
 from histoseg.errors import ConfigError
-from histoseg.fcn import DensePredictor, atrous_network, convolutionalize, count_macs, dense_predict
+from histoseg.models.classifiers import Normalize, PlainPatchClassifier
+from histoseg.models.fcn import DensePredictor, atrous_network, convolutionalize, count_macs, dense_predict
 
 TOL = 1e-4
 

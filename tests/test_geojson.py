@@ -10,9 +10,9 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from histoseg.geojson import label_map_to_geojson, labels_tif_to_geojson, trace_regions, write_geojson
-from histoseg.quantify import class_colors, label_colormap
-from histoseg.tiffio import write_pyramid_tiff
+from histoseg.io.tiff import write_pyramid_tiff
+from histoseg.report.areas import class_colors, label_colormap
+from histoseg.report.geojson import label_map_to_geojson, labels_tif_to_geojson, trace_regions, write_geojson
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 

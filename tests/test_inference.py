@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from histoseg.errors import HistosegError
-from histoseg.inference import gaussian_importance_map, plan_tiles, predict_slide
-from histoseg.predictor import Predictor
+from histoseg.inference.predict import gaussian_importance_map, plan_tiles, predict_slide
+from histoseg.inference.predictor import Predictor
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 PALETTE = np.array(
@@ -271,7 +271,7 @@ def test_autocast_and_channels_last(tmp_path: Path) -> None:
 
 
 def test_bounded_thumbnail_matches_whole_level(tmp_path: Path) -> None:
-    from histoseg.slide import Slide
+    from histoseg.io.slide import Slide
 
     slide = write_slide(tmp_path / "s.tif", make_truth(700, 900, block=9))
     with Slide(slide) as handle:

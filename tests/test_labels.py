@@ -4,7 +4,7 @@ from PIL import Image
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import LabelError
-from histoseg.labels import (
+from histoseg.labels.dense import (
     apply_value_map,
     load_dense_labels,
     read_mask_file,

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from histoseg.losses import border_weight_map, class_frequency_weights, weighted_cross_entropy
+from histoseg.models.losses import border_weight_map, class_frequency_weights, weighted_cross_entropy
 
 
 def two_objects(gap: int) -> np.ndarray:

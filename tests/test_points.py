@@ -9,7 +9,7 @@ import pytest
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import HistosegError, LabelError
-from histoseg.points import (
+from histoseg.labels.points import (
     INTERSTITIAL_KEY,
     PointSet,
     grid_points_from_mask,

@@ -10,7 +10,7 @@ import pytest
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import HistosegError
-from histoseg.quantify import (
+from histoseg.report.areas import (
     INTERSTITIAL_FRACTION_DEFINITION,
     class_areas,
     class_colors,
@@ -88,7 +88,7 @@ def test_colours() -> None:
 
 
 def test_label_map_counts_array_and_tiff(tmp_path: Path) -> None:
-    from histoseg.tiffio import write_pyramid_tiff
+    from histoseg.io.tiff import write_pyramid_tiff
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=(1100, 700)).astype(np.uint8)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from histoseg.errors import ConfigError, LabelError
-from histoseg.regularizers import consistency_loss, crf_loss, entropy_loss, partial_cross_entropy
+from histoseg.models.regularizers import consistency_loss, crf_loss, entropy_loss, partial_cross_entropy
 from histoseg.transforms import dihedral, undo_dihedral
 
 

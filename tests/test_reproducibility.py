@@ -7,7 +7,7 @@ import torch
 from conftest import ROOT
 from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
-from histoseg.checkpoint import load_predictor
+from histoseg.inference.checkpoint import load_predictor
 
 
 def fit(root, *extra):

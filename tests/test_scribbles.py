@@ -10,7 +10,7 @@ from skimage.draw import disk, ellipse
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError, LabelError
-from histoseg.scribbles import (
+from histoseg.labels.scribbles import (
     Stroke,
     rasterize_strokes,
     read_scribble_image,
@@ -376,7 +376,7 @@ def test_shorter_strokes_spread_the_budget_over_more_objects():
 
 def test_grow_to_superpixels_known_halves():
     """Two flat colour halves, two superpixels: a stroke labels its half, never the other one."""
-    from histoseg.scribbles import grow_to_superpixels
+    from histoseg.labels.scribbles import grow_to_superpixels
 
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, :40] = (200, 60, 160)  # PAS magenta
@@ -426,7 +426,7 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
 
 
 def test_grow_to_superpixels_only_named_classes_grow():
-    from histoseg.scribbles import grow_to_superpixels
+    from histoseg.labels.scribbles import grow_to_superpixels
 
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, :40] = (200, 60, 160)
@@ -441,7 +441,7 @@ def test_grow_to_superpixels_only_named_classes_grow():
 def test_superpixel_pseudo_labels_known_halves():
     """Model probabilities averaged over two flat superpixels: confident halves take the model's
     class, doubtful ones stay unlabelled, strokes never change and veto a disagreeing model."""
-    from histoseg.scribbles import superpixel_pseudo_labels
+    from histoseg.labels.scribbles import superpixel_pseudo_labels
 
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, :40] = (200, 60, 160)

@@ -13,7 +13,7 @@ from histoseg import KIDNEY_CLASSES
 from histoseg.datamodules import SlideDataModule
 from histoseg.datasets import prepare_labelled_slide, pseudo_label_slide, read_slide_table
 from histoseg.errors import ConfigError
-from histoseg.scribbles import simulate_scribbles, write_scribbles_geojson
+from histoseg.labels.scribbles import simulate_scribbles, write_scribbles_geojson
 from histoseg.selftraining import ScribbleSelfTraining, model_probabilities
 from histoseg.tasks import SegmentationTask
 

@@ -3,7 +3,7 @@ import pytest
 from conftest import write_tiff_pyramid
 
 from histoseg.errors import SlideError
-from histoseg.slide import Slide, find_slides
+from histoseg.io.slide import Slide, find_slides
 
 
 @pytest.fixture

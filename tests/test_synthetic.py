@@ -1,4 +1,4 @@
-"""Tests of histoseg.synthetic: seeded synthetic PAS kidney slides with exact labels."""
+"""Tests of histoseg.synthetic.generator: seeded synthetic PAS kidney slides with exact labels."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import tifffile
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError
-from histoseg.synthetic import (
+from histoseg.io.tiff import level_shapes
+from histoseg.synthetic.generator import (
     KIDNEY_COLORS,
     TissueParams,
     generate_dataset,
@@ -22,7 +23,6 @@ from histoseg.synthetic import (
     main,
     render_slide,
 )
-from histoseg.tiffio import level_shapes
 
 SMALL = {"width": 1024, "height": 768, "mpp": 0.5}
 

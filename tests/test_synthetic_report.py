@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from histoseg import KIDNEY_CLASSES
-from histoseg.cohort import run_quantify
-from histoseg.predictor import Predictor
-from histoseg.quantify import class_areas, label_map_counts
-from histoseg.synthetic import generate_dataset
+from histoseg.inference.predictor import Predictor
+from histoseg.quantify import run_quantify
+from histoseg.report.areas import class_areas, label_map_counts
+from histoseg.synthetic.generator import generate_dataset
 
 
 class IndexOracle(torch.nn.Module):
@@ -67,8 +67,8 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
     """Grid points drawn from the truth: their fractions' intervals cover the exact fractions of tissue."""
     import numpy as np
 
-    from histoseg.labels import read_mask_file
-    from histoseg.points import grid_points_from_mask, write_points_csv
+    from histoseg.labels.dense import read_mask_file
+    from histoseg.labels.points import grid_points_from_mask, write_points_csv
 
     points_dir = tmp_path / "points"
     for slide in slides:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from histoseg.errors import ConfigError
-from histoseg.regularizers import consistency_loss, crf_loss
+from histoseg.models.regularizers import consistency_loss, crf_loss
 from histoseg.tasks import SegmentationTask
 from histoseg.transforms import dihedral, undo_dihedral
 

@@ -1,4 +1,4 @@
-"""Tests of histoseg.tiffio: pyramidal tiled TIFFs that OpenSlide and tifffile read back."""
+"""Tests of histoseg.io.tiff: pyramidal tiled TIFFs that OpenSlide and tifffile read back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from histoseg.errors import HistosegError
-from histoseg.tiffio import describe_label_map, level_shapes, read_tiff_mpp, write_pyramid_tiff
+from histoseg.io.tiff import describe_label_map, level_shapes, read_tiff_mpp, write_pyramid_tiff
 
 COLORS = np.array([[255, 255, 255], [240, 200, 80], [60, 160, 220], [220, 40, 120], [120, 200, 90]], np.uint8)
 

@@ -28,7 +28,7 @@ in order and **the last stroke wins** where strokes of two classes overlap.
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.scribbles import Stroke, rasterize_strokes
+    >>> from histoseg.labels.scribbles import Stroke, rasterize_strokes
     >>> m = rasterize_strokes([Stroke(1, np.array([[1.5, 2.5], [5.5, 2.5]]))], (5, 8), brush_px=3)
     >>> (m == 1).sum(axis=1).tolist()  # rows 1-3 labelled from x = 0.5 .. 6.5
     [0, 7, 7, 7, 0]
@@ -48,8 +48,8 @@ import numpy as np
 from scipy import ndimage
 
 from histoseg.errors import ConfigError, LabelError
-from histoseg.io_utils import atomic_path
-from histoseg.points import ClassLookup, feature_class_name, feature_label, load_geojson_features
+from histoseg.io.files import atomic_path
+from histoseg.labels.points import ClassLookup, feature_class_name, feature_label, load_geojson_features
 
 IGNORE = 255
 COORD_DECIMALS = 6

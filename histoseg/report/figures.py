@@ -1,30 +1,16 @@
-"""Per-slide and cohort report files: CSV, JSON, overlay PNG, cohort plot PNG.
+"""Report figures: the per-slide overlay PNG and the cohort plot PNG.
 
-This module owns how results are shown and stored (the numbers come from
-:mod:`histoseg.quantify`); every file is written atomically (:func:`histoseg.io_utils.atomic_path`).
-
-- :func:`report_rows` flattens per-slide results into one row per slide x class (one row with
-  ``status = failed`` and the reason for a slide that failed), columns :data:`REPORT_COLUMNS`;
-- :func:`write_report_csv` / :func:`write_report_json` (the JSON also records the definitions of
-  the interstitial fraction and the other columns);
 - :func:`write_overlay_png`: the slide thumbnail beside the same thumbnail with the label map
   blended in, with a legend (class colour, area, % of tissue) and the interstitial fraction;
 - :func:`write_cohort_png`: the interstitial fraction of every slide (dot plot; failed slides
   listed in red).
 
-Plots use matplotlib's object API with the Agg canvas (no global backend switch, no display).
-
-Example:
-    >>> from histoseg.report import report_rows, write_report_csv
-    >>> rows = report_rows([{"slide": "a.svs", "status": "failed", "error": "truncated"}])
-    >>> rows[0]["status"], rows[0]["error"]
-    ('failed', 'truncated')
+Plots use matplotlib's object API with the Agg canvas (no global backend switch, no display);
+every file is written atomically (:func:`histoseg.io.files.atomic_path`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -33,200 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from histoseg import __version__
-from histoseg.io_utils import atomic_path
-from histoseg.quantify import INTERSTITIAL_FRACTION_DEFINITION, class_colors, find_class
+from histoseg.io.files import atomic_path
+from histoseg.report.areas import class_colors, find_class
 
-__all__ = [
-    "DEFINITIONS",
-    "REPORT_COLUMNS",
-    "report_rows",
-    "write_cohort_png",
-    "write_overlay_png",
-    "write_report_csv",
-    "write_report_json",
-]
-
-REPORT_COLUMNS: tuple[str, ...] = (
-    "slide",
-    "class",
-    "pixels",
-    "area_um2",
-    "area_mm2",
-    "fraction_of_tissue",
-    "interstitial_fraction",
-    "expected_area_um2",
-    "point_fraction",
-    "point_ci_low",
-    "point_ci_high",
-    "point_count",
-    "mpp",
-    "mpp_source",
-    "label_mpp",
-    "checkpoint_sha256",
-    "training_seed",
-    "histoseg_version",
-    "status",
-    "error",
-    "path",
-)
-"""Columns of ``report.csv``, in order."""
-
-DEFINITIONS: dict[str, str] = {
-    "interstitial_fraction": INTERSTITIAL_FRACTION_DEFINITION,
-    "pixels": "argmax pixels of the class in the label map (made at label_mpp microns per pixel)",
-    "area_um2": "pixels x label_mpp^2 (square microns); area_mm2 = area_um2 / 1e6",
-    "fraction_of_tissue": "class area / tissue area, tissue = all classes except background (glass); "
-    "empty for background",
-    "expected_area_um2": "sum over pixels of the softmax probability of the class x label_mpp^2 "
-    "(glass tiles not run count as background); its gap to area_um2 is an uncertainty signal",
-    "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's grid points "
-    "(quantify --points); point_ci_low/high: Wilson 95 % interval; point_count: points in the class",
-    "mpp": "level-0 resolution of the slide (microns per pixel)",
-    "mpp_source": "where mpp came from: metadata (slide file), tiff-resolution (TIFF resolution tags) "
-    "or override (given by the user)",
-    "label_mpp": "resolution of the label map the areas were counted on (the model's mpp)",
-    "status": "ok, or failed with the reason in error",
-}
-"""What every report column means; stored in ``report.json``."""
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe value: NaN/inf -> None, NumPy scalars -> Python."""
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten per-slide results into report rows (one per slide x class; one per failed slide).
-
-    Args:
-        results: Per-slide dicts with ``slide``, ``status`` (``ok``/``failed``), ``error`` and, for
-            slides that succeeded, ``rows`` (from :func:`histoseg.quantify.class_areas`), ``mpp``,
-            ``mpp_source``, ``label_mpp``, ``checkpoint_sha256``, ``histoseg_version``, ``path``.
-
-    Returns:
-        Dicts with the keys of :data:`REPORT_COLUMNS` (NaN where undefined, "" where absent).
-    """
-    out: list[dict[str, Any]] = []
-    for result in results:
-        base = {
-            "slide": result.get("slide", ""),
-            "mpp": result.get("mpp", math.nan),
-            "mpp_source": result.get("mpp_source", ""),
-            "label_mpp": result.get("label_mpp", math.nan),
-            "checkpoint_sha256": result.get("checkpoint_sha256", ""),
-            "training_seed": result.get("training_seed", ""),
-            "histoseg_version": result.get("histoseg_version", __version__),
-            "status": result.get("status", "ok"),
-            "error": result.get("error", ""),
-            "path": str(result.get("path", "")),
-        }
-        class_rows = result.get("rows") or []
-        if base["status"] != "ok" or not class_rows:
-            row = {key: "" for key in REPORT_COLUMNS}
-            row.update(base)
-            for key in (
-                "pixels",
-                "area_um2",
-                "area_mm2",
-                "fraction_of_tissue",
-                "interstitial_fraction",
-                "expected_area_um2",
-            ):
-                row[key] = math.nan
-            out.append(row)
-            continue
-        for class_row in class_rows:
-            row = dict(base)
-            row.update({key: class_row.get(key, math.nan) for key in REPORT_COLUMNS if key in class_row})
-            out.append({key: row.get(key, "") for key in REPORT_COLUMNS})
-    return out
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        return "" if not math.isfinite(float(value)) else repr(float(value))
-    return value
-
-
-def write_report_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write report rows as CSV (columns :data:`REPORT_COLUMNS`; NaN written empty), atomically."""
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(REPORT_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({key: _csv_value(row.get(key, "")) for key in REPORT_COLUMNS})
-    return final
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that determine the numbers."""
-    import platform
-    from importlib import metadata
-
-    versions = {"python": platform.python_version(), "histoseg": __version__}
-    for name in (
-        "torch",
-        "lightning",
-        "segmentation-models-pytorch",
-        "timm",
-        "monai",
-        "numpy",
-        "scipy",
-        "tifffile",
-        "openslide-python",
-        "openslide-bin",
-    ):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def write_report_json(
-    path: str | os.PathLike[str],
-    results: Sequence[Mapping[str, Any]],
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write the cohort report as JSON (definitions, per-slide results, flat rows), atomically.
-
-    NaN values are written as ``null``. The report holds no timestamps or timings, so the same
-    slides, checkpoint and settings give a byte-identical report (also after an interrupted run);
-    per-slide timings stay in the ``.<stem>.result.json`` files.
-    """
-    volatile = ("seconds",)
-    results = [{k: v for k, v in r.items() if k not in volatile} for r in results]
-    document = {
-        "histoseg_version": __version__,
-        "versions": package_versions(),
-        "interstitial_fraction_definition": INTERSTITIAL_FRACTION_DEFINITION,
-        "definitions": DEFINITIONS,
-        **(dict(extra) if extra else {}),
-        "slides": list(results),
-        "rows": report_rows(results),
-    }
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(_clean(document), handle, indent=1, allow_nan=False)
-    return final
-
-
-# -- figures ------------------------------------------------------------------------------------
+__all__ = ["blend_labels", "write_cohort_png", "write_overlay_png"]
 
 
 def _figure(width_in: float, height_in: float) -> Any:
@@ -304,7 +100,7 @@ def write_overlay_png(
         thumbnail: (h, w, 3) uint8 slide thumbnail.
         labels: (h', w') uint8 label map at any resolution covering the same area (resized nearest).
         classes: Class names.
-        rows: Class area rows (:func:`histoseg.quantify.class_areas`) for the legend, or None.
+        rows: Class area rows (:func:`histoseg.report.areas.class_areas`) for the legend, or None.
         title: Figure title (e.g. the slide name).
         background: Class left unpainted (glass).
         thumbnail_mpp: Microns per thumbnail pixel, for the scale bar (None: no scale bar).

@@ -7,12 +7,12 @@ possibly smaller than its slide and placed at an offset (the FLASH tiles label o
 
 Classes that the annotation does not draw can be derived with a tissue test: ``white_value_map``
 sends, for the listed values, the pixels that are white in the image (see
-:func:`histoseg.tissue.white_pixels`: HSV saturation < 0.08 and value > 0.78, median-filtered
+:func:`histoseg.io.tissue.white_pixels`: HSV saturation < 0.08 and value > 0.78, median-filtered
 5 x 5) to another class. FLASH: value 0 is interstitium on tissue and ``other`` on white space.
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.labels import apply_value_map
+    >>> from histoseg.labels.dense import apply_value_map
     >>> apply_value_map(np.array([[0, 1], [7, 1]]), {0: 1, 1: 2, 7: 2}, source="m.png").tolist()
     [[1, 2], [2, 2]]
 """
@@ -157,7 +157,7 @@ def load_dense_labels(
         value_map: ``{raw value: class name | "ignore"}``; None = values are class indices.
         offset: Level-0 ``(x, y)`` of the mask's top-left pixel in the slide.
         white_value_map: ``{raw value: class name}``: for these values, white pixels of the image
-            get that class instead (tissue test in :mod:`histoseg.tissue`).
+            get that class instead (tissue test in :mod:`histoseg.io.tissue`).
         image: (H, W, 3) uint8 slide pixels under the mask (same size as the mask), needed when
             ``white_value_map`` is given.
 
@@ -180,7 +180,7 @@ def load_dense_labels(
     if white_value_map:
         if image is None or image.shape[:2] != raw.shape:
             raise ValueError("white_value_map needs the image pixels under the mask")
-        from histoseg.tissue import white_pixels
+        from histoseg.io.tissue import white_pixels
 
         white = white_pixels(image)
         targets = resolve_value_map(

@@ -33,12 +33,12 @@ slide is rendered in memory (peak about 110 bytes per pixel, 0.8 GB for 3072 x 2
 hence the size limit :data:`MAX_PIXELS`.
 
 Example:
-    >>> from histoseg.synthetic import generate_dataset
+    >>> from histoseg.synthetic.generator import generate_dataset
     >>> slides = generate_dataset("data/synthetic", n_slides=2, seed=0)  # doctest: +SKIP
     >>> slides[0].split, slides[0].pixel_counts["glomeruli"]  # doctest: +SKIP
     ('train', 140941)
 
-Command line: ``python -m histoseg.synthetic --out DIR [--n N] [--seed S] [--width W
+Command line: ``python -m histoseg.synthetic.generator --out DIR [--n N] [--seed S] [--width W
 --height H --mpp M] [--fibrosis F]``.
 """
 
@@ -63,8 +63,8 @@ from scipy.spatial import cKDTree
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError, HistosegError
-from histoseg.io_utils import atomic_path, ensure_writable_dir, safe_stem
-from histoseg.tiffio import describe_label_map, write_pyramid_tiff
+from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
+from histoseg.io.tiff import describe_label_map, write_pyramid_tiff
 
 __all__ = [
     "KIDNEY_COLORS",
@@ -1359,7 +1359,7 @@ def generate_dataset(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: generate a synthetic dataset and print where it was written."""
     parser = argparse.ArgumentParser(
-        prog="python -m histoseg.synthetic",
+        prog="python -m histoseg.synthetic.generator",
         description="Generate synthetic PAS kidney cortex slides with exact label masks.",
     )
     parser.add_argument("--out", required=True, help="output folder")

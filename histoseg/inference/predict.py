@@ -5,7 +5,7 @@ This module owns streamed slide prediction, in MONAI's Splitter / Merger terms
 
 - **Splitter** (:func:`plan_tiles`): tiles of ``tile x tile`` pixels on the output grid, i.e. the
   slide at the predictor's resolution (``slide.size_at_mpp(predictor.mpp)`` pixels). Tiles whose
-  footprint has no tissue on a thumbnail tissue mask (:func:`histoseg.tissue.tissue_mask`) are not
+  footprint has no tissue on a thumbnail tissue mask (:func:`histoseg.io.tissue.tissue_mask`) are not
   run; their pixels get the background class (or 255 when the model has none).
 - **Merger**, two modes (METHODS.md section 5):
 
@@ -28,10 +28,10 @@ This module owns streamed slide prediction, in MONAI's Splitter / Merger terms
   background thread.
 - **Output**: the uint8 label map written as a tiled pyramidal TIFF (nearest-neighbour levels,
   class colour table, mpp in the resolution tags, class names in the description) with
-  :func:`histoseg.tiffio.write_pyramid_tiff`, atomically; the temporary file is removed.
+  :func:`histoseg.io.tiff.write_pyramid_tiff`, atomically; the temporary file is removed.
 
 Example:
-    >>> from histoseg.inference import predict_slide
+    >>> from histoseg.inference.predict import predict_slide
     >>> result = predict_slide("slide.svs", predictor, out_path="out/slide.labels.tif")  # doctest: +SKIP
     >>> result.counts, result.mpp  # doctest: +SKIP
     (array([...]), 2.0)
@@ -57,10 +57,10 @@ import numpy as np
 import torch
 
 from histoseg.errors import ConfigError, HistosegError
-from histoseg.predictor import Predictor
-from histoseg.quantify import class_areas, label_colormap
-from histoseg.slide import Slide
-from histoseg.tissue import tissue_mask
+from histoseg.inference.predictor import Predictor
+from histoseg.io.slide import Slide
+from histoseg.io.tissue import tissue_mask
+from histoseg.report.areas import class_areas, label_colormap
 
 __all__ = [
     "SlidePrediction",
@@ -409,7 +409,7 @@ class SlidePrediction:
     checkpoint_sha256: str = ""
 
     def areas(self, background: str | int | None = "background") -> list[dict[str, Any]]:
-        """Per-class area rows (:func:`histoseg.quantify.class_areas`) at the label map's mpp."""
+        """Per-class area rows (:func:`histoseg.report.areas.class_areas`) at the label map's mpp."""
         return class_areas(self.counts, self.mpp, self.classes, background, self.expected_counts)
 
 
@@ -485,7 +485,7 @@ def predict_slide(
     """Predict the label map of a whole slide at the predictor's resolution, streaming.
 
     Args:
-        slide: An open :class:`~histoseg.slide.Slide` or a slide path.
+        slide: An open :class:`~histoseg.io.slide.Slide` or a slide path.
         predictor: Model and its facts (classes, mpp, tile geometry, background class).
         out_path: Where to write the label map as a tiled pyramidal TIFF (atomically). When None,
             the result holds ``labels``, a memory map of a temporary file (deleted on close).
@@ -718,7 +718,7 @@ def _forward(
 
 
 def _write_label_tiff(path: Path, sink: _RawLabels, mpp: float, predictor: Predictor, slide: Slide) -> None:
-    from histoseg.tiffio import describe_label_map, write_pyramid_tiff
+    from histoseg.io.tiff import describe_label_map, write_pyramid_tiff
 
     colormap = label_colormap(predictor.classes)
     description = json.loads(describe_label_map(predictor.classes, colormap))

@@ -11,7 +11,7 @@ level), and small PNG/JPEG images with Pillow. Whatever the backend:
 - regions outside the slide read as white glass (255).
 
 Example:
-    >>> from histoseg.slide import Slide
+    >>> from histoseg.io.slide import Slide
     >>> with Slide("slide.svs") as slide:  # doctest: +SKIP
     ...     level = slide.best_level_for_mpp(2.0)
     ...     tile = slide.read_at_mpp(0, 0, 512, 512, mpp=2.0)  # (512, 512, 3) uint8

@@ -35,8 +35,8 @@ attribute of the FCN), no global pooling, max/avg pooling in floor mode.
 
 Example:
     >>> import torch
-    >>> from histoseg.classifiers import PlainPatchClassifier
-    >>> from histoseg.fcn import convolutionalize, dense_predict
+    >>> from histoseg.models.classifiers import PlainPatchClassifier
+    >>> from histoseg.models.fcn import convolutionalize, dense_predict
     >>> clf = PlainPatchClassifier(num_classes=5, patch_size=32, widths=(8, 16), dense=(16,)).eval()
     >>> fcn = convolutionalize(clf, patch_size=32)
     >>> fcn.output_stride, fcn.exact
@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from histoseg.classifiers import Normalize
 from histoseg.errors import ConfigError
+from histoseg.models.classifiers import Normalize
 
 __all__ = [
     "PAD_MODES",
@@ -205,10 +205,10 @@ def convolutionalize(classifier: nn.Module, patch_size: int) -> nn.Sequential:
     Accepts an ``nn.Sequential`` (nested ones are flattened) of ``Conv2d``, ``BatchNorm2d``,
     ReLU-like activations (ReLU, ReLU6, LeakyReLU, PReLU, GELU, SiLU, Mish, ELU, Hardswish,
     Sigmoid, Tanh, Identity), ``MaxPool2d``, ``AvgPool2d``, ``Dropout``, ``Flatten``,
-    ``Linear`` (and ``BatchNorm1d`` after ``Flatten``, :class:`histoseg.classifiers.Normalize`),
-    such as :class:`~histoseg.classifiers.PlainPatchClassifier`; or a module with ``features``
+    ``Linear`` (and ``BatchNorm1d`` after ``Flatten``, :class:`histoseg.models.classifiers.Normalize`),
+    such as :class:`~histoseg.models.classifiers.PlainPatchClassifier`; or a module with ``features``
     (the conv trunk, any module working on any input size) and ``head`` (an ``nn.Sequential``
-    starting with ``Flatten``) such as :class:`~histoseg.classifiers.EncoderPatchClassifier`.
+    starting with ``Flatten``) such as :class:`~histoseg.models.classifiers.EncoderPatchClassifier`.
     A ``features`` trunk made only of supported layers is converted like a Sequential;
     otherwise it is kept as one opaque layer whose stride is ``classifier.output_stride``.
 
@@ -625,7 +625,7 @@ def dense_predict(
     f = getattr(fcn, "output_stride", None)
     if not isinstance(f, int) or f < 1:
         raise TypeError(
-            "dense_predict: fcn has no integer output_stride; build it with histoseg.fcn.convolutionalize"
+            "dense_predict: fcn has no integer output_stride; build it with histoseg.models.fcn.convolutionalize"
         )
     n, _, height, width = image.shape
     before, after = p // 2, p - 1 - p // 2
@@ -708,11 +708,11 @@ class DensePredictor(nn.Module):
     Raises:
         ConfigError: Unknown method or missing patch size.
         TypeError: ``method="atrous"`` for a network :func:`atrous_network` cannot rewrite
-            (e.g. :class:`~histoseg.classifiers.EncoderPatchClassifier`: use ``"upsample"``).
+            (e.g. :class:`~histoseg.models.classifiers.EncoderPatchClassifier`: use ``"upsample"``).
 
     Example:
         >>> import torch
-        >>> from histoseg.classifiers import PlainPatchClassifier
+        >>> from histoseg.models.classifiers import PlainPatchClassifier
         >>> clf = PlainPatchClassifier(patch_size=24, widths=(4, 8), dense=(8,))
         >>> model = DensePredictor(convolutionalize(clf, 24))
         >>> model(torch.rand(1, 3, 30, 30)).shape

@@ -2,7 +2,7 @@
 
 This module owns writing images and label maps as tiled, pyramidal "generic"
 TIFF files that OpenSlide, QuPath and tifffile open, with their resolution (mpp)
-in the standard resolution tags. Reading slides is :mod:`histoseg.slide`'s job;
+in the standard resolution tags. Reading slides is :mod:`histoseg.io.slide`'s job;
 here there is only :func:`read_tiff_mpp`, the inverse of the tags written.
 
 File layout (what OpenSlide's generic-TIFF driver expects):
@@ -23,11 +23,11 @@ Memory: level 0 is read from the array-like tile by tile (an ``np.memmap`` works
 and each reduced level is computed block by block into a temporary memory-mapped
 file beside the output, then written tile by tile, so memory stays at a few tiles
 whatever the slide size. The file is written under a temporary name and renamed
-when complete (:func:`histoseg.io_utils.atomic_path`).
+when complete (:func:`histoseg.io.files.atomic_path`).
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.tiffio import write_pyramid_tiff, read_tiff_mpp
+    >>> from histoseg.io.tiff import write_pyramid_tiff, read_tiff_mpp
     >>> rgb = np.full((2048, 1536, 3), 230, np.uint8)
     >>> write_pyramid_tiff("slide.tif", rgb, mpp=0.5)  # doctest: +SKIP
     >>> read_tiff_mpp("slide.tif")  # doctest: +SKIP
@@ -48,7 +48,7 @@ import numpy as np
 import tifffile
 
 from histoseg.errors import HistosegError
-from histoseg.io_utils import atomic_path
+from histoseg.io.files import atomic_path
 
 __all__ = ["describe_label_map", "level_shapes", "read_tiff_mpp", "write_pyramid_tiff"]
 

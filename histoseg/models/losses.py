@@ -28,7 +28,7 @@ Choices made here (the paper leaves them open):
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.losses import border_weight_map
+    >>> from histoseg.models.losses import border_weight_map
     >>> mask = np.zeros((9, 9), np.uint8); mask[2:7, 1:3] = 1; mask[2:7, 4:6] = 1  # objects 2 px apart
     >>> w = border_weight_map(mask, object_classes=[1], w0=10, sigma=5, class_weights={0: 1.0, 1: 1.0})
     >>> round(float(w[4, 3]), 3)  # gap pixel: d1 = d2 = 1 -> 1 + 10 * exp(-4 / 50)

@@ -13,11 +13,11 @@ grid (METHODS.md section 4). This module owns those labels:
 - :func:`write_points_csv` — the CSV form, written atomically.
 
 The GeoJSON helpers (:func:`load_geojson_features`, :class:`ClassLookup`) are shared with
-:mod:`histoseg.scribbles`.
+:mod:`histoseg.labels.scribbles`.
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.points import grid_points_from_mask, rasterize_points
+    >>> from histoseg.labels.points import grid_points_from_mask, rasterize_points
     >>> mask = np.zeros((8, 8), np.uint8); mask[:, 4:] = 2
     >>> pts = grid_points_from_mask(mask, spacing_px=4, scale=2.0)  # level-0 = 2 x mask px
     >>> pts.x.tolist(), pts.y.tolist(), pts.label.tolist()
@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from histoseg.errors import HistosegError, LabelError
-from histoseg.io_utils import atomic_path
+from histoseg.io.files import atomic_path
 
 IGNORE = 255
 Z_95 = 1.959963984540054
@@ -50,7 +50,7 @@ Z_95 = 1.959963984540054
 
 
 # --------------------------------------------------------------------------------------------
-# Shared label-file helpers (also used by histoseg.scribbles)
+# Shared label-file helpers (also used by histoseg.labels.scribbles)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,13 +1,13 @@
 """What slide inference needs from a trained model, independent of how it was trained.
 
 A :class:`Predictor` bundles a pure ``nn.Module`` with the facts stored in its checkpoint
-(classes, resolution, tile geometry), so :mod:`histoseg.inference` can run a U-Net, a
+(classes, resolution, tile geometry), so :mod:`histoseg.inference.predict` can run a U-Net, a
 convolutionalized patch classifier or a test oracle the same way.
-:func:`histoseg.checkpoint.load_predictor` builds one from a checkpoint file.
+:func:`histoseg.inference.checkpoint.load_predictor` builds one from a checkpoint file.
 
 Example:
     >>> import torch
-    >>> from histoseg.predictor import Predictor
+    >>> from histoseg.inference.predictor import Predictor
     >>> model = torch.nn.Conv2d(3, 5, 1)
     >>> p = Predictor(model=model, classes=["background", "interstitium", "tubules", "glomeruli", "other"], mpp=1.0)
     >>> p.num_classes

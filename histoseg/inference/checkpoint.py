@@ -1,4 +1,4 @@
-r"""Reading histoseg checkpoints safely and turning them into :class:`~histoseg.predictor.Predictor`\\ s.
+r"""Reading histoseg checkpoints safely and turning them into :class:`~histoseg.inference.predictor.Predictor`\\ s.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is executed, so a
 checkpoint from an untrusted source cannot run anything. A histoseg checkpoint is a Lightning
@@ -7,7 +7,7 @@ arguments) next to the ``state_dict``; the network is rebuilt from those argumen
 download and the weights loaded into it.
 
 Example:
-    >>> from histoseg.checkpoint import load_predictor
+    >>> from histoseg.inference.checkpoint import load_predictor
     >>> predictor = load_predictor("runs/kidney/checkpoints/last.ckpt")  # doctest: +SKIP
     >>> predictor.classes, predictor.mpp  # doctest: +SKIP
     (['background', 'interstitium', 'tubules', 'glomeruli', 'other'], 1.0)
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from histoseg.errors import CheckpointError
-from histoseg.io_utils import sha256_file
-from histoseg.predictor import Predictor
+from histoseg.inference.predictor import Predictor
+from histoseg.io.files import sha256_file
 
 CHECKPOINT_KEY = "histoseg"
 
@@ -88,11 +88,11 @@ def build_network(block: dict[str, Any]) -> torch.nn.Module:
     task = block["task"]
     config = dict(block["network"])
     if task == "segmentation":
-        from histoseg.models import build_segmentation_model
+        from histoseg.models.segmentation import build_segmentation_model
 
         return build_segmentation_model(encoder_weights=None, **config)
     if task == "patch_classification":
-        from histoseg.classifiers import build_classifier
+        from histoseg.models.classifiers import build_classifier
 
         return build_classifier(**config)
     raise CheckpointError(f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
@@ -106,7 +106,7 @@ def load_predictor(
     Args:
         path: Checkpoint file.
         method: Patch classifiers only: dense prediction method (``atrous``,
-            ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.fcn`).
+            ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.models.fcn`).
         tile_size: Inference tile side in pixels (default: 512 for U-Nets, larger for classifiers).
 
     Raises:
@@ -139,7 +139,7 @@ def make_predictor(
     """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
 
     U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
-    classifiers are convolutionalized (:class:`histoseg.fcn.DensePredictor`) with a margin of
+    classifiers are convolutionalized (:class:`histoseg.models.fcn.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """
     network.eval()
@@ -158,10 +158,10 @@ def make_predictor(
         model: torch.nn.Module = network
         margin = min(64, size // 8)
     else:
-        from histoseg.fcn import DensePredictor
+        from histoseg.models.fcn import DensePredictor
 
         if block["network"].get("arch") == "encoder" and method == "atrous":
-            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.fcn)
+            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.models.fcn)
         model = DensePredictor(network, patch_size=patch, method=method)  # type: ignore[arg-type]
         multiple = 1
         size = tile_size or 512

@@ -21,7 +21,7 @@ the label-map TIFF with at most ``max_pixels`` pixels (default 4096 x 4096 = 16.
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.geojson import label_map_to_geojson
+    >>> from histoseg.report.geojson import label_map_to_geojson
     >>> labels = np.zeros((4, 4), np.uint8); labels[1:3, 1:3] = 2
     >>> fc = label_map_to_geojson(labels, ["background", "interstitium", "tubules"], scale=10.0)
     >>> fc["features"][0]["geometry"]["coordinates"][0][:3]
@@ -41,8 +41,8 @@ import numpy as np
 from scipy import ndimage
 
 from histoseg.errors import HistosegError
-from histoseg.io_utils import atomic_path
-from histoseg.quantify import class_colors, find_class, read_label_level
+from histoseg.io.files import atomic_path
+from histoseg.report.areas import class_colors, find_class, read_label_level
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -178,7 +178,7 @@ def label_map_to_features(
         scale: Output units per label-map pixel, one value or ``(sx, sy)``.
         offset: ``(x, y)`` added after scaling.
         background: Name or index of the class not exported (glass), or None.
-        colors: (C, 3) uint8 class colours (default :func:`histoseg.quantify.class_colors`).
+        colors: (C, 3) uint8 class colours (default :func:`histoseg.report.areas.class_colors`).
         simplify: Douglas-Peucker tolerance in label-map pixels (0 = exact pixel edges).
         min_pixels: Regions with fewer pixels are dropped.
         decimals: Coordinates are rounded to this many decimals.
@@ -262,7 +262,7 @@ def labels_tif_to_geojson(
     """GeoJSON of a label-map TIFF in level-0 pixels of its source slide, at a bounded level.
 
     Args:
-        path: Label-map TIFF (pyramidal; written by :func:`histoseg.inference.predict_slide`).
+        path: Label-map TIFF (pyramidal; written by :func:`histoseg.inference.predict.predict_slide`).
         classes: Class names.
         slide_mpp: Level-0 mpp of the source slide.
         label_mpp: Level-0 mpp of the label map.

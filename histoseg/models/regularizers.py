@@ -19,7 +19,7 @@ regularisers on the unlabelled pixels close much of the gap to dense training
 
 Example:
     >>> import torch
-    >>> from histoseg.regularizers import crf_loss, partial_cross_entropy
+    >>> from histoseg.models.regularizers import crf_loss, partial_cross_entropy
     >>> logits = torch.zeros(1, 3, 4, 4, requires_grad=True)
     >>> target = torch.full((1, 4, 4), 255); target[0, 0, 0] = 1
     >>> round(float(partial_cross_entropy(logits, target).detach()), 4)  # log(3)

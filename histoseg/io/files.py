@@ -5,7 +5,7 @@ renamed into place only when complete, so a killed run never leaves a truncated
 file that looks finished.
 
 Example:
-    >>> from histoseg.io_utils import atomic_path
+    >>> from histoseg.io.files import atomic_path
     >>> with atomic_path("out/report.csv") as tmp:  # doctest: +SKIP
     ...     tmp.write_text("slide,class\\n")
 """

@@ -10,7 +10,7 @@ state dict (``.pth``/``.pt``/``.safetensors``).
 
 Example:
     >>> import torch
-    >>> from histoseg.models import build_segmentation_model
+    >>> from histoseg.models.segmentation import build_segmentation_model
     >>> net = build_segmentation_model(num_classes=5, encoder="resnet18", encoder_depth=3,
     ...                                decoder_channels=(32, 16, 8))
     >>> net(torch.rand(1, 3, 64, 64)).shape

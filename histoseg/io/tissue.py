@@ -14,7 +14,7 @@ Two rules, both documented here because area reports depend on them:
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.tissue import white_pixels
+    >>> from histoseg.io.tissue import white_pixels
     >>> rgb = np.full((4, 4, 3), 250, np.uint8); rgb[:2] = (200, 80, 160)
     >>> white_pixels(rgb, smooth=1).astype(int).tolist()[0], white_pixels(rgb, smooth=1)[3].tolist()
     ([0, 0, 0, 0], [True, True, True, True])

@@ -1,0 +1,1 @@
+"""Slide inference: checkpoints, the Predictor seam, and tiled whole-slide prediction."""

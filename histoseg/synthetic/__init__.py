@@ -1,0 +1,1 @@
+"""Synthetic kidney-like slides with exact labels: the package's runnable default data."""
