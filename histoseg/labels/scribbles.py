@@ -2,7 +2,7 @@
 
 A scribble is a stroke a few pixels wide drawn inside one structure and given that
 structure's class; everything not scribbled is unlabelled (255). This module owns
-(METHODS.md section 4):
+(docs/methods.md section 4):
 
 - :func:`rasterize_strokes` — the one rasteriser of strokes, shared by the GeoJSON reader,
   the simulator and the writer's round trip;

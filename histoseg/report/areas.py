@@ -1,6 +1,6 @@
 """Per-class areas and the interstitial fraction of a label map (pure NumPy, plus tifffile reads).
 
-This module owns the numbers of the per-slide report (METHODS.md section 1):
+This module owns the numbers of the per-slide report (docs/methods.md section 1):
 
 - **area** of a class = pixel count x (mpp_x x mpp_y) um^2, at the resolution the label map
   was made at (``area_mm2 = area_um2 / 1e6``);
