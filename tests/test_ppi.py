@@ -17,7 +17,9 @@ def test_hand_computed_value_on_a_tiny_label_map():
     """16-pixel map: 6 int, 6 tub, 4 glass; 4 points, one interstitium point the model calls tubule.
 
     Model means a = 6/16, b = 12/16; rectifiers r_a = (0, -1, 0, 0) -> -1/4, r_b = 0;
-    theta = (6/16 + 1/4) / (12/16) = 5/6; Var_i(r_a) = 1/4 (ddof 1), se = sqrt(1/4 / (4 (3/4)^2)) = 1/3.
+    theta = (6/16 + 1/4) / (12/16) = 5/6. Textbook variance: Var_i(r_a) = 1/4 (ddof 1), so
+    se = sqrt(1/4 / (4 (3/4)^2)) = 1/3. Guarded (Wilson) variance: 1 disagreement of 4,
+    rate = (1 + z^2/2) / (4 + z^2), m1 = -1, m2 = 1, Var = rate - rate^2.
     """
     labels = np.array([[INT, INT, INT, BG], [INT, INT, INT, BG], [TUB, TUB, TUB, BG], [TUB, TUB, TUB, BG]])
     counts = np.bincount(labels.ravel(), minlength=5)
@@ -25,7 +27,7 @@ def test_hand_computed_value_on_a_tiny_label_map():
     model = label_map_values_at(labels.astype(np.uint8), rows, cols)
     assert model.tolist() == [INT, TUB, TUB, BG]
     reference = np.array([INT, INT, TUB, BG])
-    est, domain = ppi_interstitial_fraction(counts, model, reference, KIDNEY_CLASSES)
+    est, domain = ppi_interstitial_fraction(counts, model, reference, KIDNEY_CLASSES, variance="sample")
     assert domain == "slide"
     assert est.estimate == pytest.approx(5 / 6, abs=1e-12)
     assert est.se == pytest.approx(1 / 3, abs=1e-12)
@@ -33,6 +35,10 @@ def test_hand_computed_value_on_a_tiny_label_map():
     assert est.ci_high == 1.0  # 5/6 + 1.96/3 clipped
     assert est.n == 4
     assert est.rectifier_num == pytest.approx(-0.25) and est.rectifier_den == 0.0
+    guarded, _ = ppi_interstitial_fraction(counts, model, reference, KIDNEY_CLASSES)
+    rate = (1 + Z_95**2 / 2) / (4 + Z_95**2)
+    assert guarded.estimate == est.estimate
+    assert guarded.se == pytest.approx(math.sqrt((rate - rate**2) / (4 * 0.75**2)), abs=1e-12)
 
 
 def test_perfect_model_gives_zero_width_at_the_true_value():
@@ -41,11 +47,18 @@ def test_perfect_model_gives_zero_width_at_the_true_value():
     counts = np.bincount(truth.ravel(), minlength=5)
     rows, cols = rng.integers(0, 60, 150), rng.integers(0, 80, 150)
     at = truth[rows, cols]
-    est, _ = ppi_interstitial_fraction(counts, at, at, KIDNEY_CLASSES)
     exact = counts[INT] / (counts[INT] + counts[TUB] + counts[GLOM])
+    est, _ = ppi_interstitial_fraction(counts, at, at, KIDNEY_CLASSES, variance="sample")
     assert est.estimate == pytest.approx(exact, abs=1e-12)
     assert est.ci_low == pytest.approx(exact, abs=1e-12) and est.ci_high == pytest.approx(exact, abs=1e-12)
     assert est.se == 0.0
+    # the default guard keeps a width that shrinks as 1/n: rate = (z^2/2) / (n + z^2), m2 = 1
+    guarded, _ = ppi_interstitial_fraction(counts, at, at, KIDNEY_CLASSES)
+    mu_b = (counts[INT] + counts[TUB] + counts[GLOM]) / counts.sum()
+    rate = (Z_95**2 / 2) / (150 + Z_95**2)
+    assert guarded.estimate == pytest.approx(exact, abs=1e-12)
+    assert guarded.se == pytest.approx(math.sqrt(rate / (150 * mu_b**2)), abs=1e-12)
+    assert guarded.ci_low < exact < guarded.ci_high
 
 
 def test_tissue_domain_when_no_point_is_on_glass():
@@ -57,7 +70,7 @@ def test_tissue_domain_when_no_point_is_on_glass():
     counts = np.array([4, 6, 6, 0, 0])
     model = np.array([INT, TUB, TUB, BG])
     reference = np.array([INT, TUB, TUB, TUB])
-    est, domain = ppi_interstitial_fraction(counts, model, reference, KIDNEY_CLASSES)
+    est, domain = ppi_interstitial_fraction(counts, model, reference, KIDNEY_CLASSES, variance="sample")
     assert domain == "tissue"
     assert est.n == 3
     assert est.estimate == pytest.approx(0.5) and est.ci_high - est.ci_low == 0.0
