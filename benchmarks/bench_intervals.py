@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "--size", type=int, nargs=2, default=(1536, 1152), help="synthetic slide width height"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", default="synthetic,flash", help="comma-separated: synthetic, flash")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 small slide, 20 reps, no FLASH")
     args = parser.parse_args(argv)
     ns = [50, 100, 200, 400]
@@ -254,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         reps, n_syn, size, ns, dilations = 20, 1, (512, 384), [50, 200], [2]
     started = time.perf_counter()
-    rows = run_source("synthetic", synthetic_slides(n_syn, size), ns, reps, dilations, args.seed)
-    if not args.quick:
+    sources = ["synthetic"] if args.quick else args.sources.split(",")
+    rows = []
+    if "synthetic" in sources:
+        rows += run_source("synthetic", synthetic_slides(n_syn, size), ns, reps, dilations, args.seed)
+    if "flash" in sources:
         if FLASH.is_dir():
             rows += run_source("flash", flash_tiles(), ns, reps, dilations, args.seed + 1)
         else:
