@@ -28,6 +28,12 @@ For each tile P (a disease model the base has never seen) and each seed:
 Target ("Must show" of issue 14): fine-tuning from 3 % scribbles at least halves the base model's
 mean absolute interstitial-fraction error on the unseen half.
 
+Cost (estimated from two short timed runs, iri, 1 torch thread, loaded 2-core machine): about
+0.83 CPU s per base step and 0.87 per fine-tuning step (batch 8 x 128^2 at 0.5 um/px), plus about
+10 CPU s per tile and seed (labels, predictions): about 370 CPU s per tile and seed at the default
+steps with three fractions, so about 6,600 CPU s (1.8 CPU hours) for 6 tiles x 3 seeds. Under load,
+``--threads 1``: two torch threads on a busy machine cost about 4 x the CPU time.
+
 Usage:
     python benchmarks/bench_pathology_finetune.py --seeds 0 1 2 --out pathology_finetune.json
     python benchmarks/bench_pathology_finetune.py --quick      # smoke run, one tile, seconds
