@@ -30,7 +30,7 @@ def main() -> int:
 
     from histoseg.inference.predictor import Predictor
     from histoseg.quantify import Cohort
-    from histoseg.synthetic.generator import generate_dataset
+    from histoseg.synthetic import generate_dataset
 
     if args.ckpt:
         from histoseg.inference.checkpoint import load_predictor

@@ -6,7 +6,7 @@
   ``data.mpp`` and ``data.patch_size`` are linked into the model, so checkpoints carry them.
 - ``histoseg quantify --ckpt_path CKPT --slides PATH_OR_GLOB --out DIR``: slide inference and the
   cohort area report (:mod:`histoseg.quantify`).
-- ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic.generator`).
+- ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic`).
 
 User errors print one line ``error: <file or option>: <what is wrong>; <fix>`` on stderr and exit
 with status 2, without a traceback.
@@ -250,9 +250,9 @@ def _quantify(argv: list[str]) -> int:
 
 
 def _synthesize(argv: list[str]) -> int:
-    from histoseg.synthetic import generator as synthetic
+    from histoseg.synthetic import main
 
-    result = synthetic.main(argv)
+    result = main(argv)
     return int(result or 0)
 
 

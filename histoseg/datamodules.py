@@ -8,7 +8,7 @@ of patches for validation/testing. Augmentation runs on the device after transfe
 
 :class:`SyntheticKidneyDataModule` is the embedded default: it generates (once, into a cache
 folder) a seeded set of synthetic kidney-like pyramidal TIFF slides with dense labels
-(:mod:`histoseg.synthetic.generator`) and trains on them.
+(:mod:`histoseg.synthetic`) and trains on them.
 
 ``__init__`` only stores arguments; files are opened in :meth:`setup`, so every YAML config can
 be parsed without its data.
@@ -420,7 +420,7 @@ class SlideDataModule(L.LightningDataModule):
 class SyntheticKidneyDataModule(SlideDataModule):
     """The embedded default: synthetic kidney-like slides generated once into a cache folder.
 
-    The generator (:mod:`histoseg.synthetic.generator`) paints tubules, glomeruli, interstitium, vessels and
+    The generator (:mod:`histoseg.synthetic`) paints tubules, glomeruli, interstitium, vessels and
     glass with PAS-like colours and writes pyramidal TIFFs with their mpp and exact dense labels.
     The first ``n_val`` slides are used for validation, the rest for training.
 
@@ -547,7 +547,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
 
     def slide_table(self) -> str:
         """Generate (or reuse) the synthetic slides and return their slide table."""
-        from histoseg.synthetic.generator import StainParams, TissueParams, generate_dataset
+        from histoseg.synthetic import StainParams, TissueParams, generate_dataset
 
         if self.n_val >= self.n_slides or self.n_slides < 2:
             raise ConfigError(

@@ -167,7 +167,7 @@ def test_kidney_grid_checkpoint_runs_through_quantify(tmp_path):
     ]
     assert cli("fit", *args) == 0
     ckpt = next(root.rglob("*.ckpt"))
-    from histoseg.synthetic.generator import generate_dataset
+    from histoseg.synthetic import generate_dataset
 
     slide = generate_dataset(tmp_path / "slides", n_slides=1, seed=5, width=512, height=384)[0]
     out = tmp_path / "out"

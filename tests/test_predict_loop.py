@@ -17,7 +17,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
     assert fit_tiny_kidney(root, "--trainer.logger", "false", train_batches=2) == 0
     slides = tmp_path_factory.mktemp("slides")
-    from histoseg.synthetic.generator import generate_dataset
+    from histoseg.synthetic import generate_dataset
 
     generate_dataset(slides, n_slides=2, seed=7, width=640, height=512)
     return next(root.rglob("last.ckpt")), slides

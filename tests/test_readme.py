@@ -76,7 +76,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
     assert fit_tiny_kidney(root, "--trainer.logger", "false") == 0
     slides = tmp_path_factory.mktemp("slides")
-    from histoseg.synthetic.generator import generate_dataset
+    from histoseg.synthetic import generate_dataset
 
     generate_dataset(slides, n_slides=1, seed=3, width=512, height=384)
     return next(root.rglob("last.ckpt")), next(slides.glob("synthetic_*.tif"))

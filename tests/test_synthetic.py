@@ -1,4 +1,4 @@
-"""Tests of histoseg.synthetic.generator: seeded synthetic PAS kidney slides with exact labels."""
+"""Tests of histoseg.synthetic: seeded synthetic PAS kidney slides with exact labels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tifffile
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError
 from histoseg.io.tiff import level_shapes
-from histoseg.synthetic.generator import (
+from histoseg.synthetic import (
     KIDNEY_COLORS,
     TissueParams,
     generate_dataset,
@@ -205,3 +205,25 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert (out / "synthetic_00.labels.tif").exists()
     assert main(["--out", str(out), "--width", "10"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_python_dash_m_histoseg_synthetic_writes_a_dataset(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "m"
+    args = ["--out", str(out), "--n", "1", "--width", "128", "--height", "96", "--seed", "5"]
+    result = subprocess.run(
+        [sys.executable, "-m", "histoseg.synthetic", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    assert json.loads((out / "manifest.json").read_text())["slides"][0]["width"] == 128
+    bad = subprocess.run(
+        [sys.executable, "-m", "histoseg.synthetic", "--out", str(out), "--n", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1

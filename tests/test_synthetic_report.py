@@ -9,7 +9,7 @@ from histoseg import KIDNEY_CLASSES
 from histoseg.inference.predictor import Predictor
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_areas, label_map_counts
-from histoseg.synthetic.generator import generate_dataset
+from histoseg.synthetic import generate_dataset
 
 
 class IndexOracle(torch.nn.Module):
