@@ -104,7 +104,7 @@ def disk(k: int) -> np.ndarray:
 
 
 def synthetic_slides(n: int, size: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    from histoseg.synthetic.generator import render_slide
+    from histoseg.synthetic import render_slide
 
     out = []
     for i in range(n):
@@ -215,7 +215,7 @@ _TRAINING_SIZE: tuple[int, int] = (1024, 768)
 
 
 def synthetic_slides_for_training(slides: list[tuple[str, np.ndarray, np.ndarray]]) -> list:
-    from histoseg.synthetic.generator import render_slide
+    from histoseg.synthetic import render_slide
 
     slide = render_slide(seed=7, width=_TRAINING_SIZE[0], height=_TRAINING_SIZE[1])
     return [("train", slide.image, slide.labels)]
