@@ -486,7 +486,8 @@ def _point_counts(
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         return None
-    from histoseg.labels.points import point_count_fractions, read_points
+    from histoseg.labels.points import read_points
+    from histoseg.report.point_counts import point_count_fractions
 
     estimate = point_count_fractions(
         read_points(found, classes, slide_size=(int(size[0]), int(size[1]))), classes

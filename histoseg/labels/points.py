@@ -1,4 +1,4 @@
-"""Grid-point labels: reading, drawing from dense masks, rasterising, and point counting.
+"""Grid-point labels: reading, drawing from dense masks, rasterising and writing.
 
 Pathologists label a slide for stereology by giving a class to each point of a regular
 grid (METHODS.md section 4). This module owns those labels:
@@ -8,11 +8,10 @@ grid (METHODS.md section 4). This module owns those labels:
   Point / MultiPoint annotations (``properties.classification.name``);
 - :func:`grid_points_from_mask` — a regular grid drawn over a dense label mask (experiments);
 - :func:`rasterize_points` — points into a sparse uint8 label mask (255 = unlabelled);
-- :func:`point_count_fractions` — the point-counting estimate of area fractions (and of the
-  interstitial fraction) with Wilson score 95 % confidence intervals;
 - :func:`write_points_csv` — the CSV form, written atomically.
 
-The GeoJSON helpers (:func:`load_geojson_features`, :class:`ClassLookup`) are shared with
+Point counting (area fractions with Wilson intervals) is report arithmetic and lives in
+:mod:`histoseg.report.point_counts`. The GeoJSON helpers (:func:`load_geojson_features`, :class:`ClassLookup`) are shared with
 :mod:`histoseg.labels.scribbles`.
 
 Example:
@@ -37,7 +36,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +44,6 @@ from histoseg.errors import HistosegError, LabelError
 from histoseg.io.files import atomic_path
 
 IGNORE = 255
-Z_95 = 1.959963984540054
-"""Two-sided 95 % standard normal quantile used by :func:`wilson_interval`."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,119 +556,13 @@ def rasterize_points(
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Point counting
-# --------------------------------------------------------------------------------------------
-
-
-class PointFraction(NamedTuple):
-    """A point-counting fraction estimate.
-
-    Attributes:
-        fraction: Points in the class / points counted (nan when none were counted).
-        ci_low: Lower end of the Wilson score 95 % interval.
-        ci_high: Upper end of the Wilson score 95 % interval.
-        n: Number of points in the class (the numerator).
-    """
-
-    fraction: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-
-def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n`` (Wilson, JASA 1927).
-
-    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``; unlike the normal (Wald)
-    interval it stays inside [0, 1] and keeps its coverage for small ``n`` and for ``p``
-    near 0 or 1 (Brown, Cai & DasGupta, Stat. Sci. 2001). ``n = 0`` gives ``(0, 1)``.
-
-    Args:
-        k: Successes, ``0 <= k <= n``.
-        n: Trials.
-        z: Normal quantile (1.96 for 95 %).
-
-    Returns:
-        ``(low, high)``.
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
-    if k == 0:
-        low = 0.0
-    if k == n:
-        high = 1.0
-    return low, high
-
-
-INTERSTITIAL_KEY = "interstitial_fraction"
-"""Key of the interstitial-fraction estimate in :func:`point_count_fractions`."""
-
-
-def point_count_fractions(
-    points: PointSet, classes: Sequence[str], exclude: Iterable[str] = ("background",)
-) -> dict[str, PointFraction]:
-    """Stereological point counting: area fractions estimated from point counts.
-
-    With points on a systematic grid, the fraction of points that hit a class is an unbiased
-    estimate of that class's area fraction (Delesse principle; Weibel, *Stereological
-    Methods*, 1979). Points of the ``exclude`` classes (glass) are not counted. The
-    confidence intervals are **Wilson score 95 % intervals** that treat the points as
-    independent binomial trials; grid points are systematic rather than random, which
-    usually makes the true error smaller, so the interval is conservative for large regular
-    structures.
-
-    Also returns, under the key ``"interstitial_fraction"`` (when the classes include
-    interstitium, tubules and glomeruli), the biomarker
-    ``A_int / (A_int + A_tub + A_glom)`` estimated as points in interstitium / points in
-    those three classes.
-
-    Args:
-        points: Labelled points.
-        classes: Class names in label-index order.
-        exclude: Class names not counted (default: background).
-
-    Returns:
-        Class name -> :class:`PointFraction` ``(fraction, ci_low, ci_high, n)`` for every class
-        not excluded (``n`` = points in the class; the denominator is the sum of ``n``), plus
-        ``"interstitial_fraction"`` (``n`` = interstitium points; denominator = points in the
-        three classes).
-    """
-    names = tuple(classes)
-    excluded = set(exclude)
-    counts = np.bincount(points.label.astype(np.int64), minlength=len(names))[: len(names)]
-    counted = [i for i, name in enumerate(names) if name not in excluded]
-    total = int(sum(int(counts[i]) for i in counted))
-    result: dict[str, PointFraction] = {}
-    for i in counted:
-        k = int(counts[i])
-        low, high = wilson_interval(k, total)
-        result[names[i]] = PointFraction(k / total if total else float("nan"), low, high, k)
-    if {"interstitium", "tubules", "glomeruli"} <= set(names):
-        k = int(counts[names.index("interstitium")])
-        denom = k + int(counts[names.index("tubules")]) + int(counts[names.index("glomeruli")])
-        low, high = wilson_interval(k, denom)
-        result[INTERSTITIAL_KEY] = PointFraction(k / denom if denom else float("nan"), low, high, k)
-    return result
-
-
 __all__ = [
-    "INTERSTITIAL_KEY",
     "ClassLookup",
-    "PointFraction",
     "PointSet",
     "feature_class_name",
     "grid_points_from_mask",
     "load_geojson_features",
-    "point_count_fractions",
     "rasterize_points",
     "read_points",
-    "wilson_interval",
     "write_points_csv",
 ]
