@@ -11,11 +11,11 @@ from histoseg import KIDNEY_CLASSES
 from histoseg.errors import HistosegError, LabelError
 from histoseg.labels.points import (
     PointSet,
-    grid_points_from_mask,
     rasterize_points,
     read_points,
     write_points_csv,
 )
+from histoseg.labels.simulate import grid_points_from_mask
 from histoseg.report.point_counts import INTERSTITIAL_KEY, point_count_fractions, wilson_interval
 
 CLASSES = KIDNEY_CLASSES

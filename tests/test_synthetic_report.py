@@ -68,7 +68,8 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
     import numpy as np
 
     from histoseg.labels.dense import read_mask_file
-    from histoseg.labels.points import grid_points_from_mask, write_points_csv
+    from histoseg.labels.points import write_points_csv
+    from histoseg.labels.simulate import grid_points_from_mask
 
     points_dir = tmp_path / "points"
     for slide in slides:
