@@ -315,6 +315,27 @@ def simulate_scribbles(
         ConfigError: bad fraction / brush / method, or a fraction too small for one dot per class.
     """
     mask = np.asarray(mask)
+    brush = _check_simulation(mask, fraction, method, brush_px, stroke_length_brushes)
+    longest = max(8, int(round(stroke_length_brushes * brush)))
+    rng = np.random.default_rng(seed)
+    ignored = np.isin(mask, np.asarray(list(ignore)))
+    labelled = int((~ignored).sum())
+    if labelled == 0:
+        return []
+    budget = fraction * labelled
+    classes_present = [int(c) for c in np.unique(mask[~ignored])]
+    plans, widest = _plan_objects(
+        mask, classes_present, (budget, labelled), brush, method, rng, longest, min_object_px
+    )
+    _force_one_stroke_per_class(plans, widest, classes_present, brush / 2.0, mask.shape)
+    _allocate_by_error_diffusion(plans, budget, rng)
+    return _cap_at_budget(plans, budget, fraction, brush, (int(mask.shape[0]), int(mask.shape[1])))
+
+
+def _check_simulation(
+    mask: np.ndarray, fraction: float, method: str, brush_px: float, stroke_length_brushes: float
+) -> float:
+    """Validate :func:`simulate_scribbles`' options; returns the brush width in pixels."""
     if mask.ndim != 2:
         raise ValueError(f"simulate_scribbles: mask must be (H, W), got shape {mask.shape}")
     if not 0 < fraction <= 1:
@@ -330,20 +351,36 @@ def simulate_scribbles(
         raise ConfigError(
             f"stroke length {stroke_length_brushes} brush widths is too short; use at least 2 (default 40)"
         )
-    longest = max(8, int(round(stroke_length_brushes * brush)))
+    return brush
+
+
+_Widest = dict[int, tuple[float, int, np.ndarray, tuple[int, int]]]
+
+
+def _plan_objects(
+    mask: np.ndarray,
+    classes_present: list[int],
+    budget: tuple[float, int],
+    brush: float,
+    method: str,
+    rng: np.random.Generator,
+    longest: int,
+    min_object_px: int,
+) -> tuple[list[_ObjectPlan], _Widest]:
+    """Candidate strokes of every object (8-connected component of one class), class by class.
+
+    ``budget`` is ``(labelled pixels to draw, labelled pixels of the mask)``; each object's share
+    is in proportion to its area.
+
+    Returns:
+        The plans of objects with room for strokes, and per class its widest object
+        ``(max distance to its border, area, crop, crop origin)`` for a fallback dot.
+    """
     radius = brush / 2.0
-    rng = np.random.default_rng(seed)
     shape = (int(mask.shape[0]), int(mask.shape[1]))
-    ignored = np.isin(mask, np.asarray(list(ignore)))
-    labelled = int((~ignored).sum())
-    if labelled == 0:
-        return []
-    budget = fraction * labelled
     pad = int(math.ceil(radius)) + 2
     plans: list[_ObjectPlan] = []
-    # Per class, the widest object (max distance to its border), for a fallback dot.
-    widest: dict[int, tuple[float, int, np.ndarray, tuple[int, int]]] = {}
-    classes_present = [int(c) for c in np.unique(mask[~ignored])]
+    widest: _Widest = {}
     for class_index in classes_present:
         components, _ = ndimage.label(mask == class_index, structure=np.ones((3, 3), bool))
         for obj, box in enumerate(ndimage.find_objects(components), start=1):
@@ -357,23 +394,40 @@ def simulate_scribbles(
                 widest[class_index] = (width, area, inside, (r0, c0))
             if area < min_object_px:
                 continue
-            share = budget * area / labelled
+            share = budget[0] * area / budget[1]
             plan = _plan_object(
                 inside, edt, (r0, c0), class_index, area, share, radius, brush, shape, method, rng, longest
             )
             if plan.capacity > 0:
                 plans.append(plan)
-    # One stroke per class is guaranteed: the roomiest object of the class, or a dot at the
-    # widest point of its widest object.
+    return plans, widest
+
+
+def _force_one_stroke_per_class(
+    plans: list[_ObjectPlan],
+    widest: _Widest,
+    classes_present: list[int],
+    radius: float,
+    shape: tuple[int, ...],
+) -> None:
+    """One stroke per class: the roomiest object of the class, or a dot at its widest object's widest point."""
     for class_index in classes_present:
         candidates = [p for p in plans if p.class_index == class_index]
         if candidates:
             max(candidates, key=lambda p: p.capacity).k_min = 1
         else:
             _, area, inside, origin = widest[class_index]
-            dot = _dot_plan(inside, origin, class_index, area, radius, shape)
+            dot = _dot_plan(inside, origin, class_index, area, radius, (int(shape[0]), int(shape[1])))
             dot.k_min = 1
             plans.append(dot)
+
+
+def _allocate_by_error_diffusion(plans: list[_ObjectPlan], budget: float, rng: np.random.Generator) -> None:
+    """Stroke lengths object by object (forced objects first, then a seeded random order).
+
+    Each object takes the length whose pixel count brings the running total closest to the
+    budget's share of the area seen so far.
+    """
     order = rng.permutation(len(plans))
     order = sorted(order.tolist(), key=lambda i: plans[i].k_min == 0)  # forced objects first
     room = sum(plans[i].area for i in order if plans[i].capacity > 0)
@@ -385,7 +439,12 @@ def simulate_scribbles(
         target = budget * seen_area / max(room, 1) - achieved
         plan.k = _closest(plan.cum, target, plan.k_min)
         achieved += int(plan.cum[plan.k])
-    # Never above 1.1 x the budget: shorten the largest strokes.
+
+
+def _cap_at_budget(
+    plans: list[_ObjectPlan], budget: float, fraction: float, brush: float, shape: tuple[int, int]
+) -> list[Stroke]:
+    """The plans' strokes, never above 1.1 x the budget: the largest strokes are shortened."""
     strokes = [s for p in plans for s in p.strokes()]
     total = int((rasterize_strokes(strokes, shape, brush) != IGNORE_INDEX).sum())
     while total > 1.1 * budget:
