@@ -1,4 +1,4 @@
-"""Benchmark of dense prediction with a convolutionalized patch classifier (METHODS.md section 3).
+"""Benchmark of dense prediction with a convolutionalized patch classifier (docs/methods.md section 3).
 
 On one random 1024 x 1024 region and the project's default classifier
 (``PlainPatchClassifier()``, 64-px patches: 64 um at 1 mpp, 32 um at 0.5 mpp) it times

@@ -95,3 +95,40 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
     ]
     assert np.mean(covered) >= 0.75  # 95 % intervals, systematic grid: nearly all cover the truth
     assert sum(int(r["point_count"]) for r in rows) > 1000
+
+
+def test_quantify_points_ppi_with_a_perfect_model_has_zero_width_at_the_truth(slides, tmp_path):
+    """Oracle model + grid points from the truth (glass points included): the prediction-powered
+    interstitial fraction equals the exact one, with the guard's 1/n width (no disagreement seen),
+    far narrower than the point count's Wilson interval beside it."""
+    from histoseg.labels.dense import read_mask_file
+    from histoseg.labels.points import grid_points_from_mask, write_points_csv
+
+    points_dir = tmp_path / "points"
+    slide = slides[0]
+    mask = read_mask_file(slide.label_path)
+    write_points_csv(
+        grid_points_from_mask(mask, spacing_px=20),
+        points_dir / f"{slide.label_path.stem}.points.csv",
+        list(KIDNEY_CLASSES),
+    )
+    out = tmp_path / "out"
+    predictor = oracle_predictor(slide.mpp)
+    assert (
+        run_quantify(predictor, [slide.label_path], out, blend="crop", progress=False, points=points_dir) == 0
+    )
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    a = {c: slide.areas_um2[c] for c in ("interstitium", "tubules", "glomeruli")}
+    exact = a["interstitium"] / sum(a.values())
+    for row in rows:
+        assert float(row["ppi_if"]) == pytest.approx(exact, abs=1e-12)
+        low, high = float(row["ppi_if_ci_low"]), float(row["ppi_if_ci_high"])
+        assert low < exact < high
+        assert high - low < (float(row["point_if_ci_high"]) - float(row["point_if_ci_low"])) / 3
+        assert row["ppi_domain"] == "slide"
+        assert int(row["ppi_points"]) > 500
+        assert float(row["point_if_ci_low"]) < float(row["point_if"]) < float(row["point_if_ci_high"])
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert "ppi_if" in report["definitions"]

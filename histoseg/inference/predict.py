@@ -7,7 +7,7 @@ This module owns streamed slide prediction, in MONAI's Splitter / Merger terms
   slide at the predictor's resolution (``slide.size_at_mpp(predictor.mpp)`` pixels). Tiles whose
   footprint has no tissue on a thumbnail tissue mask (:func:`histoseg.io.tissue.tissue_mask`) are not
   run; their pixels get the background class (or 255 when the model has none).
-- **Merger**, two modes (METHODS.md section 5):
+- **Merger**, two modes (docs/methods.md section 5):
 
   * ``blend="gaussian"`` (default, nnU-Net; Isensee et al., Nature Methods 2021): tiles every
     ``tile x (1 - overlap)`` pixels (0.5 by default), evenly spaced so the last tile ends at the

@@ -1,7 +1,7 @@
 """Grid-point labels: reading, rasterising onto the training grid, and writing.
 
 Pathologists label a slide for stereology by giving a class to each point of a regular
-grid (METHODS.md section 4). This module owns those labels:
+grid (docs/methods.md section 4). This module owns those labels:
 
 - :class:`PointSet` — points in **level-0 pixels** ``(x, y)`` with a uint8 class index each;
 - :func:`read_points` — a CSV file (header ``x,y,class``) or a QuPath GeoJSON export of

@@ -2,7 +2,7 @@
 
 A scribble is a stroke a few pixels wide drawn inside one structure and given that
 structure's class; everything not scribbled is unlabelled (255). This module reads and writes
-them (the raster rule is :mod:`histoseg.labels.strokes`, METHODS.md section 4):
+them (the raster rule is :mod:`histoseg.labels.strokes`; docs/methods.md section 4):
 
 - :func:`read_scribbles_geojson` — QuPath GeoJSON (LineString / MultiLineString buffered to
   a brush width, Polygon / MultiPolygon filled, Point / MultiPoint as brush dots), read with

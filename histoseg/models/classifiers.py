@@ -1,7 +1,7 @@
 """Patch classifiers that can be convolutionalized into dense predictors.
 
 This module owns the pure ``nn.Module`` patch classifiers of the classifier route
-(METHODS.md section 3): a CNN maps a float32 patch ``(N, 3, P, P)`` in [0, 1] to class
+(docs/methods.md section 3): a CNN maps a float32 patch ``(N, 3, P, P)`` in [0, 1] to class
 logits ``(N, C)`` (the class of the patch's centre pixel). Both classifiers keep the spatial
 layout up to a *flattened* final feature map (no global pooling), so
 :func:`histoseg.models.fcn.convolutionalize` can turn them into fully convolutional networks
@@ -138,7 +138,7 @@ class PlainPatchClassifier(nn.Sequential):
     ``fc_drop{k}``; and ``logits`` (Linear to ``num_classes``).
 
     No layer pads, so the convolutionalized network is exact: its score at a pixel is the
-    classifier applied to the patch there (METHODS.md section 3). Output stride
+    classifier applied to the patch there (docs/methods.md section 3). Output stride
     ``2 ** len(widths)``. With the defaults (P = 64) the final map is 128 x 6 x 6; the layers
     see a 62 x 62 px receptive field (the floor of the second pool drops one row/column),
     i.e. 31-62 um of tissue at 0.5-1 mpp, enough context for tubules and most glomeruli.

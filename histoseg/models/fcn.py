@@ -1,6 +1,6 @@
 """Convolutionalized patch classifiers and exact dense prediction.
 
-This module owns the classifier -> dense-map route of METHODS.md section 3:
+This module owns the classifier -> dense-map route of docs/methods.md section 3:
 
 - :func:`convolutionalize`: a patch classifier (conv trunk, ``Flatten``, dense layers)
   becomes a fully convolutional network (FCN) with the same weights: the first ``Linear``

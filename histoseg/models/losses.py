@@ -21,7 +21,7 @@ Choices made here (the paper leaves them open):
   computed once over the whole training set instead, which are less noisy than per-patch ones.
 - **Cut-off**: each object's distance transform is computed only inside its bounding box dilated
   by ``3 * sigma + 2`` pixels; beyond that ``exp(-(d1+d2)^2 / 2 sigma^2) < 1.2e-2`` at most and is
-  taken as 0, which keeps the map cheap (METHODS.md section 2).
+  taken as 0, which keeps the map cheap (docs/methods.md section 2).
 - **Loss normalisation**: :func:`weighted_cross_entropy` divides the weighted sum by the sum of
   weights over labelled pixels, so the weighting changes the *balance* between pixels, not the
   effective learning rate. With all weights 1 it equals ``F.cross_entropy(ignore_index=255)``.

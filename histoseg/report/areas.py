@@ -1,6 +1,6 @@
 """Per-class areas and the interstitial fraction of a label map (pure NumPy, plus tifffile reads).
 
-This module owns the numbers of the per-slide report (METHODS.md section 1):
+This module owns the numbers of the per-slide report (docs/methods.md section 1):
 
 - **area** of a class = pixel count x (mpp_x x mpp_y) um^2, at the resolution the label map
   was made at (``area_mm2 = area_um2 / 1e6``);
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "interstitial_fraction",
     "label_colormap",
     "label_map_counts",
+    "label_map_values_at",
     "read_label_level",
 ]
 
@@ -246,6 +247,39 @@ def _level_pages(tif: Any) -> list[Any]:
     return levels
 
 
+def _row_blocks(
+    source: str | os.PathLike[str] | np.ndarray, rows_per_block: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(y0, rows)`` blocks of a label map's level 0, top to bottom (uint8 checked).
+
+    A TIFF is read through tifffile's Zarr store, a block of rows at a time, never decoding the
+    whole level at once.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        array = np.asarray(source)
+        if array.dtype != np.uint8:
+            raise HistosegError(f"label map dtype is {array.dtype}; label maps are uint8")
+        for y0 in range(0, array.shape[0], rows_per_block):
+            yield y0, array[y0 : y0 + rows_per_block]
+        return
+    import zarr
+
+    with _open_tiff(source) as tif:
+        page = tif.pages[0]
+        if page.dtype != np.uint8 or page.ndim != 2:
+            raise HistosegError(
+                f"{source}: not a label map (need a 2-D uint8 TIFF, got {page.dtype} {page.shape})"
+            )
+        store = page.aszarr()
+        try:
+            array = zarr.open(store, mode="r")
+            step = max(rows_per_block, int(page.tilelength or 1))
+            for y0 in range(0, int(page.shape[0]), step):
+                yield y0, np.asarray(array[y0 : y0 + step])
+        finally:
+            store.close()
+
+
 def label_map_counts(source: str | os.PathLike[str] | np.ndarray, rows_per_block: int = 1024) -> np.ndarray:
     """Histogram of the values of a label map (class indices; 255 = unlabelled).
 
@@ -260,30 +294,46 @@ def label_map_counts(source: str | os.PathLike[str] | np.ndarray, rows_per_block
         (256,) int64 counts of each value 0..255.
     """
     counts = np.zeros(256, np.int64)
-    if not isinstance(source, (str, os.PathLike)):
-        array = np.asarray(source)
-        if array.dtype != np.uint8:
-            raise HistosegError(f"label map dtype is {array.dtype}; label maps are uint8")
-        for y0 in range(0, array.shape[0], rows_per_block):
-            counts += np.bincount(array[y0 : y0 + rows_per_block].ravel(), minlength=256)
-        return counts
-    import zarr
-
-    with _open_tiff(source) as tif:
-        page = tif.pages[0]
-        if page.dtype != np.uint8 or page.ndim != 2:
-            raise HistosegError(
-                f"{source}: not a label map (need a 2-D uint8 TIFF, got {page.dtype} {page.shape})"
-            )
-        store = page.aszarr()
-        array = zarr.open(store, mode="r")
-        height = int(page.shape[0])
-        step = max(rows_per_block, int(page.tilelength or 1))
-        for y0 in range(0, height, step):
-            block = np.asarray(array[y0 : y0 + step])
-            counts += np.bincount(block.ravel(), minlength=256)
-        store.close()
+    for _, block in _row_blocks(source, rows_per_block):
+        counts += np.bincount(block.ravel(), minlength=256)
     return counts
+
+
+def label_map_values_at(
+    source: str | os.PathLike[str] | np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    rows_per_block: int = 1024,
+) -> np.ndarray:
+    """Label-map values at given pixels of level 0, read block of rows by block of rows.
+
+    Args:
+        source: A label-map TIFF (page 0) or an (H, W) uint8 array.
+        rows: (n,) int row index of each pixel (0 <= row < H).
+        cols: (n,) int column index of each pixel (0 <= col < W).
+        rows_per_block: Rows read per block for TIFFs.
+
+    Returns:
+        (n,) uint8 values, in the order of the pixels given.
+
+    Raises:
+        HistosegError: a pixel lies outside the label map, or the source is not a label map.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+    values = np.zeros(rows.shape[0], np.uint8)
+    found = np.zeros(rows.shape[0], bool)
+    for y0, block in _row_blocks(source, rows_per_block):
+        inside = (rows >= y0) & (rows < y0 + block.shape[0]) & (cols >= 0) & (cols < block.shape[1])
+        values[inside] = block[rows[inside] - y0, cols[inside]]
+        found |= inside
+    if not found.all():
+        first = int(np.flatnonzero(~found)[0])
+        raise HistosegError(
+            f"{source if isinstance(source, (str, os.PathLike)) else 'label map'}: pixel "
+            f"(row {rows[first]}, col {cols[first]}) is outside the label map; check the point coordinates"
+        )
+    return values
 
 
 def read_label_level(

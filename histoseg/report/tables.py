@@ -54,6 +54,14 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "point_ci_low",
     "point_ci_high",
     "point_count",
+    "point_if",
+    "point_if_ci_low",
+    "point_if_ci_high",
+    "ppi_if",
+    "ppi_if_ci_low",
+    "ppi_if_ci_high",
+    "ppi_points",
+    "ppi_domain",
     "mpp",
     "mpp_source",
     "label_mpp",
@@ -76,6 +84,15 @@ DEFINITIONS: dict[str, str] = {
     "(glass tiles not run count as background); its gap to area_um2 is an uncertainty signal",
     "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's grid points "
     "(quantify --points); point_ci_low/high: Wilson 95 % interval; point_count: points in the class",
+    "point_if": "interstitial fraction by point counting alone (quantify --points): points in interstitium "
+    "/ points in interstitium, tubules and glomeruli; point_if_ci_low/high: its Wilson 95 % interval",
+    "ppi_if": "prediction-powered interstitial fraction (Angelopoulos et al., Science 2023): the model's "
+    "value on every pixel corrected by the model-versus-point disagreement at the grid points, as a ratio "
+    "of two corrected means; ppi_if_ci_low/high: its 95 % interval by the delta method; unbiased whatever "
+    "the model, narrow when the model agrees with the points",
+    "ppi_points": "grid points used by ppi_if",
+    "ppi_domain": "what the points are taken to sample: slide (points on glass included, the whole label "
+    "map) or tissue (no point on glass: the pixels the model calls tissue, and the points on them)",
     "mpp": "level-0 resolution of the slide (microns per pixel)",
     "mpp_source": "where mpp came from: metadata (slide file), tiff-resolution (TIFF resolution tags) "
     "or override (given by the user)",
