@@ -8,7 +8,8 @@
 - :mod:`~histoseg.labels.dense`, :mod:`~histoseg.labels.points`, :mod:`~histoseg.labels.scribbles`
   — the three label kinds (read, rasterise, write), with :mod:`~histoseg.labels.strokes` (the
   stroke raster rule) and :mod:`~histoseg.labels.superpixels` (scribble growth);
-- :mod:`~histoseg.labels.simulate` — sparse labels drawn from dense masks, for experiments.
+- :mod:`~histoseg.labels.simulate` — sparse labels drawn from dense masks, for experiments (its
+  candidate stroke paths in :mod:`~histoseg.labels.stroke_paths`).
 
 The unlabelled value is :data:`histoseg.IGNORE_INDEX` (255) everywhere.
 """
