@@ -88,7 +88,9 @@ def write_table(
         The table's path and (pixels labelled for training, labelled pixels of the dense
         references of the training tiles), both in level-0 pixels.
     """
-    from histoseg.labels.scribbles import rasterize_strokes, simulate_scribbles, write_scribbles_geojson
+    from histoseg.labels.scribbles import write_scribbles_geojson
+    from histoseg.labels.simulate import simulate_scribbles
+    from histoseg.labels.strokes import rasterize_strokes
 
     rows = []
     labelled = [0, 0]
@@ -96,7 +98,8 @@ def write_table(
         image = FLASH / "images" / f"{name}_01.png"
         split = "val" if name == held_out else "train"
         if labels == "points" and split == "train":
-            from histoseg.labels.points import PointSet, grid_points_from_mask, write_points_csv
+            from histoseg.labels.points import PointSet, write_points_csv
+            from histoseg.labels.simulate import grid_points_from_mask
 
             points = grid_points_from_mask(reference(name), spacing_px=GRID_SPACING_UM / SLIDE_MPP)
             points = PointSet(x=points.x + 62, y=points.y + 62, label=points.label)
@@ -118,7 +121,7 @@ def write_table(
             labelled[1] += int((mask != 255).sum())
             path = folder / f"{name}.scribbles.geojson"
             # strokes are in mask pixels; the mask starts at level-0 (62, 62)
-            from histoseg.labels.scribbles import Stroke
+            from histoseg.labels.strokes import Stroke
 
             shifted = [Stroke(s.class_index, s.xy + 62.0) for s in strokes]
             write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
@@ -249,16 +252,6 @@ def train_fold(
             consistency_threshold=args.consistency_threshold,
         )
     callbacks: list[L.Callback] = []
-    if args.labels == "scribbles" and args.self_training_epoch:
-        from histoseg.selftraining import ScribbleSelfTraining
-
-        callbacks.append(
-            ScribbleSelfTraining(
-                start_epoch=args.self_training_epoch,
-                segment_um=args.self_training_um,
-                threshold=args.self_training_threshold,
-            )
-        )
     trainer = L.Trainer(
         max_epochs=args.epochs,
         callbacks=callbacks,
@@ -279,13 +272,13 @@ def train_fold(
 
         network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
         network.size_multiple = 1  # type: ignore[assignment]
-    if args.labels == "scribbles" and (args.grow_um or args.self_training_epoch):
+    if args.labels == "scribbles" and args.grow_um:
         args.growth_stats.append(growth_agreement(dm))
     return network, time.perf_counter() - wall, time.process_time() - cpu, labelled
 
 
 def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
-    """Final training labels (grown scribbles, pseudo-labels) of the training tiles against the dense references.
+    """Final training labels (grown scribbles) of the training tiles against the dense references.
 
     Returns:
         (labelled training-grid pixels inside the references' labelled centres, of which agree
@@ -309,7 +302,7 @@ def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    from histoseg.labels.scribbles import SCRIBBLE_METHODS
+    from histoseg.labels.simulate import SCRIBBLE_METHODS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -360,16 +353,6 @@ def main(argv: list[str] | None = None) -> int:
         "--grow-classes", default="", help="classes that grow, comma separated (default: all)"
     )
     parser.add_argument("--epochs", type=int, default=1, help="epochs the steps are split into")
-    parser.add_argument(
-        "--self-training-epoch",
-        type=int,
-        default=0,
-        help="scribbles: pseudo-label with the model before this epoch (0 = off; needs --epochs above it)",
-    )
-    parser.add_argument(
-        "--self-training-um", type=float, default=6.0, help="superpixel size of the pseudo-labels"
-    )
-    parser.add_argument("--self-training-threshold", type=float, default=0.8)
     parser.add_argument("--stain-jitter", type=float, default=0.0, help="HED stain jitter sigma (0 = off)")
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
@@ -436,12 +419,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.scribble_method}, strokes <= {args.stroke_length:g} brushes"
                 + (f", grown to {args.grow_um:g}-um superpixels" if args.grow_um else "")
                 + (f" ({args.grow_classes} only)" if args.grow_um and args.grow_classes else "")
-                + (
-                    f", self-training before epoch {args.self_training_epoch} of {args.epochs} "
-                    f"({args.self_training_um:g}-um superpixels, p >= {args.self_training_threshold:g})"
-                    if args.self_training_epoch
-                    else ""
-                )
                 + ")"
             )
         dice = result["dice"]
@@ -508,7 +485,7 @@ def run_variant(args: argparse.Namespace) -> dict:
         if args.figures:
             save_figure(Path(args.figures) / f"{args.task}_{args.labels}_{held_out}.png", held_out, ref, pred)
         if args.task == "grid":
-            from histoseg.labels.points import grid_points_from_mask
+            from histoseg.labels.simulate import grid_points_from_mask
 
             pts = grid_points_from_mask(ref, spacing_px=GRID_SPACING_UM / SLIDE_MPP)
             r, c = pts.y.astype(int), pts.x.astype(int)

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from histoseg import KIDNEY_CLASSES
-from histoseg.labels.points import wilson_interval
+from histoseg.report.point_counts import wilson_interval
 from histoseg.report.ppi import ppi_interstitial_fraction
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ For each tile P (a disease model the base has never seen) and each seed:
    The adaptation half's image is cropped at the split line before training, so no pixel of the
    evaluation half is ever seen in training (not even by the unsupervised CRF term).
 3. **Fine-tuned** (per ``--fractions``): scribbles simulated on the adaptation half with
-   :func:`histoseg.labels.scribbles.simulate_scribbles` (that fraction of its labelled pixels,
+   :func:`histoseg.labels.simulate.simulate_scribbles` (that fraction of its labelled pixels,
    seeded by the seed), written as QuPath GeoJSON in level-0 pixels of the crop; the base is
    fine-tuned on them with ``configs/kidney_scribbles.yaml``'s recipe (``model.init_checkpoint`` =
    the base checkpoint, partial CE + CRF regulariser 0.1, lr 5e-4 cosine, encoder not frozen,
@@ -141,12 +141,9 @@ def adaptation_tables(
     """
     from PIL import Image
 
-    from histoseg.labels.scribbles import (
-        Stroke,
-        rasterize_strokes,
-        simulate_scribbles,
-        write_scribbles_geojson,
-    )
+    from histoseg.labels.scribbles import write_scribbles_geojson
+    from histoseg.labels.simulate import simulate_scribbles
+    from histoseg.labels.strokes import Stroke, rasterize_strokes
 
     x0, y0, x1, y1 = crop_box(side)
     r0, r1, c0, c1 = half_box(side)

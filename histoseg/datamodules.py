@@ -1,6 +1,6 @@
 """Lightning datamodules over whole-slide images with dense, grid-point or scribble labels.
 
-:class:`SlideDataModule` reads a slide table (see :mod:`histoseg.datasets`), puts every labelled
+:class:`SlideDataModule` reads a slide table (see :mod:`histoseg.labels.table`), puts every labelled
 slide on a training grid at ``mpp`` and serves random patches for training and a fixed grid
 of patches for validation/testing. Augmentation runs on the device after transfer
 (:mod:`histoseg.transforms`). The Ronneberger weight map is computed per patch in the workers
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,13 +34,11 @@ from histoseg.datasets import (
     LabelledSlide,
     PatchOptions,
     RandomPatchDataset,
-    SlideRecord,
     prepare_labelled_slide,
-    pseudo_label_slide,
-    read_slide_table,
 )
 from histoseg.errors import ConfigError, LabelError
-from histoseg.labels.scribbles import ScribbleMethod
+from histoseg.labels.simulate import ScribbleMethod
+from histoseg.labels.table import SlideRecord, read_slide_table
 from histoseg.models.losses import class_frequency_weights
 from histoseg.transforms import augment_batch, to_float_image
 
@@ -60,7 +57,7 @@ class SlideDataModule(L.LightningDataModule):
 
     Args:
         slides: Slide table CSV (columns: slide, labels, kind, split, mpp, label_offset_x,
-            label_offset_y; see :mod:`histoseg.datasets`).
+            label_offset_y; see :mod:`histoseg.labels.table`).
         classes: Class names in label-index order.
         value_map: Dense masks: ``{raw value: class name | "ignore"}``; null = values are class
             indices (255 = unlabelled).
@@ -160,7 +157,6 @@ class SlideDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._labelled: dict[str, list[LabelledSlide]] = {}
-        self._scribble_seeds: dict[int, np.ndarray] = {}  # id(item) -> scribbles before self-training
         self.class_weights: dict[int, float] = {}
         self._generator = torch.Generator().manual_seed(seed)
 
@@ -253,48 +249,6 @@ class SlideDataModule(L.LightningDataModule):
             raise LabelError("training labels hold no labelled pixel; training would not learn anything")
         self.train_class_counts = counts
         self.class_weights = self._class_weights(counts)
-
-    def pseudo_label_scribbles(
-        self,
-        probabilities: Callable[[np.ndarray], np.ndarray],
-        segment_um: float = 6.0,
-        threshold: float = 0.8,
-    ) -> tuple[int, int]:
-        """Replace the training scribbles by superpixel pseudo-labels of a model (self-training).
-
-        Every call starts again from the scribbles as first loaded (grown, if growth is on), so
-        rounds do not compound their own errors. Class counts and weights are recomputed; the
-        next ``train_dataloader()`` samples from the new labels.
-
-        Args:
-            probabilities: Maps an (h, w, 3) uint8 RGB image at ``mpp`` to (C, h, w) float class
-                probabilities.
-            segment_um: Superpixel size in microns.
-            threshold: Minimum superpixel-mean probability of the best class, in (0, 1].
-
-        Returns:
-            (scribbled pixels, labelled pixels after pseudo-labelling), training-grid pixels.
-
-        Raises:
-            ConfigError: no training slide has scribbles.
-        """
-        items = [item for item in self._labelled.get("train", []) if item.kind == "scribbles"]
-        if not items:
-            raise ConfigError(
-                "self-training pseudo-labels scribbles, but no training slide has kind=scribbles; "
-                "remove the ScribbleSelfTraining callback or train on scribbles"
-            )
-        before = after = 0
-        for item in items:
-            seeds = self._scribble_seeds.setdefault(id(item), item.labels.copy())
-            item.labels = pseudo_label_slide(
-                item, seeds, probabilities, self.mpp, segment_um / self.mpp, threshold
-            )
-            item.class_positions = {}
-            before += int((seeds != IGNORE_INDEX).sum())
-            after += int((item.labels != IGNORE_INDEX).sum())
-        self._count_training_labels()
-        return before, after
 
     def _grow_class_indices(self) -> list[int] | None:
         names = getattr(self, "scribble_grow_classes", None)
@@ -443,7 +397,7 @@ class SyntheticKidneyDataModule(SlideDataModule):
         scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
         scribble_method: How the simulated strokes run inside each object: along its
             ``skeleton``, as ``random_walk``s, or along a ``contour`` at half its inscribed radius
-            (:func:`histoseg.labels.scribbles.simulate_scribbles`).
+            (:func:`histoseg.labels.simulate.simulate_scribbles`).
         **See SlideDataModule for the other arguments.**
     """
 
@@ -591,15 +545,17 @@ class SyntheticKidneyDataModule(SlideDataModule):
             if self.label_kind != "dense" and split == "train":
                 mask = read_mask_file(labels)
                 if self.label_kind == "points":
-                    from histoseg.labels.points import grid_points_from_mask, write_points_csv
+                    from histoseg.labels.points import write_points_csv
+                    from histoseg.labels.simulate import grid_points_from_mask
 
                     points = grid_points_from_mask(
-                        mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(255,)
+                        mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(IGNORE_INDEX,)
                     )
                     labels = root / f"{Path(item.image_path).stem}.{tag}.points.csv"
                     write_points_csv(points, labels, self.classes)
                 else:
-                    from histoseg.labels.scribbles import simulate_scribbles, write_scribbles_geojson
+                    from histoseg.labels.scribbles import write_scribbles_geojson
+                    from histoseg.labels.simulate import simulate_scribbles
 
                     brush = max(1, round(self.brush_um / item.mpp))
                     strokes = simulate_scribbles(

@@ -1,11 +1,12 @@
-"""Slide tables, labelled slides at a training resolution, and patch datasets.
+"""Labelled slides at a training resolution, patch datasets and samplers.
 
 Data flow (training):
 
-1. :func:`read_slide_table` reads a CSV listing slides, their labels, kind and split.
-2. :func:`prepare_labelled_slide` opens each slide, loads its labels (dense mask, grid points or
-   scribbles) and resamples them to the training resolution: a uint8 *label grid* at ``mpp``
-   (255 = unlabelled) with its level-0 origin.
+1. :func:`histoseg.labels.table.read_slide_table` reads a CSV listing slides, their labels, kind
+   and split (its columns are described there).
+2. :func:`prepare_labelled_slide` puts each slide's labels (dense mask, grid points or
+   scribbles) on the training grid through :func:`histoseg.labels.grid.build_label_grid`: a
+   uint8 *label grid* at ``mpp`` (255 = unlabelled) with its level-0 origin, ready for sampling.
 3. :class:`RandomPatchDataset` draws patches around labelled pixels (optionally class-balanced);
    :class:`GridPatchDataset` tiles the labelled extent for validation. Both return a
    :class:`Sample`: image (3, P, P) uint8, mask (P, P) int64, weight (P, P) float32 (the
@@ -14,36 +15,26 @@ Data flow (training):
 Indices are deterministic: the random dataset derives each patch from ``(seed, index)``, and
 :class:`EpochSampler` hands out fresh indices every epoch, so a run is reproducible with any
 number of DataLoader workers.
-
-Slide table columns (CSV, header required; paths relative to the CSV's folder):
-``slide`` (required), ``labels`` (mask / points / scribbles file, may be empty), ``kind``
-(``dense`` | ``points`` | ``scribbles`` | ``none``; default: ``dense`` when labels are given),
-``split`` (``train`` | ``val`` | ``test`` | ``predict``; default ``train``), ``mpp`` (level-0 mpp
-override), ``label_offset_x``, ``label_offset_y`` (level-0 position of a dense mask).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from histoseg import IGNORE_INDEX
-from histoseg.errors import ConfigError, LabelError
+from histoseg.errors import LabelError
 from histoseg.io.slide import Slide
-from histoseg.labels.dense import load_dense_labels, resample_labels
+from histoseg.labels.grid import GridOptions, build_label_grid
+from histoseg.labels.table import SlideRecord
 from histoseg.models.losses import border_weight_map
-
-LabelKind = Literal["dense", "points", "scribbles", "none"]
-SPLITS = ("train", "val", "test", "predict")
 
 
 class Sample(TypedDict):
@@ -52,75 +43,6 @@ class Sample(TypedDict):
     image: torch.Tensor  # (3, P, P) uint8
     mask: torch.Tensor  # (P, P) int64, 255 = unlabelled
     weight: torch.Tensor  # (P, P) float32
-
-
-@dataclass
-class SlideRecord:
-    """One row of a slide table."""
-
-    slide: Path
-    labels: Path | None = None
-    kind: LabelKind = "dense"
-    split: str = "train"
-    mpp: float | None = None
-    label_offset: tuple[int, int] = (0, 0)
-
-
-def _float_or_none(value: str | None, where: str) -> float | None:
-    if value is None or str(value).strip() == "":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{where}: {value!r} is not a number; fix the slide table") from None
-
-
-def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
-    """Read a slide table CSV (see module docstring for its columns).
-
-    Raises:
-        ConfigError: missing file or ``slide`` column, unknown kind or split, bad numbers.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: slide table not found; set data.slides to a CSV with a 'slide' column")
-    base = path.parent
-    records: list[SlideRecord] = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "slide" not in reader.fieldnames:
-            raise ConfigError(
-                f"{path}: slide table needs a header with a 'slide' column (and optionally labels, kind, split, mpp)"
-            )
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            slide = (row.get("slide") or "").strip()
-            if not slide:
-                raise ConfigError(f"{where}: empty 'slide' value; give a slide path or remove the row")
-            labels = (row.get("labels") or "").strip()
-            kind = (row.get("kind") or "").strip() or ("dense" if labels else "none")
-            if kind not in ("dense", "points", "scribbles", "none"):
-                raise ConfigError(f"{where}: kind {kind!r} must be dense, points, scribbles or none")
-            split = (row.get("split") or "").strip() or "train"
-            if split not in SPLITS:
-                raise ConfigError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
-            ox = _float_or_none(row.get("label_offset_x"), where) or 0.0
-            oy = _float_or_none(row.get("label_offset_y"), where) or 0.0
-            records.append(
-                SlideRecord(
-                    slide=(base / slide).resolve() if not os.path.isabs(slide) else Path(slide),
-                    labels=((base / labels).resolve() if not os.path.isabs(labels) else Path(labels))
-                    if labels
-                    else None,
-                    kind=kind,  # type: ignore[arg-type]
-                    split=split,
-                    mpp=_float_or_none(row.get("mpp"), where),
-                    label_offset=(int(ox), int(oy)),
-                )
-            )
-    if not records:
-        raise ConfigError(f"{path}: slide table has no rows; add at least one slide")
-    return records
 
 
 @dataclass
@@ -143,7 +65,7 @@ class LabelledSlide:
     scale: float
     origin: tuple[float, float]
     labels: np.ndarray
-    kind: LabelKind = "dense"
+    kind: str = "dense"
     class_positions: dict[int, np.ndarray] = field(default_factory=dict)
 
     def counts(self, num_classes: int) -> np.ndarray:
@@ -179,7 +101,11 @@ def prepare_labelled_slide(
     grow_um: float = 0.0,
     grow_classes: Sequence[int] | None = None,
 ) -> LabelledSlide:
-    """Open a slide and put its labels on the training grid at ``mpp``.
+    """Open a slide and put its labels on the training grid at ``mpp``, ready for patch sampling.
+
+    The label grid is made by the builder of the row's label kind
+    (:func:`histoseg.labels.grid.build_label_grid`); the options are those of
+    :class:`histoseg.labels.grid.GridOptions`.
 
     Args:
         record: Slide table row (with labels).
@@ -191,225 +117,34 @@ def prepare_labelled_slide(
         point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
         margin_px: Points: training pixels kept around the points' bounding box.
         scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
-        grow_um: Scribbles: grow each stroke's class to the colour superpixels (about ``grow_um``
-            microns across) it touches alone (:func:`histoseg.labels.scribbles.grow_to_superpixels`);
-            0 = off.
+        grow_um: Scribbles: superpixel growth size in microns (0 = off).
         grow_classes: Class indices whose strokes grow (None = all).
 
     Raises:
-        HistosegError: unreadable slide or labels (see the loaders).
+        HistosegError: unreadable slide or labels, unknown label kind, no labelled pixel.
     """
-    if record.labels is None or record.kind == "none":
-        raise LabelError(
-            f"{record.slide}: no labels for a {record.split} slide; add a labels file to the slide table"
-        )
-    with Slide(record.slide, mpp=record.mpp) as slide:
-        scale = mpp / slide.mpp
-        width, height = slide.dimensions
-        if record.kind == "dense":
-            image = None
-            ox, oy = record.label_offset
-            if white_value_map:
-                from histoseg.labels.dense import read_mask_file
-
-                h, w = read_mask_file(record.labels).shape
-                if ox < 0 or oy < 0 or ox + w > width or oy + h > height:
-                    image = None  # load_dense_labels reports the size error
-                else:
-                    image = slide.read_region(ox, oy, w, h, 0)
-            level0 = load_dense_labels(
-                record.labels,
-                classes,
-                image_size=(width, height),
-                value_map=value_map,
-                offset=record.label_offset,
-                white_value_map=white_value_map if image is not None else None,
-                image=image,
-            )
-            out_shape = (
-                max(1, math.floor(level0.shape[0] / scale)),
-                max(1, math.floor(level0.shape[1] / scale)),
-            )
-            grid = resample_labels(level0, (ox, oy), scale, (ox, oy), out_shape)
-            origin: tuple[float, float] = (float(ox), float(oy))
-        elif record.kind == "points":
-            from histoseg.labels.points import rasterize_points, read_points
-
-            points = read_points(record.labels, classes, slide_size=(width, height))
-            x0 = max(0.0, float(points.x.min()) - margin_px * scale)
-            y0 = max(0.0, float(points.y.min()) - margin_px * scale)
-            x1 = min(float(width), float(points.x.max()) + (margin_px + 1) * scale)
-            y1 = min(float(height), float(points.y.max()) + (margin_px + 1) * scale)
-            x0 = math.floor(x0 / scale) * scale
-            y0 = math.floor(y0 / scale) * scale
-            shape = (max(1, math.ceil((y1 - y0) / scale)), max(1, math.ceil((x1 - x0) / scale)))
-            shifted = type(points)(x=points.x - x0, y=points.y - y0, label=points.label)
-            grid = rasterize_points(shifted, shape, scale, radius_px=round(point_radius_um / mpp))
-            origin = (x0, y0)
-        elif record.kind == "scribbles" and record.labels.suffix.lower() in (".png", ".tif", ".tiff", ".bmp"):
-            from histoseg.labels.scribbles import read_scribble_image
-
-            level0 = read_scribble_image(
-                record.labels, scribble_colours or {}, classes, shape=(height, width)
-            )
-            shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
-            grid = _resample_sparse(level0, scale, shape)
-            origin = (0.0, 0.0)
-        elif record.kind == "scribbles":
-            from histoseg.labels.scribbles import read_scribbles_geojson
-
-            shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
-            grid, _warnings = read_scribbles_geojson(
-                record.labels,
-                classes,
-                shape=shape,
-                scale=scale,
-                brush_px=brush_um / mpp,
-                slide_size=(width, height),
-            )
-            for message in _warnings:
-                import logging
-
-                logging.getLogger(__name__).warning("%s: %s", record.labels, message)
-            origin = (0.0, 0.0)
-        else:  # pragma: no cover - guarded by read_slide_table
-            raise LabelError(f"{record.labels}: unknown label kind {record.kind!r}")
-        if not (grid != IGNORE_INDEX).any():
-            raise LabelError(
-                f"{record.labels}: no labelled pixel at mpp {mpp}; check the labels and value map"
-            )
-        if grow_um > 0 and record.kind == "scribbles":
-            grid = grow_scribbles_on_slide(slide, grid, scale, mpp, grow_um / mpp, classes=grow_classes)
-        return LabelledSlide(
-            path=record.slide,
-            slide_mpp=slide.mpp,
-            slide_mpp_override=record.mpp,
-            scale=scale,
-            origin=origin,
-            labels=grid,
-            kind=record.kind,
-        )
-
-
-def _windows_near_labels(
-    grid: np.ndarray, halo: int, window: int
-) -> Iterator[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
-    """Windows of a label grid that hold labelled pixels within ``halo`` of them.
-
-    Yields:
-        ``((r0, r1, c0, c1), (R0, R1, C0, C1))``: a window's inner part (tiles the grid) and the
-        same window grown by ``halo`` (clipped to the grid), both in grid pixels.
-    """
-    height, width = grid.shape
-    labelled = grid != IGNORE_INDEX
-    for r0 in range(0, height, window):
-        for c0 in range(0, width, window):
-            r1, c1 = min(height, r0 + window), min(width, c0 + window)
-            R0, C0 = max(0, r0 - halo), max(0, c0 - halo)
-            R1, C1 = min(height, r1 + halo), min(width, c1 + halo)
-            if labelled[R0:R1, C0:C1].any():
-                yield (r0, r1, c0, c1), (R0, R1, C0, C1)
-
-
-def grow_scribbles_on_slide(
-    slide: Slide,
-    grid: np.ndarray,
-    scale: float,
-    mpp: float,
-    segment_px: float,
-    window: int = 1024,
-    classes: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Grow a scribble label grid (origin at level-0 (0, 0)) to superpixels, window by window.
-
-    Only windows holding labelled pixels are read (at ``mpp``), so a whole-slide grid with a few
-    strokes costs a few reads; windows overlap by two superpixels and a window keeps the result of
-    its inner part only, so superpixels cut by a window edge are not trusted.
-
-    Args:
-        slide: The open slide.
-        grid: (H, W) uint8 scribble labels at ``mpp``, 255 = unlabelled.
-        scale: Level-0 pixels per grid pixel.
-        mpp: Grid resolution (microns per pixel).
-        segment_px: Superpixel side in grid pixels.
-        window: Window side in grid pixels (inner part).
-        classes: Class indices whose strokes grow (None = all).
-
-    Returns:
-        (H, W) uint8 grown labels.
-    """
-    from histoseg.labels.scribbles import grow_to_superpixels
-
-    out = grid.copy()
-    for (r0, r1, c0, c1), (R0, R1, C0, C1) in _windows_near_labels(grid, math.ceil(2 * segment_px), window):
-        image = slide.read_at_mpp(round(C0 * scale), round(R0 * scale), C1 - C0, R1 - R0, mpp)
-        grown = grow_to_superpixels(grid[R0:R1, C0:C1], image, segment_px, classes=classes)
-        out[r0:r1, c0:c1] = grown[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
-    return out
-
-
-def pseudo_label_slide(
-    item: LabelledSlide,
-    seeds: np.ndarray,
-    probabilities: Callable[[np.ndarray], np.ndarray],
-    mpp: float,
-    segment_px: float,
-    threshold: float,
-    *,
-    halo: int = 64,
-    window: int = 1024,
-) -> np.ndarray:
-    """Superpixel pseudo-labels of one training slide around its scribbles, window by window.
-
-    Each window holding scribbles is read at ``mpp`` with a ``halo`` of context (the model's
-    receptive field and the superpixels cut by the window edge), the model's class
-    probabilities are averaged over its superpixels and only the inner part is kept
-    (:func:`histoseg.labels.scribbles.superpixel_pseudo_labels`).
-
-    Args:
-        item: The labelled slide (its path, scale and origin are used).
-        seeds: (H, W) uint8 scribble labels on the item's grid (strokes, possibly grown).
-        probabilities: Maps an (h, w, 3) uint8 RGB image to (C, h, w) float class probabilities.
-        mpp: Grid resolution (microns per pixel).
-        segment_px: Superpixel side in grid pixels.
-        threshold: Minimum superpixel-mean probability of the best class.
-        halo: Context pixels around each window (grid pixels).
-        window: Window side in grid pixels (inner part).
-
-    Returns:
-        (H, W) uint8 labels: the seeds plus confident superpixels.
-    """
-    from histoseg.labels.scribbles import superpixel_pseudo_labels
-
-    out = seeds.copy()
-    halo = max(halo, math.ceil(2 * segment_px))
-    with Slide(item.path, mpp=item.slide_mpp_override) as slide:
-        for (r0, r1, c0, c1), (R0, R1, C0, C1) in _windows_near_labels(seeds, halo, window):
-            x = round(item.origin[0] + C0 * item.scale)
-            y = round(item.origin[1] + R0 * item.scale)
-            image = np.ascontiguousarray(slide.read_at_mpp(x, y, C1 - C0, R1 - R0, mpp))
-            labels = superpixel_pseudo_labels(
-                seeds[R0:R1, C0:C1], probabilities(image), image, segment_px, threshold=threshold
-            )
-            out[r0:r1, c0:c1] = labels[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
-    return out
-
-
-def _resample_sparse(level0: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
-    """Sparse level-0 labels onto a coarser grid.
-
-    A training pixel takes a labelled value from its footprint (the last in raster order, so thin
-    strokes survive downsampling), 255 when its footprint holds none.
-    """
-    if scale <= 1.0:
-        return resample_labels(level0, (0, 0), scale, (0, 0), shape)
-    out = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
-    rows, cols = np.nonzero(level0 != IGNORE_INDEX)
-    r = np.minimum((rows / scale).astype(np.int64), shape[0] - 1)
-    c = np.minimum((cols / scale).astype(np.int64), shape[1] - 1)
-    values = level0[rows, cols]
-    out[r, c] = values
-    return out
+    options = GridOptions(
+        classes=classes,
+        mpp=mpp,
+        value_map=value_map,
+        white_value_map=white_value_map,
+        brush_um=brush_um,
+        point_radius_um=point_radius_um,
+        margin_px=margin_px,
+        scribble_colours=scribble_colours,
+        grow_um=grow_um,
+        grow_classes=grow_classes,
+    )
+    grid = build_label_grid(record, options)
+    return LabelledSlide(
+        path=record.slide,
+        slide_mpp=grid.slide_mpp,
+        slide_mpp_override=record.mpp,
+        scale=grid.scale,
+        origin=grid.origin,
+        labels=grid.labels,
+        kind=record.kind,
+    )
 
 
 class _SlideReader:

@@ -48,10 +48,11 @@ from histoseg.inference.predict import Blend, SlidePrediction, predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
 from histoseg.io.slide import Slide, find_slides
-from histoseg.labels.points import level0_to_mask_index, point_count_fractions, read_points
+from histoseg.labels.points import level0_to_mask_index, read_points
 from histoseg.report.areas import interstitial_fraction, label_map_values_at, read_label_level
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
+from histoseg.report.point_counts import point_count_fractions
 from histoseg.report.ppi import ppi_interstitial_fraction
 from histoseg.report.tables import write_report_csv, write_report_json
 

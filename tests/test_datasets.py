@@ -12,9 +12,9 @@ from histoseg.datasets import (
     PatchOptions,
     RandomPatchDataset,
     prepare_labelled_slide,
-    read_slide_table,
 )
 from histoseg.errors import ConfigError
+from histoseg.labels.table import read_slide_table
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ import pytest
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import HistosegError, LabelError
 from histoseg.labels.points import (
-    INTERSTITIAL_KEY,
     PointSet,
-    grid_points_from_mask,
-    point_count_fractions,
     rasterize_points,
     read_points,
-    wilson_interval,
     write_points_csv,
 )
+from histoseg.labels.simulate import grid_points_from_mask
+from histoseg.report.point_counts import INTERSTITIAL_KEY, point_count_fractions, wilson_interval
 
 CLASSES = KIDNEY_CLASSES
 
@@ -201,6 +199,17 @@ def test_point_count_fractions_known_answer():
     assert counted["background"].fraction == pytest.approx(10 / 110)
     empty = point_count_fractions(PointSet([], [], []), CLASSES)
     assert math.isnan(empty["tubules"].fraction) and empty["tubules"][1:3] == (0.0, 1.0)
+
+
+def test_point_count_fractions_takes_any_object_with_labels():
+    """Report arithmetic is duck-typed: a plain namespace with a label array counts like a PointSet."""
+    from types import SimpleNamespace
+
+    labels = np.array([1, 1, 1, 2, 3, 0, 0], np.uint8)
+    plain = point_count_fractions(SimpleNamespace(label=labels), CLASSES)
+    same = point_count_fractions(PointSet(np.zeros(7), np.zeros(7), labels), CLASSES)
+    assert plain == same
+    assert plain[INTERSTITIAL_KEY].fraction == pytest.approx(3 / 5) and plain[INTERSTITIAL_KEY].n == 3
 
 
 def test_write_points_csv_round_trip_exact(tmp_path):

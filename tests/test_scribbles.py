@@ -10,14 +10,9 @@ from skimage.draw import disk, ellipse
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError, LabelError
-from histoseg.labels.scribbles import (
-    Stroke,
-    rasterize_strokes,
-    read_scribble_image,
-    read_scribbles_geojson,
-    simulate_scribbles,
-    write_scribbles_geojson,
-)
+from histoseg.labels.scribbles import read_scribble_image, read_scribbles_geojson, write_scribbles_geojson
+from histoseg.labels.simulate import simulate_scribbles
+from histoseg.labels.strokes import Stroke, rasterize_strokes
 
 CLASSES = KIDNEY_CLASSES
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -376,7 +371,7 @@ def test_shorter_strokes_spread_the_budget_over_more_objects():
 
 def test_grow_to_superpixels_known_halves():
     """Two flat colour halves, two superpixels: a stroke labels its half, never the other one."""
-    from histoseg.labels.scribbles import grow_to_superpixels
+    from histoseg.labels.superpixels import grow_to_superpixels
 
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, :40] = (200, 60, 160)  # PAS magenta
@@ -407,7 +402,8 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
 
     from conftest import make_labelled_slide
 
-    from histoseg.datasets import prepare_labelled_slide, read_slide_table
+    from histoseg.datasets import prepare_labelled_slide
+    from histoseg.labels.table import read_slide_table
 
     slide, _, truth = make_labelled_slide(tmp_path, "s0", seed=3)
     strokes = simulate_scribbles(truth, fraction=0.03, brush_px=3, seed=0)
@@ -426,7 +422,7 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
 
 
 def test_grow_to_superpixels_only_named_classes_grow():
-    from histoseg.labels.scribbles import grow_to_superpixels
+    from histoseg.labels.superpixels import grow_to_superpixels
 
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, :40] = (200, 60, 160)
@@ -436,40 +432,6 @@ def test_grow_to_superpixels_only_named_classes_grow():
     labels[30, 60] = 2  # tubules: grows
     grown = grow_to_superpixels(labels, image, segment_px=40, classes=iter([2, 3]))
     assert np.array_equal(grown[:, :40], labels[:, :40]) and (grown[:, 40:] == 2).all()
-
-
-def test_superpixel_pseudo_labels_known_halves():
-    """Model probabilities averaged over two flat superpixels: confident halves take the model's
-    class, doubtful ones stay unlabelled, strokes never change and veto a disagreeing model."""
-    from histoseg.labels.scribbles import superpixel_pseudo_labels
-
-    image = np.zeros((40, 80, 3), np.uint8)
-    image[:, :40] = (200, 60, 160)
-    image[:, 40:] = (240, 240, 240)
-    labels = np.full((40, 80), 255, np.uint8)
-    labels[18:21, 5:15] = 1
-    probs = np.zeros((3, 40, 80), np.float32)
-    probs[1, :, :40], probs[2, :, :40] = 0.9, 0.1
-    # right half: the model's boundary is blurred (class 2 fades to 0.7 at the edge); mean 0.85
-    probs[2, :, 40:] = np.linspace(0.7, 1.0, 40)[None, :]
-    probs[1, :, 40:] = 1 - probs[2, :, 40:]
-    out = superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0.8)
-    expected = np.full((40, 80), 1, np.uint8)
-    expected[:, 40:] = 2
-    assert np.array_equal(out, expected)
-    # above the right half's mean (0.85) and the left's (0.9): only the strokes stay
-    strict = superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0.95)
-    assert np.array_equal(strict, labels)
-    mid = superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0.87)
-    assert (mid[:, :40] == 1).all() and np.array_equal(mid[:, 40:], labels[:, 40:])
-    # a class-1 stroke in the right half: the model (class 2) is not trusted there
-    labels[30, 60] = 1
-    veto = superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0.8)
-    assert (veto[:, :40] == 1).all() and np.array_equal(veto[:, 40:], labels[:, 40:])
-    with pytest.raises(ConfigError, match="threshold"):
-        superpixel_pseudo_labels(labels, probs, image, segment_px=40, threshold=0)
-    with pytest.raises(ValueError, match="same pixels"):
-        superpixel_pseudo_labels(labels, probs[:, :, :60], image, segment_px=40)
 
 
 def test_synthetic_datamodule_simulates_contour_scribbles(tmp_path):

@@ -68,7 +68,8 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
     import numpy as np
 
     from histoseg.labels.dense import read_mask_file
-    from histoseg.labels.points import grid_points_from_mask, write_points_csv
+    from histoseg.labels.points import write_points_csv
+    from histoseg.labels.simulate import grid_points_from_mask
 
     points_dir = tmp_path / "points"
     for slide in slides:
@@ -101,7 +102,8 @@ def test_quantify_points_ppi_with_a_perfect_model_has_zero_width_at_the_truth(sl
     interstitial fraction equals the exact one, with the guard's 1/n width (no disagreement seen),
     far narrower than the point count's Wilson interval beside it."""
     from histoseg.labels.dense import read_mask_file
-    from histoseg.labels.points import grid_points_from_mask, write_points_csv
+    from histoseg.labels.points import write_points_csv
+    from histoseg.labels.simulate import grid_points_from_mask
 
     points_dir = tmp_path / "points"
     slide = slides[0]

@@ -10,6 +10,8 @@ sends, for the listed values, the pixels that are white in the image (see
 :func:`histoseg.io.tissue.white_pixels`: HSV saturation < 0.08 and value > 0.78, median-filtered
 5 x 5) to another class. FLASH: value 0 is interstitium on tissue and ``other`` on white space.
 
+:func:`dense_grid` is the ``dense`` label kind of :mod:`histoseg.labels.grid`.
+
 Example:
     >>> import numpy as np
     >>> from histoseg.labels.dense import apply_value_map
@@ -19,15 +21,22 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from histoseg import IGNORE_INDEX
 from histoseg.errors import LabelError
+
+if TYPE_CHECKING:
+    from histoseg.io.slide import Slide
+    from histoseg.labels.grid import GridOptions
+    from histoseg.labels.table import SlideRecord
 
 Image.MAX_IMAGE_PIXELS = None
 
@@ -224,3 +233,36 @@ def resample_labels(
     if valid_r.any() and valid_c.any():
         out[np.ix_(valid_r, valid_c)] = labels[np.ix_(rows[valid_r], cols[valid_c])]
     return out
+
+
+def dense_grid(
+    record: SlideRecord, slide: Slide, options: GridOptions
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The ``dense`` label kind: a slide's label mask resampled to the training grid.
+
+    The mask sits at ``record.label_offset`` (level-0); with ``options.white_value_map`` the
+    slide pixels under it are read for the tissue test.
+
+    Returns:
+        ``(labels, origin)``: (H, W) uint8 labels (255 = unlabelled) covering the mask, and the
+        level-0 ``(x, y)`` of ``labels[0, 0]`` (the mask's offset).
+    """
+    scale = options.mpp / slide.mpp
+    width, height = slide.dimensions
+    ox, oy = record.label_offset
+    image = None
+    if options.white_value_map:
+        h, w = read_mask_file(record.labels).shape  # type: ignore[arg-type]
+        if ox >= 0 and oy >= 0 and ox + w <= width and oy + h <= height:
+            image = slide.read_region(ox, oy, w, h, 0)  # else load_dense_labels reports the size error
+    level0 = load_dense_labels(
+        record.labels,  # type: ignore[arg-type]
+        options.classes,
+        image_size=(width, height),
+        value_map=options.value_map,
+        offset=record.label_offset,
+        white_value_map=options.white_value_map if image is not None else None,
+        image=image,
+    )
+    out_shape = (max(1, math.floor(level0.shape[0] / scale)), max(1, math.floor(level0.shape[1] / scale)))
+    return resample_labels(level0, (ox, oy), scale, (ox, oy), out_shape), (float(ox), float(oy))

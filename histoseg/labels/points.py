@@ -1,4 +1,4 @@
-"""Grid-point labels: reading, drawing from dense masks, rasterising, and point counting.
+"""Grid-point labels: reading, rasterising onto the training grid, and writing.
 
 Pathologists label a slide for stereology by giving a class to each point of a regular
 grid (docs/methods.md section 4). This module owns those labels:
@@ -6,18 +6,19 @@ grid (docs/methods.md section 4). This module owns those labels:
 - :class:`PointSet` — points in **level-0 pixels** ``(x, y)`` with a uint8 class index each;
 - :func:`read_points` — a CSV file (header ``x,y,class``) or a QuPath GeoJSON export of
   Point / MultiPoint annotations (``properties.classification.name``);
-- :func:`grid_points_from_mask` — a regular grid drawn over a dense label mask (experiments);
 - :func:`rasterize_points` — points into a sparse uint8 label mask (255 = unlabelled);
-- :func:`point_count_fractions` — the point-counting estimate of area fractions (and of the
-  interstitial fraction) with Wilson score 95 % confidence intervals;
-- :func:`write_points_csv` — the CSV form, written atomically.
+- :func:`write_points_csv` — the CSV form, written atomically;
+- :func:`points_grid` — the ``points`` label kind of :mod:`histoseg.labels.grid`.
 
-The GeoJSON helpers (:func:`load_geojson_features`, :class:`ClassLookup`) are shared with
-:mod:`histoseg.labels.scribbles`.
+Grid points drawn from a dense mask (experiments) are in :mod:`histoseg.labels.simulate`; point
+counting (area fractions with Wilson intervals) is report arithmetic, in
+:mod:`histoseg.report.point_counts`. GeoJSON files are read with the feature reader shared with
+scribbles (:mod:`histoseg.labels.annotations`).
 
 Example:
     >>> import numpy as np
-    >>> from histoseg.labels.points import grid_points_from_mask, rasterize_points
+    >>> from histoseg.labels.points import rasterize_points
+    >>> from histoseg.labels.simulate import grid_points_from_mask
     >>> mask = np.zeros((8, 8), np.uint8); mask[:, 4:] = 2
     >>> pts = grid_points_from_mask(mask, spacing_px=4, scale=2.0)  # level-0 = 2 x mask px
     >>> pts.x.tolist(), pts.y.tolist(), pts.label.tolist()
@@ -30,172 +31,25 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from histoseg import IGNORE_INDEX
 from histoseg.errors import HistosegError, LabelError
 from histoseg.io.files import atomic_path
+from histoseg.labels.annotations import ClassLookup, classify_features, load_geojson_features
 
-IGNORE = 255
-Z_95 = 1.959963984540054
-"""Two-sided 95 % standard normal quantile used by :func:`wilson_interval`."""
-
-
-# --------------------------------------------------------------------------------------------
-# Shared label-file helpers (also used by histoseg.labels.scribbles)
-# --------------------------------------------------------------------------------------------
-
-
-class ClassLookup:
-    """Map class names (or integer indices as text) from a label file to class indices.
-
-    Names match exactly first, then case-insensitively (QuPath's ``Tubules`` matches the
-    configured ``tubules``). A string of digits that is not a class name is read as a class
-    index and must be in ``range(len(classes))``.
-
-    Args:
-        classes: Class names in label-index order, e.g. ``histoseg.KIDNEY_CLASSES``.
-    """
-
-    def __init__(self, classes: Sequence[str]) -> None:
-        self.classes = tuple(str(c) for c in classes)
-        if not self.classes:
-            raise HistosegError("classes: the class list is empty; configure the class names of the model")
-        if len(self.classes) > 255:
-            raise HistosegError("classes: at most 255 classes fit a uint8 label mask (255 = unlabelled)")
-        self._exact = {name: i for i, name in enumerate(self.classes)}
-        self._folded: dict[str, int] = {}
-        for i, name in enumerate(self.classes):
-            self._folded.setdefault(name.casefold(), i)
-
-    def get(self, name: Any) -> int | None:
-        """Return the class index of ``name`` (str or int), or None when it is unknown."""
-        if isinstance(name, bool):
-            return None
-        if isinstance(name, (int, np.integer)):
-            return int(name) if 0 <= int(name) < len(self.classes) else None
-        text = str(name).strip()
-        if text in self._exact:
-            return self._exact[text]
-        if text.casefold() in self._folded:
-            return self._folded[text.casefold()]
-        if text.isdigit() and int(text) < len(self.classes):
-            return int(text)
-        return None
-
-    def unknown_error(self, path: str | os.PathLike[str], unknown: Mapping[str, str]) -> LabelError:
-        """Build the one-line error for unknown class names.
-
-        Args:
-            path: The label file.
-            unknown: Unknown name -> where it first occurs (e.g. ``"row 3"``).
-        """
-        listed = ", ".join(f"'{name}' ({where})" for name, where in list(unknown.items())[:8])
-        more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
-        return LabelError(
-            f"{path}: unknown class name(s) {listed}{more}; known classes are "
-            f"{', '.join(self.classes)} (or their indices 0-{len(self.classes) - 1}); "
-            "rename the classes in the label file or set the model's classes to match"
-        )
-
-
-def load_geojson_features(path: str | os.PathLike[str], what: str = "labels") -> list[dict[str, Any]]:
-    """Read the features of a (QuPath) GeoJSON file.
-
-    Accepts a ``FeatureCollection``, a bare list of features (older QuPath exports) or a
-    single ``Feature``.
-
-    Args:
-        path: The GeoJSON file.
-        what: What the file holds, for error messages (``"points"``, ``"scribbles"``).
-
-    Returns:
-        The feature dicts, in file order.
-
-    Raises:
-        LabelError: missing or unreadable file, invalid JSON, or not a FeatureCollection.
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise LabelError(f"{file}: {what} file not found; check the path in the slide table")
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelError(
-            f"{file}: cannot read the {what} file ({exc}); export it again as UTF-8 GeoJSON"
-        ) from None
-    if not text.strip():
-        raise LabelError(f"{file}: the {what} file is empty; export the annotations from QuPath as GeoJSON")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LabelError(
-            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
-            "export the annotations from QuPath again (File > Export objects as GeoJSON)"
-        ) from None
-    if isinstance(data, list):
-        features = data
-    elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features")
-        if not isinstance(features, list):
-            raise LabelError(
-                f"{file}: the FeatureCollection has no 'features' list; export it again from QuPath"
-            )
-    elif isinstance(data, dict) and data.get("type") == "Feature":
-        features = [data]
-    else:
-        kind = data.get("type") if isinstance(data, dict) else type(data).__name__
-        raise LabelError(
-            f"{file}: not a GeoJSON FeatureCollection (top-level type is {kind!r}); "
-            "export the annotations with QuPath's File > Export objects as GeoJSON"
-        )
-    for i, feature in enumerate(features):
-        if not isinstance(feature, dict) or not isinstance(feature.get("geometry"), (dict, type(None))):
-            raise LabelError(
-                f"{file}: feature {i} is not a GeoJSON Feature with a 'geometry'; "
-                "export the annotations again from QuPath"
-            )
-    return features
-
-
-def feature_class_name(feature: Mapping[str, Any]) -> str | None:
-    """Return a feature's QuPath class name (``properties.classification.name``) or None."""
-    props = feature.get("properties") or {}
-    if not isinstance(props, Mapping):
-        return None
-    cls = props.get("classification")
-    if isinstance(cls, Mapping):
-        name = cls.get("name")
-        if name is None and isinstance(cls.get("names"), list) and cls["names"]:
-            name = ": ".join(str(n) for n in cls["names"])  # QuPath derived classes
-        return None if name is None else str(name)
-    if isinstance(cls, (str, int)) and not isinstance(cls, bool):
-        return str(cls)
-    return None
-
-
-def feature_label(feature: Mapping[str, Any], index: int) -> str:
-    """Human name of a feature for messages: ``feature 3 ('name')`` or ``feature 3 (id ...)``."""
-    props = feature.get("properties") or {}
-    name = props.get("name") if isinstance(props, Mapping) else None
-    if name:
-        return f"feature {index} ('{name}')"
-    if feature.get("id") is not None:
-        return f"feature {index} (id {feature['id']})"
-    return f"feature {index}"
-
-
-# --------------------------------------------------------------------------------------------
-# Point sets
-# --------------------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from histoseg.io.slide import Slide
+    from histoseg.labels.grid import GridOptions
+    from histoseg.labels.table import SlideRecord
 
 
 @dataclass
@@ -302,49 +156,49 @@ def _read_points_csv(path: Path, lookup: ClassLookup, slide_size: tuple[int, int
     return PointSet(np.array(xs), np.array(ys), np.array(labels, dtype=np.uint8))
 
 
+def _point_coordinates(
+    path: Path, skipped: list[str]
+) -> Callable[[Mapping[str, Any], str], list[Any] | None]:
+    """The geometry parser of point files: the coordinate list of Point / MultiPoint features."""
+
+    def parse(feature: Mapping[str, Any], where: str) -> list[Any] | None:
+        geometry = feature.get("geometry") or {}
+        kind = geometry.get("type")
+        if kind == "Point":
+            return [geometry.get("coordinates")]
+        if kind == "MultiPoint":
+            coords = geometry.get("coordinates")
+            if not isinstance(coords, list):
+                raise LabelError(f"{path}: {where} has no coordinate list; export it again from QuPath")
+            return coords
+        skipped.append(f"{where}: {kind}")
+        return None
+
+    return parse
+
+
 def _read_points_geojson(path: Path, lookup: ClassLookup, slide_size: tuple[int, int] | None) -> PointSet:
+    skipped_geometry: list[str] = []
     features = load_geojson_features(path, "points")
+    classified, unclassified = classify_features(
+        path, features, lookup, _point_coordinates(path, skipped_geometry)
+    )
     xs: list[float] = []
     ys: list[float] = []
     labels: list[int] = []
-    unknown: dict[str, str] = {}
-    skipped_geometry: list[str] = []
-    unclassified: list[str] = []
-    for i, feature in enumerate(features):
-        geometry = feature.get("geometry") or {}
-        kind = geometry.get("type")
-        where = feature_label(feature, i)
-        if kind == "Point":
-            coords = [geometry.get("coordinates")]
-        elif kind == "MultiPoint":
-            coords = geometry.get("coordinates")
-        else:
-            skipped_geometry.append(f"{where}: {kind}")
-            continue
-        name = feature_class_name(feature)
-        if name is None:
-            unclassified.append(where)
-            continue
-        index = lookup.get(name)
-        if index is None:
-            unknown.setdefault(name, where)
-            continue
-        if not isinstance(coords, list):
-            raise LabelError(f"{path}: {where} has no coordinate list; export it again from QuPath")
-        for point in coords:
+    for item in classified:
+        for point in item.geometry:
             try:
                 x, y = float(point[0]), float(point[1])
             except (TypeError, ValueError, IndexError):
                 raise LabelError(
-                    f"{path}: {where} has a non-numeric coordinate {point!r}; "
+                    f"{path}: {item.where} has a non-numeric coordinate {point!r}; "
                     "coordinates must be [x, y] numbers"
                 ) from None
-            _check_inside(path, x, y, where, slide_size)
+            _check_inside(path, x, y, item.where, slide_size)
             xs.append(x)
             ys.append(y)
-            labels.append(index)
-    if unknown:
-        raise lookup.unknown_error(path, unknown)
+            labels.append(item.class_index)
     if skipped_geometry:
         warnings.warn(
             f"{path}: skipped {len(skipped_geometry)} non-point feature(s) "
@@ -453,57 +307,6 @@ def level0_to_mask_index(v: np.ndarray, scale: float) -> np.ndarray:
     return np.floor(np.asarray(v, dtype=np.float64) / float(scale)).astype(np.int64)
 
 
-def grid_points_from_mask(
-    mask: np.ndarray,
-    spacing_px: float,
-    *,
-    offset: float | None = None,
-    scale: float = 1.0,
-    ignore: Iterable[int] = (IGNORE,),
-) -> PointSet:
-    """Labelled points on a regular square grid over a dense label mask.
-
-    Grid positions in **mask pixels** are ``u = offset + i * spacing_px`` (columns) and
-    ``v = offset + j * spacing_px`` (rows) for all ``u < W``, ``v < H``; a point gets the label
-    of the mask pixel that contains it and is returned at level-0 ``(u * scale, v * scale)``.
-    With the default offset ``spacing_px / 2`` the points sit at the centres of the grid
-    cells. Points on pixels whose label is in ``ignore`` are dropped. The label is looked up
-    with the same rule as :func:`rasterize_points` (``floor(level0 / scale)``), so rasterising
-    the result at ``scale`` puts each point back on the pixel it was read from.
-
-    Args:
-        mask: (H, W) uint8 dense label mask.
-        spacing_px: Grid spacing in mask pixels (``spacing_um / mask_mpp``), > 0.
-        offset: Position of the first grid line in mask pixels (default ``spacing_px / 2``).
-        scale: Level-0 pixels per mask pixel (``mask_mpp / slide_mpp``).
-        ignore: Label values that make no point.
-
-    Returns:
-        The points in row-major order (level-0 pixels).
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"grid_points_from_mask: mask must be (H, W), got shape {mask.shape}")
-    if not spacing_px > 0 or not scale > 0:
-        raise HistosegError(
-            f"grid spacing ({spacing_px}) and scale ({scale}) must be > 0; set a positive grid spacing"
-        )
-    start = spacing_px / 2.0 if offset is None else float(offset)
-    height, width = mask.shape
-    us = start + spacing_px * np.arange(max(0, math.ceil((width - start) / spacing_px)))
-    vs = start + spacing_px * np.arange(max(0, math.ceil((height - start) / spacing_px)))
-    us = us[(us >= 0) & (us < width)]
-    vs = vs[(vs >= 0) & (vs < height)]
-    vv, uu = np.meshgrid(vs, us, indexing="ij")
-    x = (uu * scale).ravel()
-    y = (vv * scale).ravel()
-    cols = np.clip(level0_to_mask_index(x, scale), 0, width - 1)
-    rows = np.clip(level0_to_mask_index(y, scale), 0, height - 1)
-    labels = mask[rows, cols]
-    keep = ~np.isin(labels, np.asarray(list(ignore)))
-    return PointSet(x[keep], y[keep], labels[keep].astype(np.uint8))
-
-
 def disk_offsets(radius_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column offsets of the pixels with ``dr**2 + dc**2 <= radius_px**2``."""
     r = int(radius_px)
@@ -533,7 +336,7 @@ def rasterize_points(
         (H, W) uint8 mask: class index at labelled pixels, 255 elsewhere.
     """
     height, width = (int(shape[0]), int(shape[1]))
-    out = np.full((height, width), IGNORE, np.uint8)
+    out = np.full((height, width), IGNORE_INDEX, np.uint8)
     if len(points) == 0:
         return out
     if radius_px < 0:
@@ -559,119 +362,40 @@ def rasterize_points(
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Point counting
-# --------------------------------------------------------------------------------------------
+def points_grid(
+    record: SlideRecord, slide: Slide, options: GridOptions
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The ``points`` label kind: a slide's grid points as discs on the training grid.
 
-
-class PointFraction(NamedTuple):
-    """A point-counting fraction estimate.
-
-    Attributes:
-        fraction: Points in the class / points counted (nan when none were counted).
-        ci_low: Lower end of the Wilson score 95 % interval.
-        ci_high: Upper end of the Wilson score 95 % interval.
-        n: Number of points in the class (the numerator).
-    """
-
-    fraction: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-
-def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n`` (Wilson, JASA 1927).
-
-    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``; unlike the normal (Wald)
-    interval it stays inside [0, 1] and keeps its coverage for small ``n`` and for ``p``
-    near 0 or 1 (Brown, Cai & DasGupta, Stat. Sci. 2001). ``n = 0`` gives ``(0, 1)``.
-
-    Args:
-        k: Successes, ``0 <= k <= n``.
-        n: Trials.
-        z: Normal quantile (1.96 for 95 %).
+    The grid covers the points' bounding box plus ``options.margin_px`` training pixels (clipped
+    to the slide), its origin snapped to a multiple of the training pixel.
 
     Returns:
-        ``(low, high)``.
+        ``(labels, origin)``: (H, W) uint8 labels (255 = unlabelled) and the level-0 ``(x, y)``
+        of ``labels[0, 0]``.
     """
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
-    if k == 0:
-        low = 0.0
-    if k == n:
-        high = 1.0
-    return low, high
-
-
-INTERSTITIAL_KEY = "interstitial_fraction"
-"""Key of the interstitial-fraction estimate in :func:`point_count_fractions`."""
-
-
-def point_count_fractions(
-    points: PointSet, classes: Sequence[str], exclude: Iterable[str] = ("background",)
-) -> dict[str, PointFraction]:
-    """Stereological point counting: area fractions estimated from point counts.
-
-    With points on a systematic grid, the fraction of points that hit a class is an unbiased
-    estimate of that class's area fraction (Delesse principle; Weibel, *Stereological
-    Methods*, 1979). Points of the ``exclude`` classes (glass) are not counted. The
-    confidence intervals are **Wilson score 95 % intervals** that treat the points as
-    independent binomial trials; grid points are systematic rather than random, which
-    usually makes the true error smaller, so the interval is conservative for large regular
-    structures.
-
-    Also returns, under the key ``"interstitial_fraction"`` (when the classes include
-    interstitium, tubules and glomeruli), the biomarker
-    ``A_int / (A_int + A_tub + A_glom)`` estimated as points in interstitium / points in
-    those three classes.
-
-    Args:
-        points: Labelled points.
-        classes: Class names in label-index order.
-        exclude: Class names not counted (default: background).
-
-    Returns:
-        Class name -> :class:`PointFraction` ``(fraction, ci_low, ci_high, n)`` for every class
-        not excluded (``n`` = points in the class; the denominator is the sum of ``n``), plus
-        ``"interstitial_fraction"`` (``n`` = interstitium points; denominator = points in the
-        three classes).
-    """
-    names = tuple(classes)
-    excluded = set(exclude)
-    counts = np.bincount(points.label.astype(np.int64), minlength=len(names))[: len(names)]
-    counted = [i for i, name in enumerate(names) if name not in excluded]
-    total = int(sum(int(counts[i]) for i in counted))
-    result: dict[str, PointFraction] = {}
-    for i in counted:
-        k = int(counts[i])
-        low, high = wilson_interval(k, total)
-        result[names[i]] = PointFraction(k / total if total else float("nan"), low, high, k)
-    if {"interstitium", "tubules", "glomeruli"} <= set(names):
-        k = int(counts[names.index("interstitium")])
-        denom = k + int(counts[names.index("tubules")]) + int(counts[names.index("glomeruli")])
-        low, high = wilson_interval(k, denom)
-        result[INTERSTITIAL_KEY] = PointFraction(k / denom if denom else float("nan"), low, high, k)
-    return result
+    scale = options.mpp / slide.mpp
+    width, height = slide.dimensions
+    points = read_points(record.labels, options.classes, slide_size=(width, height))  # type: ignore[arg-type]
+    margin = options.margin_px
+    x0 = max(0.0, float(points.x.min()) - margin * scale)
+    y0 = max(0.0, float(points.y.min()) - margin * scale)
+    x1 = min(float(width), float(points.x.max()) + (margin + 1) * scale)
+    y1 = min(float(height), float(points.y.max()) + (margin + 1) * scale)
+    x0 = math.floor(x0 / scale) * scale
+    y0 = math.floor(y0 / scale) * scale
+    shape = (max(1, math.ceil((y1 - y0) / scale)), max(1, math.ceil((x1 - x0) / scale)))
+    shifted = PointSet(x=points.x - x0, y=points.y - y0, label=points.label)
+    radius = round(options.point_radius_um / options.mpp)
+    return rasterize_points(shifted, shape, scale, radius_px=radius), (x0, y0)
 
 
 __all__ = [
-    "INTERSTITIAL_KEY",
-    "ClassLookup",
-    "PointFraction",
     "PointSet",
-    "feature_class_name",
-    "grid_points_from_mask",
-    "load_geojson_features",
-    "point_count_fractions",
+    "disk_offsets",
+    "level0_to_mask_index",
+    "points_grid",
     "rasterize_points",
     "read_points",
-    "wilson_interval",
     "write_points_csv",
 ]

@@ -34,15 +34,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError, LabelError
-
-IGNORE = 255
 
 
 def partial_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
-    ignore_index: int = IGNORE,
+    ignore_index: int = IGNORE_INDEX,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy averaged over labelled pixels only (Tang et al. 2018, eq. 2).

@@ -56,11 +56,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from histoseg import IGNORE_INDEX
+from histoseg.report.point_counts import Z_95
 
 __all__ = ["Z_95", "RatioEstimate", "Variance", "ppi_interstitial_fraction", "ratio_ppi"]
 
-Z_95 = 1.959963984540054
-"""Two-sided 95 % normal quantile."""
 
 Domain = Literal["slide", "tissue"]
 

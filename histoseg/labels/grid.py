@@ -1,0 +1,136 @@
+"""One entry point from a slide-table row to its label grid, through a registry of label kinds.
+
+:func:`build_label_grid` opens a row's slide and hands it to the builder of the row's label
+kind (:data:`LABEL_GRIDS`), which returns a uint8 *label grid* at the training mpp (255 =
+unlabelled) and its level-0 origin. A builder is a function
+``(record, slide, options) -> (labels, origin)``; adding a label kind is one module holding its
+reader and builder plus one line in :data:`LABEL_GRIDS` (the slide table accepts every key).
+
+Example:
+    >>> from histoseg.labels.grid import LABEL_GRIDS, label_kinds
+    >>> label_kinds()
+    ('dense', 'points', 'scribbles')
+    >>> LABEL_GRIDS["points"].__module__
+    'histoseg.labels.points'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from histoseg import IGNORE_INDEX
+from histoseg.errors import LabelError
+from histoseg.io.slide import Slide
+from histoseg.labels.dense import dense_grid
+from histoseg.labels.points import points_grid
+from histoseg.labels.scribbles import scribbles_grid
+
+if TYPE_CHECKING:
+    from histoseg.labels.table import SlideRecord
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How labels are put on the training grid (each builder reads the options of its kind).
+
+    Attributes:
+        classes: Class names in label-index order.
+        mpp: Training resolution (microns per pixel).
+        value_map: Dense masks: ``{raw value: class name | "ignore"}`` (None = values are indices).
+        white_value_map: Dense masks: ``{raw value: class name}`` for white pixels of those values.
+        brush_um: Scribbles: stroke width in microns.
+        point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
+        margin_px: Points: training pixels kept around the points' bounding box.
+        scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
+        grow_um: Scribbles: grow each stroke's class to the colour superpixels (about ``grow_um``
+            microns across) it touches alone (:func:`histoseg.labels.superpixels.grow_to_superpixels`);
+            0 = off.
+        grow_classes: Class indices whose strokes grow (None = all).
+    """
+
+    classes: Sequence[str]
+    mpp: float
+    value_map: Mapping[int, str] | None = None
+    white_value_map: Mapping[int, str] | None = None
+    brush_um: float = 2.0
+    point_radius_um: float = 0.0
+    margin_px: int = 0
+    scribble_colours: Mapping[str, Sequence[int] | str] | None = None
+    grow_um: float = 0.0
+    grow_classes: Sequence[int] | None = None
+
+
+class GridBuilder(Protocol):
+    """Puts one label kind on the training grid: ``(labels (H, W) uint8, level-0 origin (x, y))``."""
+
+    def __call__(
+        self, record: SlideRecord, slide: Slide, options: GridOptions
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """Return the row's ``(labels, origin)`` on the grid of ``options.mpp``."""
+        ...
+
+
+LABEL_GRIDS: dict[str, GridBuilder] = {
+    "dense": dense_grid,
+    "points": points_grid,
+    "scribbles": scribbles_grid,
+}
+"""Label kind -> its grid builder. The slide table's ``kind`` column takes these keys (or ``none``)."""
+
+
+def label_kinds() -> tuple[str, ...]:
+    """The registered label kinds, in registry order."""
+    return tuple(LABEL_GRIDS)
+
+
+@dataclass
+class LabelGrid:
+    """A slide's labels on the training grid.
+
+    Attributes:
+        labels: (H, W) uint8 class indices at the training mpp, 255 = unlabelled.
+        origin: Level-0 ``(x, y)`` of ``labels[0, 0]``.
+        scale: Level-0 pixels per training pixel (``mpp / slide_mpp``).
+        slide_mpp: Level-0 mpp of the slide (metadata or the table's override).
+    """
+
+    labels: np.ndarray
+    origin: tuple[float, float]
+    scale: float
+    slide_mpp: float
+
+
+def build_label_grid(record: SlideRecord, options: GridOptions) -> LabelGrid:
+    """Open a row's slide and put its labels on the training grid at ``options.mpp``.
+
+    Raises:
+        LabelError: the row has no labels, its kind is not registered, or its labels leave no
+            labelled pixel at this mpp.
+        HistosegError: unreadable slide or labels (see the builders).
+    """
+    if record.labels is None or record.kind == "none":
+        raise LabelError(
+            f"{record.slide}: no labels for a {record.split} slide; add a labels file to the slide table"
+        )
+    builder = LABEL_GRIDS.get(record.kind)
+    if builder is None:
+        raise LabelError(
+            f"{record.labels}: unknown label kind {record.kind!r}; "
+            f"use one of {', '.join(label_kinds())} in the slide table's kind column"
+        )
+    with Slide(Path(record.slide), mpp=record.mpp) as slide:
+        labels, origin = builder(record, slide, options)
+        grid = LabelGrid(labels, origin, options.mpp / slide.mpp, slide.mpp)
+    if not (grid.labels != IGNORE_INDEX).any():
+        raise LabelError(
+            f"{record.labels}: no labelled pixel at mpp {options.mpp}; check the labels and value map"
+        )
+    return grid
+
+
+__all__ = ["LABEL_GRIDS", "GridBuilder", "GridOptions", "LabelGrid", "build_label_grid", "label_kinds"]
