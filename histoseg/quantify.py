@@ -8,8 +8,8 @@ inside the output folder ``OUT`` only (names from :func:`histoseg.io.files.safe_
 - ``OUT/<stem>.overlay.png``: thumbnail and prediction side by side, legend and biomarker;
 - ``OUT/.<stem>.result.json``: the slide's numbers, written **last** (the completion marker);
 
-and for the cohort ``OUT/report.csv``, ``OUT/report.json`` and ``OUT/cohort.png``, built from the
-result files. Every file is written under a temporary name and renamed when complete.
+and for the cohort ``OUT/report.csv``, ``OUT/report.json``, ``OUT/cohort.png`` and ``OUT/index.html``,
+built from the result files. Every file is written under a temporary name and renamed when complete.
 
 - **Resume**: a slide whose result file says ``ok`` for the same slide file (path, size, mtime),
   checkpoint and settings, and whose three outputs exist, is skipped. Failed slides are retried.
@@ -50,11 +50,13 @@ from histoseg.io.slide import Slide, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
+from histoseg.report.html import write_html_report
+from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
 __all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
 
-REPORT_FILES = ("report.csv", "report.json", "cohort.png")
+REPORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
 OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
 
 
@@ -413,13 +415,12 @@ class Cohort:
 
         write_report_csv(out_dir / "report.csv", report_rows(results))
         write_cohort_png(out_dir / "cohort.png", results)
+        page = write_html_report(out_dir, results, extra)
         failed = sum(r["status"] != "ok" for r in results)
-        if progress and sys.stderr.isatty():
-            print(
-                f"histoseg: {len(results) - failed} slides ok ({self.reused} reused), {failed} failed; "
-                f"report: {out_dir / 'report.csv'}",
-                file=sys.stderr,
-            )
+        if progress:  # also when stderr is not a terminal: a batch log says how the run ended
+            fresh = [written_since(_marker(out_dir, stem), self.started) for stem in self.stems]
+            for line in run_summary(results, fresh, time.time() - self.started, page):
+                print(line, file=sys.stderr)
         return 1 if failed else 0
 
 
