@@ -338,9 +338,10 @@ def main(args: Sequence[str] | None = None) -> None:
         if user is not None:
             _fail(_one_line(user), user.exit_code)
         name = type(exc).__name__
-        if name in ("ArgumentError", "NSKeyError", "MisconfigurationException") or "jsonargparse" in type(
-            exc
-        ).__module__:
+        if (
+            name in ("ArgumentError", "NSKeyError", "MisconfigurationException")
+            or "jsonargparse" in type(exc).__module__
+        ):
             _fail(_config_message(exc, argv))
         if "HistosegError" in str(exc) or "SlideError" in str(exc) or "LabelError" in str(exc):
             _fail(_one_line(exc))

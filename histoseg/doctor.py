@@ -165,7 +165,9 @@ def check_bf16(supported: Callable[[], bool] = _bf16_supported) -> Check:
     """Native bf16 on this CPU (fast ``bf16-mixed`` CPU training/inference); without it bf16 is emulated."""
     if supported():
         return Check("bf16", True, "bf16 supported natively on this CPU (precision bf16-mixed is fast)")
-    return Check("bf16", None, "no native bf16 on this CPU: use precision 32-true on the CPU (bf16 is emulated, slow)")
+    return Check(
+        "bf16", None, "no native bf16 on this CPU: use precision 32-true on the CPU (bf16 is emulated, slow)"
+    )
 
 
 def cache_folder() -> tuple[Path, str]:
@@ -205,7 +207,9 @@ def check_disk(folder: Path | None = None, free_bytes: Callable[[Path], int] = _
     try:
         free = free_bytes(path)
     except OSError as exc:
-        return Check("disk", False, f"cannot read the free space at {path} ({exc})", "check the folder exists")
+        return Check(
+            "disk", False, f"cannot read the free space at {path} ({exc})", "check the folder exists"
+        )
     text = f"{free / 2**30:.1f} GiB free at {path}"
     if free < MIN_FREE_BYTES:
         return Check(
@@ -252,7 +256,9 @@ def main(argv: Sequence[str] = ()) -> int:
 
     if argv:
         if list(argv) in (["-h"], ["--help"]):
-            print("usage: histoseg doctor\n\nCheck the installation: packages, OpenSlide, weights, GPUs, bf16, cache, disk.")
+            print(
+                "usage: histoseg doctor\n\nCheck the installation: packages, OpenSlide, weights, GPUs, bf16, cache, disk."
+            )
             return 0
         raise HistosegError(f"doctor: unexpected argument {argv[0]!r}; run 'histoseg doctor' without options")
     return run_doctor()

@@ -67,7 +67,10 @@ def test_only_new_edited_and_reclassified_features_are_kept():
 
 
 def test_written_labels_rasterise_as_scribbles_and_nothing_else(tmp_path):
-    predicted = [square(0, 0, 8, "tubules", name=PREDICTION_NAME), square(16, 0, 8, "tubules", name=PREDICTION_NAME)]
+    predicted = [
+        square(0, 0, 8, "tubules", name=PREDICTION_NAME),
+        square(16, 0, 8, "tubules", name=PREDICTION_NAME),
+    ]
     (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": predicted}))
     corrected = as_qupath_exports(predicted)
     corrected[1]["properties"]["classification"] = {"name": "glomeruli"}
@@ -97,7 +100,13 @@ def test_corrections_command_line(tmp_path, capsys):
     predicted = [square(0, 0, 8, "tubules", name=PREDICTION_NAME)]
     (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": predicted}))
     (tmp_path / "b.geojson").write_text(json.dumps([*predicted, square(10, 0, 4, "glomeruli")]))
-    args = ["corrections", "--predicted", str(tmp_path / "a.geojson"), "--corrected", str(tmp_path / "b.geojson")]
+    args = [
+        "corrections",
+        "--predicted",
+        str(tmp_path / "a.geojson"),
+        "--corrected",
+        str(tmp_path / "b.geojson"),
+    ]
     with pytest.raises(SystemExit) as exit_:
         main([*args, "--out", str(tmp_path / "l.geojson")])
     assert exit_.value.code == 0
@@ -110,7 +119,9 @@ def test_corrections_command_line(tmp_path, capsys):
         main([*args, "--out", str(tmp_path / "a.geojson")])
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'a.geojson'}: --out is one of the input")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {tmp_path / 'a.geojson'}: --out is one of the input"
+    )
 
 
 def cli(*args):
@@ -143,7 +154,15 @@ def test_correction_round_fixes_the_corrected_region(tmp_path, capsys):
     slide, dense, truth = make_labelled_slide(tmp_path, "s", seed=3)
     table = "slide,labels,kind,split,mpp\n{labels}s.tif,s.png,dense,val,0.5\n"
     (tmp_path / "weak.csv").write_text(table.format(labels="s.tif,s.png,dense,train,0.5\n"))
-    run = ["fit", "--config", TINY, "--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "true"]
+    run = [
+        "fit",
+        "--config",
+        TINY,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_checkpointing",
+        "true",
+    ]
     # 1. a deliberately weak model: one optimizer step
     assert cli(*run, "--data.init_args.slides", tmp_path / "weak.csv", "--trainer.max_steps", "1",
                "--trainer.default_root_dir", tmp_path / "weak") == 0  # fmt: skip
@@ -162,7 +181,9 @@ def test_correction_round_fixes_the_corrected_region(tmp_path, capsys):
     stroke = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [
         [float(cols.min()), y], [float(cols.max()) + 1, y]]}, "properties": {"classification": {"name": "interstitium"}}}  # fmt: skip
     exported = as_qupath_exports([*predicted, *drawn]) + [stroke]
-    (tmp_path / "corrected.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": exported}))
+    (tmp_path / "corrected.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": exported})
+    )
     # 3. corrections -> labels: the untouched predictions are dropped
     assert cli("corrections", "--predicted", tmp_path / "pred" / "s.geojson", "--corrected",
                tmp_path / "corrected.geojson", "--out", tmp_path / "labels.geojson") == 0  # fmt: skip
@@ -178,5 +199,7 @@ def test_correction_round_fixes_the_corrected_region(tmp_path, capsys):
     dice_before = region_dice(before, truth, region, 3)
     dice_after = region_dice(after, truth, region, 3)
     with capsys.disabled():
-        print(f"\ncorrected region ({int(region.sum())} px, glomeruli): Dice before {dice_before:.3f}, after {dice_after:.3f}")
+        print(
+            f"\ncorrected region ({int(region.sum())} px, glomeruli): Dice before {dice_before:.3f}, after {dice_after:.3f}"
+        )
     assert dice_after > max(dice_before + 0.3, 0.7)

@@ -148,7 +148,9 @@ def _check_output(out: Path, inputs: Sequence[Path]) -> None:
         except (OSError, ValueError, TypeError):
             ours = False
         if not ours:
-            raise ConfigError(f"{out}: exists and was not written by 'histoseg corrections'; choose another --out")
+            raise ConfigError(
+                f"{out}: exists and was not written by 'histoseg corrections'; choose another --out"
+            )
 
 
 def write_corrections(
@@ -168,7 +170,9 @@ def write_corrections(
     predicted, corrected, out = Path(predicted), Path(corrected), Path(out)
     _check_output(out, [predicted, corrected])
     features, stats = extract_corrections(
-        load_geojson_features(predicted, "prediction"), load_geojson_features(corrected, "corrections"), tolerance
+        load_geojson_features(predicted, "prediction"),
+        load_geojson_features(corrected, "corrections"),
+        tolerance,
     )
     if not features:
         raise LabelError(
@@ -192,11 +196,18 @@ def main(argv: Sequence[str]) -> int:
         description="Keep only what was corrected in QuPath (new, redrawn or reclassified annotations, strokes) "
         "as training labels for a fine-tune (slide table kind=scribbles); see docs/qupath.md.",
     )
-    parser.add_argument("--predicted", required=True, help="the GeoJSON 'histoseg quantify' wrote for the slide")
-    parser.add_argument("--corrected", required=True, help="the GeoJSON exported from QuPath after correcting")
+    parser.add_argument(
+        "--predicted", required=True, help="the GeoJSON 'histoseg quantify' wrote for the slide"
+    )
+    parser.add_argument(
+        "--corrected", required=True, help="the GeoJSON exported from QuPath after correcting"
+    )
     parser.add_argument("--out", required=True, help="labels to write (.geojson)")
     parser.add_argument(
-        "--tolerance", type=float, default=0.5, help="level-0 pixels a boundary may move and count as untouched"
+        "--tolerance",
+        type=float,
+        default=0.5,
+        help="level-0 pixels a boundary may move and count as untouched",
     )
     parsed = parser.parse_args(list(argv))
     stats = write_corrections(parsed.predicted, parsed.corrected, parsed.out, parsed.tolerance)

@@ -135,7 +135,9 @@ def find_intervals(mapping: Mapping[str, Any]) -> list[tuple[str, str | None, st
         for lo_suffix, hi_suffix in _PAIRS:
             if key.endswith(lo_suffix) and key[: -len(lo_suffix)] + hi_suffix in mapping:
                 prefix = key[: -len(lo_suffix)]
-                estimate = next((k for k in (prefix, f"{prefix}_fraction", f"{prefix}_mean") if k in mapping), None)
+                estimate = next(
+                    (k for k in (prefix, f"{prefix}_fraction", f"{prefix}_mean") if k in mapping), None
+                )
                 found.append((prefix, estimate, key, prefix + hi_suffix))
                 used.update((key, prefix + hi_suffix))
                 break
@@ -300,7 +302,9 @@ def _slide_section(result: Mapping[str, Any]) -> str:
         (f"{stem}.overlay.png", "overlay"),
         (f".{stem}.result.json", "result (JSON)"),
     ]
-    parts.append('<p class="links">' + "".join(f'<a href="{_href(f)}">{escape(t)}</a>' for f, t in links) + "</p>")
+    parts.append(
+        '<p class="links">' + "".join(f'<a href="{_href(f)}">{escape(t)}</a>' for f, t in links) + "</p>"
+    )
     parts.append(f'<img alt="overlay of {name}" src="{_href(stem + ".overlay.png")}">')
     parts.append(_rows_table(result.get("rows") or []))
     return "".join(parts) + "</section>"

@@ -1,4 +1,4 @@
-"""The few lines a quantify run ends with: what was done, skipped and failed, how fast, where the report is.
+r"""The few lines a quantify run ends with: what was done, skipped and failed, how fast, where the report is.
 
 :func:`run_summary` formats them from the per-slide results; ``histoseg quantify`` prints them on
 stderr at the end of every run, also when stderr is not a terminal (a batch job's log then says
@@ -10,7 +10,7 @@ Example:
     ...     [{"slide": "a.svs", "status": "ok", "slide_dimensions": [2000, 1000]},
     ...      {"slide": "b.svs", "status": "failed", "error": "truncated file"}],
     ...     fresh=[True, True], seconds=4.0, report="out/index.html")
-    >>> print("\\n".join(lines))
+    >>> print("\n".join(lines))
     quantify: 2 slides: 1 done, 0 skipped (already complete), 1 failed; 4.0 s wall time, 4.0 s per slide done (0.5 Mpx/s)
       failed: b.svs: truncated file
     report: out/index.html
@@ -57,7 +57,9 @@ def run_summary(
         head += f", {seconds / len(done):.1f} s per slide done ({pixels / max(seconds, 1e-9):.1f} Mpx/s)"
     lines = [head]
     for result in failed[:max_failures]:
-        lines.append(f"  failed: {result.get('slide', '?')}: {' '.join(str(result.get('error', '')).split())}")
+        lines.append(
+            f"  failed: {result.get('slide', '?')}: {' '.join(str(result.get('error', '')).split())}"
+        )
     if len(failed) > max_failures:
         lines.append(f"  ... and {len(failed) - max_failures} more failed (see the report)")
     lines.append(f"report: {report}")
