@@ -70,7 +70,9 @@ def test_page_content_and_escaping():
         and 'href=".evil.result.json"' in page
         and 'src="evil.overlay.png"' in page
     )
-    assert "bf16-mixed" in page and "ab" * 32 in page and "metadata: 1 slides" in page
+    assert "bf16-mixed" in page and "metadata: 1 slides" in page
+    extra["settings"]["checkpoint_sha256"] = "ab" * 32
+    assert render_html(results, extra).count("ab" * 32) == 1  # shown once, also when settings repeat it
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
 
 

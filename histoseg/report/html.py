@@ -318,7 +318,8 @@ def _settings(results: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) ->
     sources = Counter(str(r.get("mpp_source")) for r in results if r.get("status") == "ok")
     items.append(("mpp source", ", ".join(f"{k}: {v} slides" for k, v in sorted(sources.items()))))
     for key, value in (extra.get("settings") or {}).items():
-        items.append((str(key), value))
+        if key not in ("checkpoint_sha256", "classes"):  # shown above
+            items.append((str(key), value))
     for key, value in extra.items():
         if key not in ("settings", "classes", "checkpoint_sha256") and not isinstance(value, (Mapping, list)):
             items.append((str(key), value))
