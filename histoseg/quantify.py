@@ -360,6 +360,7 @@ class Cohort:
             "background_class": predictor.background_class,
         }
         self.reused = 0
+        self.reused_stems: set[str] = set()  # slides whose complete outputs this process reused
 
     def process(self, index: int, display: _Display | None = None) -> dict[str, Any]:
         """Quantify slide ``index`` (or reuse its complete outputs); never raises for a bad slide."""
@@ -369,6 +370,7 @@ class Cohort:
         previous = _read_marker(_marker(self.out_dir, stem))
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
+            self.reused_stems.add(stem)
             display.end_slide()
             return previous
         callback = display.start_slide(path.name)
@@ -418,7 +420,10 @@ class Cohort:
         page = write_html_report(out_dir, results, extra)
         failed = sum(r["status"] != "ok" for r in results)
         if progress:  # also when stderr is not a terminal: a batch log says how the run ended
-            fresh = [written_since(_marker(out_dir, stem), self.started) for stem in self.stems]
+            fresh = [
+                s not in self.reused_stems and written_since(_marker(out_dir, s), self.started)
+                for s in self.stems
+            ]
             for line in run_summary(results, fresh, time.time() - self.started, page):
                 print(line, file=sys.stderr)
         return 1 if failed else 0

@@ -76,11 +76,12 @@ def _megapixels(result: Mapping[str, Any]) -> float:
 
 
 def written_since(path: str | os.PathLike[str], started: float) -> bool:
-    """Whether ``path`` (a slide's result file) was written at or after ``started`` (s since the epoch, 1 s slack).
+    """Whether ``path`` (a slide's result file, maybe another rank's) was written at or after ``started``.
 
-    A missing file counts as written now (its slide failed in this run or is missing).
+    ``started`` is in seconds since the epoch (50 ms slack for file-system clocks). A missing file
+    counts as written now (its slide failed in this run or is missing).
     """
     try:
-        return os.stat(path).st_mtime >= started - 1.0
+        return os.stat(path).st_mtime >= started - 0.05
     except OSError:
         return True
