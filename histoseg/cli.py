@@ -25,7 +25,7 @@ from typing import NoReturn, TextIO
 from histoseg import __version__
 from histoseg.errors import HistosegError
 
-COMMANDS = ("fit", "validate", "test", "predict", "quantify", "synthesize")
+COMMANDS = ("fit", "validate", "test", "predict", "quantify", "synthesize", "corrections", "doctor")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -93,6 +93,9 @@ def _lightning_cli(args: list[str] | None) -> None:
 
     import histoseg.datamodules as datamodules
     import histoseg.tasks as tasks
+    from histoseg.console import fit_summary, quiet_lightning
+
+    quiet_lightning()
 
     class HistosegCLI(LightningCLI):
         """LightningCLI with the data -> model links that make checkpoints self-describing."""
@@ -145,6 +148,12 @@ def _lightning_cli(args: list[str] | None) -> None:
             config["ckpt_path"] = str(resolved)
 
         before_fit = before_validate = before_test = _resolve_ckpt_path
+
+        def after_fit(self) -> None:
+            """The summary: best/last checkpoint, validation Dice per class, the quantify command to run next."""
+            if self.trainer.is_global_zero:
+                for line in fit_summary(self.trainer, list(getattr(self.model, "classes", []))):
+                    print(line, file=sys.stderr)
 
         def before_predict(self) -> None:
             """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
@@ -256,6 +265,17 @@ def _synthesize(argv: list[str]) -> int:
     return int(result or 0)
 
 
+def _tool(command: str, argv: list[str]) -> int:
+    """The small commands: ``doctor`` (:mod:`histoseg.doctor`), ``corrections`` (:mod:`histoseg.labels.corrections`)."""
+    if command == "doctor":
+        from histoseg.doctor import main as doctor
+
+        return doctor(argv)
+    from histoseg.labels.corrections import main as corrections
+
+    return corrections(argv)
+
+
 USAGE = f"""usage: histoseg [-h] [--version] {{{",".join(COMMANDS)}}} ...
 
 histoseg {__version__}: segmentation and area quantification of histology whole-slide images.
@@ -268,6 +288,9 @@ commands:
   quantify    slides -> label maps, GeoJSON, overlays, area report:
               histoseg quantify --ckpt_path CKPT --slides 'slides/*.svs' --out DIR
   synthesize  write synthetic kidney-like slides: histoseg synthesize --out DIR
+  corrections QuPath-corrected GeoJSON -> training labels (docs/qupath.md):
+              histoseg corrections --predicted A.geojson --corrected B.geojson --out labels.geojson
+  doctor      check the installation (OpenSlide, weights, GPUs, cache, disk): histoseg doctor
 
 'histoseg COMMAND --help' lists a command's options."""
 
@@ -298,6 +321,8 @@ def main(args: Sequence[str] | None = None) -> None:
             sys.exit(code)
         if command == "synthesize":
             sys.exit(_synthesize(argv[1:]))
+        if command in ("corrections", "doctor"):
+            sys.exit(_tool(command, argv[1:]))
         checked = _check_ckpt_argument(argv)
         if checked != argv:
             args = argv = checked
@@ -313,7 +338,10 @@ def main(args: Sequence[str] | None = None) -> None:
         if user is not None:
             _fail(_one_line(user), user.exit_code)
         name = type(exc).__name__
-        if name in ("ArgumentError", "NSKeyError") or "jsonargparse" in type(exc).__module__:
+        if (
+            name in ("ArgumentError", "NSKeyError", "MisconfigurationException")
+            or "jsonargparse" in type(exc).__module__
+        ):
             _fail(_config_message(exc, argv))
         if "HistosegError" in str(exc) or "SlideError" in str(exc) or "LabelError" in str(exc):
             _fail(_one_line(exc))
@@ -324,7 +352,7 @@ def _config_message(exc: BaseException, argv: list[str]) -> str:
     """One line for a configuration error from jsonargparse."""
     import re
 
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).replace("`", "").split()).rstrip(". ")
     match = re.search(
         r"Option '[^']+' is not accepted|Key \"[^\"]+\" is required|File does not exist: '[^']+'", text
     )

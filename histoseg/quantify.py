@@ -8,8 +8,8 @@ inside the output folder ``OUT`` only (names from :func:`histoseg.io.files.safe_
 - ``OUT/<stem>.overlay.png``: thumbnail and prediction side by side, legend and biomarker;
 - ``OUT/.<stem>.result.json``: the slide's numbers, written **last** (the completion marker);
 
-and for the cohort ``OUT/report.csv``, ``OUT/report.json`` and ``OUT/cohort.png``, built from the
-result files. Every file is written under a temporary name and renamed when complete.
+and for the cohort ``OUT/report.csv``, ``OUT/report.json``, ``OUT/cohort.png`` and ``OUT/index.html``,
+built from the result files. Every file is written under a temporary name and renamed when complete.
 
 - **Resume**: a slide whose result file says ``ok`` for the same slide file (path, size, mtime),
   checkpoint and settings, and whose three outputs exist, is skipped. Failed slides are retried.
@@ -52,13 +52,15 @@ from histoseg.labels.points import level0_to_mask_index, read_points
 from histoseg.report.areas import interstitial_fraction, label_map_values_at, read_label_level
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
+from histoseg.report.html import write_html_report
 from histoseg.report.point_counts import point_count_fractions
 from histoseg.report.ppi import ppi_interstitial_fraction
+from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
 __all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
 
-REPORT_FILES = ("report.csv", "report.json", "cohort.png")
+REPORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
 OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
 
 
@@ -362,6 +364,7 @@ class Cohort:
             "background_class": predictor.background_class,
         }
         self.reused = 0
+        self.reused_stems: set[str] = set()  # slides whose complete outputs this process reused
 
     def process(self, index: int, display: _Display | None = None) -> dict[str, Any]:
         """Quantify slide ``index`` (or reuse its complete outputs); never raises for a bad slide."""
@@ -371,6 +374,7 @@ class Cohort:
         previous = _read_marker(_marker(self.out_dir, stem))
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
+            self.reused_stems.add(stem)
             display.end_slide()
             return previous
         callback = display.start_slide(path.name)
@@ -417,13 +421,15 @@ class Cohort:
 
         write_report_csv(out_dir / "report.csv", report_rows(results))
         write_cohort_png(out_dir / "cohort.png", results)
+        page = write_html_report(out_dir, results, extra)
         failed = sum(r["status"] != "ok" for r in results)
-        if progress and sys.stderr.isatty():
-            print(
-                f"histoseg: {len(results) - failed} slides ok ({self.reused} reused), {failed} failed; "
-                f"report: {out_dir / 'report.csv'}",
-                file=sys.stderr,
-            )
+        if progress:  # also when stderr is not a terminal: a batch log says how the run ended
+            fresh = [
+                s not in self.reused_stems and written_since(_marker(out_dir, s), self.started)
+                for s in self.stems
+            ]
+            for line in run_summary(results, fresh, time.time() - self.started, page):
+                print(line, file=sys.stderr)
         return 1 if failed else 0
 
 

@@ -475,6 +475,7 @@ def test_quantify_cohort_with_bad_files_reports_them_and_exits_1(capsys, checkpo
         "fine.geojson",
         "fine.labels.tif",
         "fine.overlay.png",
+        "index.html",
         "report.csv",
         "report.json",
     ]

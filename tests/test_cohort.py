@@ -89,6 +89,7 @@ def test_outputs_written(cohort: dict) -> None:
             "kidney_A.geojson",
             "kidney_A.labels.tif",
             "kidney_A.overlay.png",
+            "index.html",
             "report.csv",
             "report.json",
         ]
@@ -214,6 +215,7 @@ def test_failures_are_reported_and_others_processed(
         "good.geojson",
         "good.labels.tif",
         "good.overlay.png",
+        "index.html",
         "report.csv",
         "report.json",
     ]

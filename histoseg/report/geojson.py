@@ -3,7 +3,8 @@
 This module owns the vector export of a label map: one GeoJSON ``Feature`` per connected region
 of each class (4-connectivity: pixels touching only at a corner are separate regions), with its
 holes, as QuPath reads it (File > Import objects): ``properties.objectType = "annotation"``,
-``properties.classification = {"name": ..., "color": [r, g, b]}``, coordinates in **level-0
+``properties.classification = {"name": ..., "color": [r, g, b]}``, ``properties.name =
+"histoseg prediction"`` (:data:`PREDICTION_NAME`), coordinates in **level-0
 pixels of the source slide** (label-map pixels x level downsample x label mpp / slide mpp).
 The background (glass) class and unlabelled pixels (255) are not exported.
 
@@ -46,12 +47,16 @@ from histoseg.report.areas import class_colors, find_class, read_label_level
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "PREDICTION_NAME",
     "label_map_to_features",
     "label_map_to_geojson",
     "labels_tif_to_geojson",
     "trace_regions",
     "write_geojson",
 ]
+
+PREDICTION_NAME = "histoseg prediction"
+"""``properties.name`` of every predicted feature (QuPath shows it and keeps it on export)."""
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 """Largest label-map level (pixels) polygonised by :func:`labels_tif_to_geojson`."""
@@ -237,6 +242,7 @@ def label_map_to_features(
                 "properties": {
                     "objectType": "annotation",
                     "classification": {"name": str(classes[cls]), "color": [int(v) for v in colors[cls][:3]]},
+                    "name": PREDICTION_NAME,
                     "isLocked": False,
                 },
             }

@@ -1,0 +1,132 @@
+"""Terminal output of fit: no Lightning banners or tips, a user error is one stderr line, and a finished
+fit ends with the summary (checkpoints, validation Dice per class, the quantify command to run next)."""
+
+import logging
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_labelled_slide
+
+from histoseg.cli import main
+from histoseg.console import LightningNoise, fit_summary
+
+TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
+CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
+BANNERS = ("GPU available", "TPU available", "HPU available", "Tip:", "litlogger", "litmodels", "Seed set to")
+
+
+class _CurrentStderr:
+    def write(self, text):
+        import sys
+
+        return sys.stderr.write(text)
+
+    def flush(self):
+        import sys
+
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def library_logs_to_captured_stderr():
+    """Library log handlers keep the stderr of the first in-process run; make them follow the test's."""
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for logger in [*loggers, logging.getLogger()]:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.stream = _CurrentStderr()
+    yield
+
+
+def run(*args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    "message, dropped",
+    [
+        ("GPU available: False, used: False", True),
+        ("TPU available: False, using: 0 TPU cores", True),
+        ("HPU available: False, using: 0 HPUs", True),
+        ("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels](https://pypi.org/project/litmodels/)", True),
+        ("You are using a CUDA device ('NVIDIA A100') that has Tensor Cores.", True),
+        ("Seed set to 0", True),
+        ("`Trainer(limit_val_batches=1)` was configured so 1 batch will be used.", True),
+        ("Restoring states from the checkpoint path at run/last.ckpt", False),
+        ("init_checkpoint x.ckpt has classes [...]", False),
+    ],
+)  # fmt: skip
+def test_noise_filter(message, dropped):
+    record = logging.LogRecord("lightning.pytorch", logging.INFO, "", 0, message, None, None)
+    assert LightningNoise().filter(record) is (not dropped)
+    warning = logging.LogRecord("lightning.pytorch", logging.WARNING, "", 0, message, None, None)
+    assert LightningNoise().filter(warning) is True  # warnings always pass
+
+
+@pytest.fixture
+def slides(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_labelled_slide(tmp_path, "a", seed=0)
+    make_labelled_slide(tmp_path, "b", seed=1)
+    (tmp_path / "slides.csv").write_text(
+        "slide,labels,kind,split,mpp\na.tif,a.png,dense,train,0.5\nb.tif,b.png,dense,val,0.5\n"
+    )
+    return tmp_path
+
+
+def test_bad_option_is_one_stderr_line(slides, capsys):
+    code = run("fit", "--config", TINY, "--data.init_args.slides", "slides.csv", "--trainer.max_steps", "-3")
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert lines == [
+        f"error: {TINY}: invalid configuration: max_steps must be a non-negative "
+        "integer or -1 (infinite steps). You passed in -3; check the option names and values "
+        "(histoseg fit --help, --print_config)"
+    ]
+
+
+def test_fit_is_quiet_and_ends_with_the_summary(slides, capsys):
+    tmp_path = slides
+    code = run("fit", "--config", TINY, "--data.init_args.slides", "slides.csv", "--trainer.default_root_dir", "run",
+               "--trainer.enable_progress_bar", "false",
+               "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.monitor",
+               "val_dice", "--trainer.callbacks.mode", "max", "--trainer.callbacks.save_last", "true")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    for banner in BANNERS:
+        assert banner not in err
+    lines = err.strip().splitlines()[-5:]
+    best = Path(next(iter((tmp_path / "run").rglob("epoch=*.ckpt")))).relative_to(tmp_path)
+    assert lines[0] == "fit: done, 1 epoch, 2 optimizer steps"
+    assert re.fullmatch(rf"  best checkpoint: {re.escape(str(best))} \(val_dice \d\.\d{{3}}\)", lines[1]), (
+        lines[1]
+    )
+    assert lines[2] == "  last checkpoint: run/checkpoints/last.ckpt"
+    dice = re.fullmatch(r"  validation Dice (\d\.\d{3}): (.*)", lines[3])
+    assert dice, lines[3]
+    assert [part.split()[0] for part in dice.group(2).split(", ")] == CLASSES
+    assert (
+        lines[4]
+        == f"next: histoseg quantify --ckpt_path {shlex.quote(str(best))} --slides 'slides/*.svs' --out results"
+    )
+    assert (tmp_path / best).is_file() and (tmp_path / "run/checkpoints/last.ckpt").is_file()
+
+
+def test_summary_without_checkpoints_or_validation():
+    class Trainer:
+        checkpoint_callbacks = []
+        callback_metrics = {}
+        global_step = 2
+        current_epoch = 0
+
+    assert fit_summary(Trainer(), CLASSES) == [
+        "fit: done, 0 epochs, 2 optimizer steps",
+        "  no checkpoint saved (checkpointing disabled or fast_dev_run)",
+    ]
