@@ -1,0 +1,102 @@
+"""The LightningCLI behind ``histoseg fit|validate|test|predict`` (imported only for those commands).
+
+:class:`HistosegCLI` links ``data.classes``, ``data.mpp`` and ``data.patch_size`` into the model,
+so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
+file is read once with ``weights_only=True`` (no pickled code runs) and must pass the one
+compatibility check, :func:`histoseg.inference.checkpoint.check_compatible`, against the model of
+the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from histoseg.datamodules import SlideDataModule
+from histoseg.errors import CheckpointError, HistosegError
+from histoseg.inference.checkpoint import (
+    CHECKPOINT_KEY,
+    check_compatible,
+    read_checkpoint,
+    resolve_checkpoint_path,
+)
+from histoseg.tasks import BaseTask
+from histoseg.writers import SlideWriter
+
+log = logging.getLogger(__name__)
+
+
+class HistosegCLI(LightningCLI):
+    """LightningCLI with the data -> model links that make checkpoints self-describing."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the data's classes, mpp and patch size into the model."""
+        for key in ("classes", "mpp", "patch_size"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    def _resolve_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before Lightning loads it: a histoseg checkpoint of this model.
+
+        ``last`` means the newest ``last.ckpt`` under ``trainer.default_root_dir`` (resume after
+        an interruption); a glob means its newest match.
+        """
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path is None or path in ("best", "hpc", "registry"):
+            return
+        if path == "last":
+            root = Path(self.trainer.default_root_dir)
+            found = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise CheckpointError(
+                    f"{root}: no last.ckpt to resume from; run without --ckpt_path, or set "
+                    "--trainer.default_root_dir to the interrupted run's folder"
+                )
+            resolved = found[-1]
+        else:
+            resolved = resolve_checkpoint_path(path)
+        block = read_checkpoint(resolved)[CHECKPOINT_KEY]
+        model = self.model
+        if not isinstance(model, BaseTask):  # pragma: no cover - model_class is BaseTask
+            raise HistosegError(f"model {type(model).__name__} is not a histoseg task")
+        fix = "use the config it was trained with, or fine-tune with model.init_checkpoint"
+        for note in check_compatible(resolved, block, model.checkpoint_spec(), fix=fix):
+            log.warning("ckpt_path %s", note)
+        config["ckpt_path"] = str(resolved)
+
+    before_fit = before_validate = before_test = _resolve_ckpt_path
+
+    def before_predict(self) -> None:
+        """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
+        if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):
+            raise HistosegError(
+                "predict: no output writer; add --trainer.callbacks+=histoseg.writers.SlideWriter "
+                "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
+            )
+        if self.config_init[self.subcommand].get("ckpt_path") is None:
+            raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
+        self._resolve_ckpt_path()
+
+    def after_predict(self) -> None:
+        """Exit status 1 when any slide failed (listed in the report)."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, SlideWriter) and getattr(callback, "status", 0):
+                sys.exit(1)
+
+
+def run(args: list[str] | None) -> None:
+    """Run ``histoseg fit|validate|test|predict`` with ``args`` (None: ``sys.argv``)."""
+    HistosegCLI(
+        model_class=BaseTask,
+        datamodule_class=SlideDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
+        args=args,
+        auto_configure_optimizers=False,
+    )
