@@ -2,9 +2,9 @@
 
 :class:`HistosegCLI` links ``data.classes``, ``data.mpp`` and ``data.patch_size`` into the model,
 so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
-file is read once with ``weights_only=True`` (no pickled code runs) and must pass the one
-compatibility check, :func:`histoseg.inference.checkpoint.check_compatible`, against the model of
-the config.
+file is read once with ``weights_only=True`` (no pickled code runs; a bad file is one error line,
+not Lightning's traceback) and must pass the one compatibility check,
+:func:`histoseg.inference.checkpoint.check_compatible`, against the model of the config.
 """
 
 from __future__ import annotations
@@ -37,16 +37,36 @@ class HistosegCLI(LightningCLI):
         for key in ("classes", "mpp", "patch_size"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
 
-    def _resolve_ckpt_path(self) -> None:
-        """Check ``--ckpt_path`` before Lightning loads it: a histoseg checkpoint of this model.
+    _ckpt_block: dict | None = None  # the histoseg block of --ckpt_path, read once
+
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` once, safely, before Lightning reads its hyperparameters.
+
+        Lightning's own read (in ``LightningCLI.__init__``) would fail with a traceback on a file
+        that is not a checkpoint; :func:`histoseg.inference.checkpoint.read_checkpoint` gives one
+        line instead. A glob means its newest match. ``last`` needs the trainer: see
+        :meth:`_check_ckpt_path`.
+        """
+        if self.config.get("subcommand"):
+            config = self.config[self.config.subcommand]
+            path = config.get("ckpt_path")
+            if path not in (None, "last", "best", "hpc", "registry"):
+                resolved = resolve_checkpoint_path(path)
+                self._ckpt_block = read_checkpoint(resolved)[CHECKPOINT_KEY]
+                config["ckpt_path"] = str(resolved)
+        super()._parse_ckpt_path()
+
+    def _check_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` against this model before Lightning loads it (the one compatibility check).
 
         ``last`` means the newest ``last.ckpt`` under ``trainer.default_root_dir`` (resume after
-        an interruption); a glob means its newest match.
+        an interruption).
         """
         config = self.config_init[self.subcommand]
         path = config.get("ckpt_path")
         if path is None or path in ("best", "hpc", "registry"):
             return
+        block = self._ckpt_block
         if path == "last":
             root = Path(self.trainer.default_root_dir)
             found = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -55,19 +75,17 @@ class HistosegCLI(LightningCLI):
                     f"{root}: no last.ckpt to resume from; run without --ckpt_path, or set "
                     "--trainer.default_root_dir to the interrupted run's folder"
                 )
-            resolved = found[-1]
-        else:
-            resolved = resolve_checkpoint_path(path)
-        block = read_checkpoint(resolved)[CHECKPOINT_KEY]
+            path = str(found[-1])
+            block = read_checkpoint(path)[CHECKPOINT_KEY]
         model = self.model
-        if not isinstance(model, BaseTask):  # pragma: no cover - model_class is BaseTask
-            raise HistosegError(f"model {type(model).__name__} is not a histoseg task")
+        if block is None or not isinstance(model, BaseTask):  # pragma: no cover - read above; BaseTask only
+            raise HistosegError(f"{path}: not checked; give a histoseg checkpoint to a histoseg model")
         fix = "use the config it was trained with, or fine-tune with model.init_checkpoint"
-        for note in check_compatible(resolved, block, model.checkpoint_spec(), fix=fix):
+        for note in check_compatible(path, block, model.checkpoint_spec(), fix=fix):
             log.warning("ckpt_path %s", note)
-        config["ckpt_path"] = str(resolved)
+        config["ckpt_path"] = path
 
-    before_fit = before_validate = before_test = _resolve_ckpt_path
+    before_fit = before_validate = before_test = _check_ckpt_path
 
     def before_predict(self) -> None:
         """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
@@ -78,7 +96,7 @@ class HistosegCLI(LightningCLI):
             )
         if self.config_init[self.subcommand].get("ckpt_path") is None:
             raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
-        self._resolve_ckpt_path()
+        self._check_ckpt_path()
 
     def after_predict(self) -> None:
         """Exit status 1 when any slide failed (listed in the report)."""

@@ -165,3 +165,37 @@ def test_help_parser_finds_empty_and_see_also_helps():
         "--data.b": "",
         "--data.c": "See SlideDataModule.",
     }
+
+
+class _RunsCode:
+    """Unpickling this creates ``marker`` (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_validate_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
+    """--ckpt_path is read once with weights_only before Lightning loads it: one error line, exit 2,
+    and the pickled payload never runs."""
+    import torch
+
+    from histoseg.cli import main
+
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "histoseg": {"payload": _RunsCode(marker)}}, tmp_path / "evil.ckpt")
+    args = [
+        "validate",
+        "--config",
+        str(ROOT / "tests/conf/tiny.yaml"),
+        "--ckpt_path",
+        str(tmp_path / "evil.ckpt"),
+    ]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--trainer.default_root_dir", str(tmp_path / "run")])
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert info.value.code == 2 and len(errors) == 1, errors
+    assert "evil.ckpt: not a readable histoseg checkpoint" in errors[0] and "run code" in errors[0]
+    assert not marker.exists() and not (tmp_path / "run").exists()
