@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 
 from histoseg.datamodules import SyntheticKidneyDataModule
+from histoseg.sources import SyntheticSlides
 from histoseg.tasks import SegmentationTask
 
 SCORED = ["background", "interstitium", "tubules", "glomeruli", "other"]
@@ -30,14 +31,16 @@ SCORED = ["background", "interstitium", "tubules", "glomeruli", "other"]
 
 def target(args: argparse.Namespace, label_kind: str) -> SyntheticKidneyDataModule:
     return SyntheticKidneyDataModule(
-        n_slides=4,
-        n_val=1,
-        generator_seed=100,
-        stain_hue_shift=25.0,
-        stain_saturation=1.3,
-        fibrosis=0.6,
-        label_kind=label_kind,
-        scribble_fraction=args.fraction,
+        synthetic=SyntheticSlides(
+            n_slides=4,
+            n_val=1,
+            seed=100,
+            stain_hue_shift=25.0,
+            stain_saturation=1.3,
+            fibrosis=0.6,
+            label_kind=label_kind,  # type: ignore[arg-type]
+            scribble_fraction=args.fraction,
+        ),
         brush_um=args.brush_um,
         mpp=1.0,
         patch_size=256,

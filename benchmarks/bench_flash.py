@@ -247,9 +247,6 @@ def train_fold(
             loss=args.loss,
             regularizer=args.regularizer,
             regularizer_weight=args.regularizer_weight,
-            crf_downsample=args.crf_downsample,
-            consistency_weight=args.consistency_weight,
-            consistency_threshold=args.consistency_threshold,
         )
     callbacks: list[L.Callback] = []
     trainer = L.Trainer(
@@ -357,19 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regularizer", default="none", choices=["none", "entropy", "crf"])
     parser.add_argument("--regularizer-weight", type=float, default=0.1)
     parser.add_argument(
-        "--crf-downsample",
-        type=int,
-        default=1,
-        help="CRF loss on s x s block averages (window reaches s x further)",
-    )
-    parser.add_argument(
-        "--consistency-weight",
-        type=float,
-        default=0.0,
-        help="rotation/mirror consistency with confident pseudo-labels (scribbles only; 0 = off)",
-    )
-    parser.add_argument("--consistency-threshold", type=float, default=0.9)
-    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -396,14 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {
             "labels": labels,
             "regularizer": args.regularizer if sparse else "none",
-            "consistency_weight": args.consistency_weight if sparse else 0.0,
         }
         results[labels] = run_variant(argparse.Namespace(**{**vars(args), **overrides}))
     pixels = args.steps * args.batch_size * args.patch_size**2
     print(
         f"\nFLASH leave-one-tile-out, task={args.task}, encoder={args.encoder} weights={args.encoder_weights}, "
         f"loss={args.loss}, border_w0={args.border_w0}, class_weighting={args.class_weighting}, "
-        f"regularizer={args.regularizer}, consistency={args.consistency_weight:g} (scribbles only), "
+        f"regularizer={args.regularizer} (scribbles only), "
         f"scribble growth {args.grow_um:g} um, seed {args.seed}"
     )
     print(

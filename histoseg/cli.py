@@ -1,6 +1,6 @@
 """The ``histoseg`` command line.
 
-- ``histoseg fit|validate|test|predict --config FILE``: LightningCLI over the tasks
+- ``histoseg fit|validate|test|predict --config FILE``: LightningCLI (:mod:`histoseg.lightning_cli`) over the tasks
   (:mod:`histoseg.tasks`) and datamodules (:mod:`histoseg.datamodules`); every option is a typed
   ``__init__`` argument, so ``--help`` and ``--print_config`` document them. ``data.classes``,
   ``data.mpp`` and ``data.patch_size`` are linked into the model, so checkpoints carry them.
@@ -68,125 +68,10 @@ def _user_error(exc: BaseException) -> HistosegError | None:
     return None
 
 
-def _check_ckpt_argument(argv: list[str]) -> list[str]:
-    """Validate a ``--ckpt_path`` file (or glob) before Lightning unpickles it; return argv with it resolved."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--ckpt_path" and i + 1 < len(out):
-            index, value = i + 1, out[i + 1]
-        elif arg.startswith("--ckpt_path="):
-            index, value = i, arg.split("=", 1)[1]
-        else:
-            continue
-        if value in ("last", "best", "hpc", "registry", "null", "None"):
-            continue
-        from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
-
-        resolved = str(resolve_checkpoint_path(value))
-        read_checkpoint(resolved)
-        out[index] = resolved if index == i + 1 else f"--ckpt_path={resolved}"
-    return out
-
-
 def _lightning_cli(args: list[str] | None) -> None:
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from histoseg.lightning_cli import run  # imports Lightning (seconds): only for these commands
 
-    import histoseg.datamodules as datamodules
-    import histoseg.tasks as tasks
-    from histoseg.console import fit_summary, quiet_lightning
-
-    quiet_lightning()
-
-    class HistosegCLI(LightningCLI):
-        """LightningCLI with the data -> model links that make checkpoints self-describing."""
-
-        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            for key in ("classes", "mpp", "patch_size"):
-                parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
-
-        def _resolve_ckpt_path(self) -> None:
-            """Check ``--ckpt_path`` before Lightning loads it: a histoseg checkpoint of this model.
-
-            ``last`` means the newest ``last.ckpt`` under ``trainer.default_root_dir`` (resume after
-            an interruption); a glob means its newest match.
-            """
-            config = self.config_init[self.subcommand]
-            path = config.get("ckpt_path")
-            if path is None or path in ("best", "hpc", "registry"):
-                return
-            from pathlib import Path
-
-            from histoseg.errors import CheckpointError
-            from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
-
-            if path == "last":
-                root = Path(self.trainer.default_root_dir)
-                found = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-                if not found:
-                    raise CheckpointError(
-                        f"{root}: no last.ckpt to resume from; run without --ckpt_path, or set "
-                        "--trainer.default_root_dir to the interrupted run's folder"
-                    )
-                resolved = found[-1]
-            else:
-                resolved = resolve_checkpoint_path(path)
-            block = read_checkpoint(resolved)["histoseg"]
-            model = self.model
-            if block["task"] != getattr(model, "task_name", None) or list(block["classes"]) != list(
-                model.classes
-            ):
-                raise CheckpointError(
-                    f"{resolved}: a {block['task']} checkpoint for classes {block['classes']} does not fit this "
-                    f"{getattr(model, 'task_name', '?')} model for classes {list(model.classes)}; use the config it was "
-                    "trained with, or fine-tune with model.init_checkpoint"
-                )
-            if block["network"] != model.network_config():
-                raise CheckpointError(
-                    f"{resolved}: network {block['network']} differs from this config's {model.network_config()}; "
-                    "use the config the checkpoint was trained with"
-                )
-            config["ckpt_path"] = str(resolved)
-
-        before_fit = before_validate = before_test = _resolve_ckpt_path
-
-        def after_fit(self) -> None:
-            """The summary: best/last checkpoint, validation Dice per class, the quantify command to run next."""
-            if self.trainer.is_global_zero:
-                for line in fit_summary(self.trainer, list(getattr(self.model, "classes", []))):
-                    print(line, file=sys.stderr)
-
-        def before_predict(self) -> None:
-            """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
-            from histoseg.writers import SlideWriter
-
-            if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):
-                raise HistosegError(
-                    "predict: no output writer; add --trainer.callbacks+=histoseg.writers.SlideWriter "
-                    "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
-                )
-            if self.config_init[self.subcommand].get("ckpt_path") is None:
-                raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
-            self._resolve_ckpt_path()
-
-        def after_predict(self) -> None:
-            """Exit status 1 when any slide failed (listed in the report)."""
-            from histoseg.writers import SlideWriter
-
-            for callback in self.trainer.callbacks:
-                if isinstance(callback, SlideWriter) and getattr(callback, "status", 0):
-                    sys.exit(1)
-
-    HistosegCLI(
-        model_class=tasks.BaseTask,
-        datamodule_class=datamodules.SlideDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False},
-        args=args,
-        auto_configure_optimizers=False,
-    )
+    run(args)
 
 
 def _quantify(argv: list[str]) -> int:
@@ -323,9 +208,6 @@ def main(args: Sequence[str] | None = None) -> None:
             sys.exit(_synthesize(argv[1:]))
         if command in ("corrections", "doctor"):
             sys.exit(_tool(command, argv[1:]))
-        checked = _check_ckpt_argument(argv)
-        if checked != argv:
-            args = argv = checked
         _lightning_cli(None if args is None else argv)
     except HistosegError as exc:
         _fail(_one_line(exc), exc.exit_code)

@@ -1,14 +1,15 @@
 """Lightning datamodules over whole-slide images with dense, grid-point or scribble labels.
 
-:class:`SlideDataModule` reads a slide table (see :mod:`histoseg.labels.table`), puts every labelled
+:class:`SlideDataModule` reads a slide table (see :mod:`histoseg.datasets`), puts every labelled
 slide on a training grid at ``mpp`` and serves random patches for training and a fixed grid
 of patches for validation/testing. Augmentation runs on the device after transfer
 (:mod:`histoseg.transforms`). The Ronneberger weight map is computed per patch in the workers
 (``border_w0 > 0``), with class weights computed once over all training labels.
 
-:class:`SyntheticKidneyDataModule` is the embedded default: it generates (once, into a cache
-folder) a seeded set of synthetic kidney-like pyramidal TIFF slides with dense labels
-(:mod:`histoseg.synthetic`) and trains on them.
+:class:`SyntheticKidneyDataModule` is the embedded default: a :class:`SlideDataModule` whose slide
+table comes from a :class:`histoseg.sources.SyntheticSlides` source (``data.synthetic.*``): a seeded
+set of synthetic kidney-like slides, generated once into a cache folder. Every other option is
+:class:`SlideDataModule`'s own, declared once.
 
 ``__init__`` only stores arguments; files are opened in :meth:`setup`, so every YAML config can
 be parsed without its data.
@@ -16,9 +17,9 @@ be parsed without its data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,9 +38,9 @@ from histoseg.datasets import (
     prepare_labelled_slide,
 )
 from histoseg.errors import ConfigError, LabelError
-from histoseg.labels.simulate import ScribbleMethod
 from histoseg.labels.table import SlideRecord, read_slide_table
 from histoseg.models.losses import class_frequency_weights
+from histoseg.sources import SyntheticSlides, default_cache_dir
 from histoseg.transforms import augment_batch, to_float_image
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,14 @@ log = logging.getLogger(__name__)
 ClassWeighting = Literal["none", "inverse_frequency", "sqrt_inverse_frequency"]
 
 
-def default_cache_dir() -> Path:
-    """Folder for generated data: ``$HISTOSEG_CACHE`` or ``~/.cache/histoseg``."""
-    return Path(os.environ.get("HISTOSEG_CACHE", Path.home() / ".cache" / "histoseg")).expanduser()
-
-
 class SlideDataModule(L.LightningDataModule):
     """Patches from whole-slide images with dense, grid-point or scribble labels.
 
     Args:
         slides: Slide table CSV (columns: slide, labels, kind, split, mpp, label_offset_x,
-            label_offset_y; see :mod:`histoseg.labels.table`).
+            label_offset_y; see :mod:`histoseg.datasets`).
+        synthetic: Instead of ``slides``: generated synthetic kidney slides and their table
+            (:class:`histoseg.sources.SyntheticSlides`; ``predict`` then runs the validation slides).
         classes: Class names in label-index order.
         value_map: Dense masks: ``{raw value: class name | "ignore"}``; null = values are class
             indices (255 = unlabelled).
@@ -80,9 +78,10 @@ class SlideDataModule(L.LightningDataModule):
         point_radius_um: Grid points: radius of the labelled disc around each point (0 = 1 pixel).
         augment: Random flips / 90-degree rotations / colour jitter on training batches.
         color_jitter: Strength of the colour jitter.
-        stain_jitter: Strength ``sigma`` of the HED stain jitter (Tellez et al. 2018; 0 = off,
-            0.05 light, 0.2 strong): each stain's optical density scaled by U(1 +- sigma) and
-            shifted by U(+-sigma) (:func:`histoseg.transforms.hed_jitter`).
+        stain_jitter: Experimental: strength ``sigma`` of the HED stain jitter (Tellez et al. 2018;
+            0 = off, 0.05 light, 0.2 strong): each stain's optical density scaled by U(1 +- sigma)
+            and shifted by U(+-sigma) (:func:`histoseg.transforms.hed_jitter`). Kept for slides from
+            several labs: on the single-lab FLASH tiles it changed nothing beyond the seed spread.
         num_workers: DataLoader worker processes.
         seed: Seed of the patch draws.
         predict_slides: ``predict``: slides to run (file, folder or glob); null = the slide-table
@@ -102,6 +101,7 @@ class SlideDataModule(L.LightningDataModule):
     def __init__(
         self,
         slides: str = "",
+        synthetic: SyntheticSlides | None = None,
         classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006 - jsonargparse needs a literal default
         value_map: dict[int, str] | None = None,
         white_value_map: dict[int, str] | None = None,
@@ -129,7 +129,10 @@ class SlideDataModule(L.LightningDataModule):
         scribble_grow_classes: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["synthetic"])
+        # plain values only: checkpoints are read with weights_only=True
+        self.hparams["synthetic"] = None if synthetic is None else dataclasses.asdict(synthetic)
+        self.synthetic = synthetic
         self.scribble_grow_um = scribble_grow_um
         self.scribble_grow_classes = None if scribble_grow_classes is None else list(scribble_grow_classes)
         self.predict_slides = predict_slides
@@ -188,12 +191,23 @@ class SlideDataModule(L.LightningDataModule):
             )
 
     def slide_table(self) -> str:
-        """Path of the slide table (subclasses may generate it)."""
+        """Path of the slide table: ``slides``, or the table of the ``synthetic`` source (generated once)."""
+        if self.synthetic is not None:
+            if self.slides:
+                raise ConfigError(
+                    f"data.slides={self.slides!r} and data.synthetic are both set; give one slide source"
+                )
+            return str(self.synthetic.table(self.classes, self.brush_um))
         if not self.slides:
             raise ConfigError(
                 "data.slides is not set; give a slide table CSV (see the README's 'Your own slides')"
             )
         return self.slides
+
+    def prepare_data(self) -> None:
+        """Generate the ``synthetic`` slides and their table (once; later calls reuse the cache)."""
+        if self.synthetic is not None:
+            self.slide_table()
 
     def records(self) -> list[SlideRecord]:
         """Rows of the slide table."""
@@ -325,11 +339,13 @@ class SlideDataModule(L.LightningDataModule):
         return self._grid_loader("test")
 
     def predict_dataloader(self) -> DataLoader[Any]:
-        """One slide path per item: ``predict_slides``, or the table's ``split=predict`` rows."""
+        """One slide path per item: ``predict_slides``, ``split=predict`` rows, or synthetic val slides."""
         from histoseg.io.slide import find_slides
 
         if self.predict_slides:
             paths = find_slides(self.predict_slides)
+        elif self.synthetic is not None:
+            paths = [r.slide for r in self.records() if r.split == "val"]
         else:
             paths = [r.slide for r in self.records() if r.split == "predict"]
             if not paths:
@@ -372,210 +388,18 @@ class SlideDataModule(L.LightningDataModule):
 
 
 class SyntheticKidneyDataModule(SlideDataModule):
-    """The embedded default: synthetic kidney-like slides generated once into a cache folder.
+    """The embedded default: a :class:`SlideDataModule` over synthetic kidney-like slides.
 
-    The generator (:mod:`histoseg.synthetic`) paints tubules, glomeruli, interstitium, vessels and
-    glass with PAS-like colours and writes pyramidal TIFFs with their mpp and exact dense labels.
-    The first ``n_val`` slides are used for validation, the rest for training.
+    Its slide table comes from ``synthetic`` (:class:`histoseg.sources.SyntheticSlides`,
+    generated once into a cache folder); every other argument is :class:`SlideDataModule`'s.
 
     Args:
-        root: Cache folder for the generated slides (null: ``$HISTOSEG_CACHE`` or
-            ``~/.cache/histoseg``, subfolder ``synthetic-kidney``).
-        n_slides: Number of slides.
-        n_val: Of which validation slides.
-        slide_width: Slide width in pixels at ``slide_mpp``.
-        slide_height: Slide height in pixels at ``slide_mpp``.
-        slide_mpp: Level-0 resolution of the generated slides.
-        generator_seed: Seed of the generator.
-        stain_hue_shift: Stain variation: rotation of the stain colours in degrees (domain shift).
-        stain_saturation: Stain variation: saturation scale of the stain colours (1 = unchanged).
-        fibrosis: Pathology setting in [0, 1]: wider interstitium, atrophic tubules.
-        label_kind: Labels of the training slides: dense masks, grid points drawn every
-            ``grid_spacing_um`` from them, or scribbles simulated from them (``scribble_fraction`` of
-            the labelled pixels). Validation slides keep dense labels.
-        grid_spacing_um: Grid-point spacing in microns.
-        scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
-        scribble_method: How the simulated strokes run inside each object: along its
-            ``skeleton``, as ``random_walk``s, or along a ``contour`` at half its inscribed radius
-            (:func:`histoseg.labels.simulate.simulate_scribbles`).
-        **See SlideDataModule for the other arguments.**
+        synthetic: The generated slides (number, size, stain, pathology, label kind).
+        **kwargs: Any other :class:`SlideDataModule` argument (``data.mpp``, ``data.patch_size``, ...).
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        n_slides: int = 6,
-        n_val: int = 1,
-        slide_width: int = 3072,
-        slide_height: int = 2304,
-        slide_mpp: float = 0.5,
-        generator_seed: int = 0,
-        stain_hue_shift: float = 0.0,
-        stain_saturation: float = 1.0,
-        fibrosis: float = 0.0,
-        classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006
-        mpp: float = 1.0,
-        patch_size: int = 256,
-        batch_size: int = 8,
-        patches_per_epoch: int = 256,
-        val_patches: int = 64,
-        class_balanced: bool = False,
-        centered: bool = False,
-        class_weighting: ClassWeighting = "none",
-        border_w0: float = 0.0,
-        border_sigma_um: float = 2.5,
-        border_object_classes: list[str] = ["tubules", "glomeruli"],  # noqa: B006
-        label_kind: Literal["dense", "points", "scribbles"] = "dense",
-        grid_spacing_um: float = 20.0,
-        scribble_fraction: float = 0.03,
-        scribble_method: ScribbleMethod = "skeleton",
-        brush_um: float = 2.0,
-        point_radius_um: float = 0.0,
-        augment: bool = True,
-        color_jitter: float = 0.05,
-        stain_jitter: float = 0.0,
-        num_workers: int = 0,
-        seed: int = 0,
-        predict_slides: str | None = None,
-        scribble_grow_um: float = 0.0,
-        scribble_grow_classes: list[str] | None = None,
-    ) -> None:
-        super().__init__(
-            slides="",
-            classes=classes,
-            mpp=mpp,
-            patch_size=patch_size,
-            batch_size=batch_size,
-            patches_per_epoch=patches_per_epoch,
-            val_patches=val_patches,
-            class_balanced=class_balanced,
-            centered=centered,
-            class_weighting=class_weighting,
-            border_w0=border_w0,
-            border_sigma_um=border_sigma_um,
-            border_object_classes=border_object_classes,
-            brush_um=brush_um,
-            point_radius_um=point_radius_um,
-            augment=augment,
-            color_jitter=color_jitter,
-            stain_jitter=stain_jitter,
-            num_workers=num_workers,
-            seed=seed,
-            predict_slides=predict_slides,
-            scribble_grow_um=scribble_grow_um,
-            scribble_grow_classes=scribble_grow_classes,
-        )
-        self.root = root
-        self.n_slides = n_slides
-        self.n_val = n_val
-        self.slide_width = slide_width
-        self.slide_height = slide_height
-        self.slide_mpp = slide_mpp
-        self.generator_seed = generator_seed
-        self.stain_hue_shift = stain_hue_shift
-        self.stain_saturation = stain_saturation
-        self.fibrosis = fibrosis
-        self.label_kind = label_kind
-        self.grid_spacing_um = grid_spacing_um
-        self.scribble_fraction = scribble_fraction
-        self.scribble_method = scribble_method
-
-    def predict_dataloader(self) -> DataLoader[Any]:
-        """``predict_slides``, or by default the generated validation slides."""
-        if self.predict_slides:
-            return super().predict_dataloader()
-        return self._slide_loader([r.slide for r in self.records() if r.split == "val"])
-
-    def dataset_dir(self) -> Path:
-        """Folder of the generated slides for these generator settings."""
-        base = Path(self.root).expanduser() if self.root else default_cache_dir() / "synthetic-kidney"
-        tag = (
-            f"n{self.n_slides}-{self.slide_width}x{self.slide_height}-mpp{self.slide_mpp:g}-seed{self.generator_seed}"
-            f"-hue{self.stain_hue_shift:g}-sat{self.stain_saturation:g}-fib{self.fibrosis:g}"
-        )
-        return base / tag
-
-    def prepare_data(self) -> None:
-        """Generate the slides (once; later calls reuse the cache) and the slide table."""
-        self.slide_table()
-
-    def slide_table(self) -> str:
-        """Generate (or reuse) the synthetic slides and return their slide table."""
-        from histoseg.synthetic import StainParams, TissueParams, generate_dataset
-
-        if self.n_val >= self.n_slides or self.n_slides < 2:
-            raise ConfigError(
-                f"data.n_slides={self.n_slides} and data.n_val={self.n_val}: need n_val < n_slides and n_slides >= 2"
-            )
-        root = self.dataset_dir()
-        slides = generate_dataset(
-            root,
-            n_slides=self.n_slides,
-            seed=self.generator_seed,
-            width=self.slide_width,
-            height=self.slide_height,
-            mpp=self.slide_mpp,
-            stain=StainParams(hue_shift=self.stain_hue_shift, saturation=self.stain_saturation),
-            tissue=TissueParams(fibrosis=self.fibrosis),
-        )
-        # every option that changes the table is in its name, so a changed option never reuses a stale table
-        tag = f"{self.label_kind}-val{self.n_val}"
-        if self.label_kind == "points":
-            tag += f"-grid{self.grid_spacing_um:g}um"
-        elif self.label_kind == "scribbles":
-            tag += f"-frac{self.scribble_fraction:g}-brush{self.brush_um:g}um"
-            if self.scribble_method != "skeleton":  # the default keeps the names tables had before
-                tag += f"-{self.scribble_method}"
-        table = root / f"table-{tag}.csv"
-        if not table.exists():
-            table = self._write_table(root, slides, table, tag)
-        return str(table)
-
-    def _write_table(self, root: Path, slides: list[Any], table: Path, tag: str) -> Path:
-        import csv
-
-        from histoseg.io.files import atomic_path
-        from histoseg.labels.dense import read_mask_file
-
-        rows = []
-        for i, item in enumerate(slides):
-            split = "val" if i < self.n_val else "train"
-            labels = Path(item.label_path)
-            kind = "dense"
-            if self.label_kind != "dense" and split == "train":
-                mask = read_mask_file(labels)
-                if self.label_kind == "points":
-                    from histoseg.labels.points import write_points_csv
-                    from histoseg.labels.simulate import grid_points_from_mask
-
-                    points = grid_points_from_mask(
-                        mask, spacing_px=self.grid_spacing_um / item.mpp, ignore=(IGNORE_INDEX,)
-                    )
-                    labels = root / f"{Path(item.image_path).stem}.{tag}.points.csv"
-                    write_points_csv(points, labels, self.classes)
-                else:
-                    from histoseg.labels.scribbles import write_scribbles_geojson
-                    from histoseg.labels.simulate import simulate_scribbles
-
-                    brush = max(1, round(self.brush_um / item.mpp))
-                    strokes = simulate_scribbles(
-                        mask,
-                        fraction=self.scribble_fraction,
-                        brush_px=brush,
-                        seed=i,
-                        method=self.scribble_method,
-                    )
-                    labels = root / f"{Path(item.image_path).stem}.{tag}.scribbles.geojson"
-                    write_scribbles_geojson(strokes, labels, self.classes, brush_px=brush)
-                kind = self.label_kind
-            rows.append(
-                {"slide": Path(item.image_path).name, "labels": labels.name, "kind": kind, "split": split}
-            )
-        with atomic_path(table) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["slide", "labels", "kind", "split"])
-            writer.writeheader()
-            writer.writerows(rows)
-        return table
+    def __init__(self, synthetic: SyntheticSlides = SyntheticSlides(), **kwargs: Any) -> None:  # noqa: B008
+        super().__init__(synthetic=synthetic, **kwargs)
 
 
 __all__ = ["SlideDataModule", "SyntheticKidneyDataModule", "default_cache_dir", "IGNORE_INDEX"]

@@ -8,8 +8,7 @@ optimiser and schedule, and fine-tuning from a starting checkpoint.
 :class:`SegmentationTask` trains an smp U-Net (or another smp architecture) with the
 Ronneberger-weighted cross-entropy (the weight map comes with the batch, see
 :mod:`histoseg.datamodules`), optionally plus a MONAI Dice or Jaccard loss, and optionally a
-sparse-label regulariser (entropy minimisation or a CRF-style loss) and a transformation-
-consistency loss with confident pseudo-labels for scribbles.
+sparse-label regulariser (entropy minimisation or a CRF-style loss) for points and scribbles.
 
 Metrics: per class ``Dice = 2TP / (2TP + FP + FN)`` and ``IoU = TP / (TP + FP + FN)``, pooled over
 all labelled pixels of the epoch (not averaged per image); a class absent from both reference
@@ -30,11 +29,10 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__
-from histoseg.errors import CheckpointError, ConfigError
-from histoseg.inference.checkpoint import CHECKPOINT_KEY
+from histoseg.errors import ConfigError
+from histoseg.inference.checkpoint import CHECKPOINT_KEY, ModelSpec
 from histoseg.models import regularizers
 from histoseg.models.losses import weighted_cross_entropy
-from histoseg.transforms import dihedral, undo_dihedral
 
 log = logging.getLogger(__name__)
 
@@ -254,46 +252,28 @@ class BaseTask(L.LightningModule):
         """Add the histoseg block."""
         checkpoint[CHECKPOINT_KEY] = self.histoseg_block()
 
+    def checkpoint_spec(self) -> ModelSpec:
+        """What a checkpoint must hold to fit this model (see :func:`histoseg.inference.checkpoint.check_compatible`)."""
+        return ModelSpec(self.task_name, tuple(self.classes), float(self.mpp), self.network_config())
+
     def load_initial_weights(self, path: str) -> None:
         """Fine-tuning start: copy network weights from a histoseg checkpoint.
 
-        Same classes: all weights. Other classes: everything but the head (re-initialised), with a
-        logged message. Another architecture: an error.
+        Same classes: all weights. Other classes (any number): everything but the head
+        (re-initialised), with a logged message; so is another training mpp. Another task or
+        architecture: an error (the one check of :func:`histoseg.inference.checkpoint.check_compatible`).
         """
-        from histoseg.inference.checkpoint import read_checkpoint
+        from histoseg.inference.checkpoint import check_compatible, load_network_weights, read_checkpoint
 
         checkpoint = read_checkpoint(path)
         block = checkpoint[CHECKPOINT_KEY]
-        if block["task"] != self.task_name:
-            raise CheckpointError(
-                f"{path}: a {block['task']} checkpoint cannot start a {self.task_name} model; use a matching config"
-            )
-        if block["network"] != self.network_config():
-            raise CheckpointError(
-                f"{path}: network {block['network']} differs from this config's {self.network_config()}; "
-                "use the same model settings as the starting checkpoint"
-            )
-        state = {
-            k[len("network.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")
-        }
-        if list(block["classes"]) != self.classes:
-            log.warning(
-                "init_checkpoint %s has classes %s, this model %s: the head is re-initialised",
-                path,
-                block["classes"],
-                self.classes,
-            )
-            state = {k: v for k, v in state.items() if not k.startswith(self.head_prefixes())}
-            missing, _ = self.network.load_state_dict(state, strict=False)
-        else:
-            self.network.load_state_dict(state, strict=True)
-        if abs(float(block["mpp"]) - self.mpp) > 1e-6 * self.mpp:
-            log.warning(
-                "init_checkpoint %s was trained at %g um/px, this run uses %g um/px",
-                path,
-                block["mpp"],
-                self.mpp,
-            )
+        fix = "use the same model settings as the starting checkpoint (model.init_checkpoint)"
+        for note in check_compatible(path, block, self.checkpoint_spec(), new_head=True, fix=fix):
+            log.warning("init_checkpoint %s", note)
+        same_classes = list(block["classes"]) == self.classes
+        load_network_weights(
+            self.network, checkpoint, path, skip_prefixes=() if same_classes else self.head_prefixes()
+        )
 
 
 class SegmentationTask(BaseTask):
@@ -314,15 +294,8 @@ class SegmentationTask(BaseTask):
             Jaccard loss over labelled pixels).
         dice_weight: Weight of the Dice/Jaccard term.
         regularizer: Sparse labels: ``none``, ``entropy`` (entropy minimisation on unlabelled pixels)
-            or ``crf`` (CRF-style pairwise loss, Tang et al. 2018).
+            or ``crf`` (CRF-style pairwise loss, Tang et al. 2018; ``configs/kidney_scribbles.yaml``).
         regularizer_weight: Weight of the regulariser.
-        crf_downsample: Evaluate the CRF loss on ``crf_downsample``-times averaged logits and image,
-            so its 5 x 5 window spans that many more pixels (1 = full resolution).
-        consistency_weight: Weight of the consistency loss on unlabelled pixels (0 = off): the
-            network's prediction on a rotated / mirrored copy of each batch (no gradient), mapped
-            back, is the target where its confidence reaches ``consistency_threshold`` (FixMatch,
-            Sohn et al. 2020). Combines with ``regularizer``; costs one extra forward pass per step.
-        consistency_threshold: Confidence a pseudo-label needs, in [0, 1).
         lr: Peak learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``cosine`` or ``none``.
@@ -347,9 +320,6 @@ class SegmentationTask(BaseTask):
         dice_weight: float = 1.0,
         regularizer: Literal["none", "entropy", "crf"] = "none",
         regularizer_weight: float = 0.1,
-        crf_downsample: int = 1,
-        consistency_weight: float = 0.0,
-        consistency_threshold: float = 0.9,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: Literal["cosine", "none"] = "cosine",
@@ -366,9 +336,6 @@ class SegmentationTask(BaseTask):
         self.dice_weight = dice_weight
         self.regularizer = regularizer
         self.regularizer_weight = regularizer_weight
-        self.crf_downsample = crf_downsample
-        self.consistency_weight = consistency_weight
-        self.consistency_threshold = consistency_threshold
         super().__init__(
             classes=classes,
             mpp=mpp,
@@ -398,16 +365,6 @@ class SegmentationTask(BaseTask):
         super().check_config()
         if not 1 <= self.encoder_depth <= 5:
             raise ConfigError(f"model.encoder_depth={self.encoder_depth} must be between 1 and 5")
-        if self.crf_downsample < 1:
-            raise ConfigError(
-                f"model.crf_downsample={self.crf_downsample} must be >= 1 (1 = full resolution)"
-            )
-        if self.consistency_weight < 0:
-            raise ConfigError(f"model.consistency_weight={self.consistency_weight} must be >= 0 (0 = off)")
-        if not 0.0 <= self.consistency_threshold < 1.0:
-            raise ConfigError(
-                f"model.consistency_threshold={self.consistency_threshold} must be in [0, 1) (e.g. 0.9)"
-            )
         multiple = 2**self.encoder_depth
         if self.patch_size % multiple:
             lower = max(multiple, self.patch_size // multiple * multiple)
@@ -455,33 +412,9 @@ class SegmentationTask(BaseTask):
             if self.regularizer == "entropy":
                 reg = regularizers.entropy_loss(logits, ~labelled)
             else:
-                reg = regularizers.crf_loss(logits, batch["image"], downsample=self.crf_downsample)
+                reg = regularizers.crf_loss(logits, batch["image"])
             loss = loss + self.regularizer_weight * reg
-        if self.consistency_weight > 0 and self.training:
-            reg = regularizers.consistency_loss(
-                logits, self.transformed_view_logits(batch["image"]), ~labelled, self.consistency_threshold
-            )
-            loss = loss + self.consistency_weight * reg
         return loss
-
-    def transformed_view_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits of a randomly rotated / mirrored copy of ``image``, mapped back (no gradient).
-
-        Args:
-            image: (N, 3, H, W) float in [0, 1].
-
-        Returns:
-            (N, C, H, W) logits aligned with ``image``. The symmetry is one of the 7 of the square
-            other than the identity (the 3 that keep the shape when ``H != W``), drawn from torch's
-            global generator (seeded by ``seed_everything``).
-        """
-        # every symmetry but the identity (which would teach nothing), uniformly
-        choices = [(k, f) for k in (0, 1, 2, 3) for f in (False, True) if (k, f) != (0, False)]
-        if image.shape[-1] != image.shape[-2]:
-            choices = [(k, f) for k, f in choices if k % 2 == 0]
-        k, flip = choices[int(torch.randint(0, len(choices), ()).item())]
-        with torch.no_grad():
-            return undo_dihedral(self(dihedral(image, k, flip)), k, flip)
 
 
 class PatchClassificationTask(BaseTask):

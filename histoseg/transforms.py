@@ -1,7 +1,7 @@
 """Batch augmentation on the device (torch only).
 
 Geometric: per sample, a random horizontal flip and a random number of 90-degree rotations
-(:func:`dihedral`, which the consistency loss also uses), applied identically to image, mask
+(:func:`dihedral`), applied identically to image, mask
 and weight (label-exact: no interpolation). Colour: per
 sample, brightness, contrast and saturation jitter and a per-channel gain, and optionally the
 HED stain jitter of Tellez et al. (each stain's optical density scaled and shifted, see

@@ -107,3 +107,95 @@ def test_bad_config_is_one_line_error(case, tmp_path):
     if "flash" in " ".join(args) and not FLASH.exists():
         pytest.skip("../shared/data/flash-mouse-pas absent")
     assert_user_error(run("fit", *args, "--trainer.default_root_dir", str(tmp_path)), *needles)
+
+
+def _option_help(text: str) -> dict[str, str]:
+    """``{option: its help sentence}`` from argparse help output (the text before ``(type: ...)``)."""
+    import re
+
+    options: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"^  (--\S+)(.*)$", line)
+        if match:
+            spec_and_help = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+            current = match.group(1)
+            options[current] = spec_and_help[1] if len(spec_and_help) > 1 else ""
+        elif current and line.startswith(" " * 4) and line.strip():
+            options[current] += " " + line.strip()
+        else:
+            current = None
+    return {k: v.split("(type:")[0].strip() for k, v in options.items()}
+
+
+def test_synthetic_datamodule_help_explains_every_option(capsys):
+    """``fit --data.help SyntheticKidneyDataModule`` gives every option its own help sentence: the
+    SlideDataModule options (declared once, composed in) and the generated slides' (data.synthetic.*)."""
+    import inspect
+
+    from histoseg.cli import main
+    from histoseg.datamodules import SlideDataModule
+    from histoseg.sources import SyntheticSlides
+
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--data.help", "histoseg.datamodules.SyntheticKidneyDataModule"])
+    assert info.value.code in (0, None)
+    helps = _option_help(capsys.readouterr().out)
+    expected = {f"--data.{name}" for name in inspect.signature(SlideDataModule.__init__).parameters} - {
+        "--data.self",
+        "--data.synthetic",
+    }
+    expected |= {f"--data.synthetic.{field}" for field in SyntheticSlides.__dataclass_fields__}
+    assert expected <= set(helps), sorted(expected - set(helps))
+    bad = {k: v for k, v in helps.items() if k in expected and (len(v) < 8 or v.lower().startswith("see "))}
+    assert not bad, bad
+    assert helps["--data.synthetic.n_slides"].startswith("Number of slides")
+    assert helps["--data.border_w0"].startswith("Amplitude")
+
+
+def test_help_parser_finds_empty_and_see_also_helps():
+    """The parser of the test above is not vacuous: it reports an option without help, and a 'See ...'."""
+    text = (
+        "group:\n  --data.a A             Real help. (type: int, default: 1)\n"
+        "  --data.b B             (type: int, default: 2)\n"
+        "  --data.c C\n                        See SlideDataModule. (type: int)\n"
+    )
+    assert _option_help(text) == {
+        "--data.a": "Real help.",
+        "--data.b": "",
+        "--data.c": "See SlideDataModule.",
+    }
+
+
+class _RunsCode:
+    """Unpickling this creates ``marker`` (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_validate_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
+    """--ckpt_path is read once with weights_only before Lightning loads it: one error line, exit 2,
+    and the pickled payload never runs."""
+    import torch
+
+    from histoseg.cli import main
+
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "histoseg": {"payload": _RunsCode(marker)}}, tmp_path / "evil.ckpt")
+    args = [
+        "validate",
+        "--config",
+        str(ROOT / "tests/conf/tiny.yaml"),
+        "--ckpt_path",
+        str(tmp_path / "evil.ckpt"),
+    ]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--trainer.default_root_dir", str(tmp_path / "run")])
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert info.value.code == 2 and len(errors) == 1, errors
+    assert "evil.ckpt: not a readable histoseg checkpoint" in errors[0] and "run code" in errors[0]
+    assert not marker.exists() and not (tmp_path / "run").exists()

@@ -9,11 +9,11 @@ from conftest import FLASH, ROOT
 from histoseg.cli import main
 
 SMALL_SYNTHETIC = [
-    "--data.init_args.n_slides",
+    "--data.init_args.synthetic.n_slides",
     "2",
-    "--data.init_args.slide_width",
+    "--data.init_args.synthetic.width",
     "1024",
-    "--data.init_args.slide_height",
+    "--data.init_args.synthetic.height",
     "768",
     "--data.init_args.num_workers",
     "0",

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from histoseg.errors import ConfigError
-from histoseg.models.classifiers import Normalize, PlainPatchClassifier
+from histoseg.models.classifiers import PlainPatchClassifier
 from histoseg.models.fcn import DensePredictor, atrous_network, convolutionalize, count_macs, dense_predict
+from histoseg.models.normalize import Normalize
 
 TOL = 1e-4
 

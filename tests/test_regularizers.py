@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from histoseg.errors import ConfigError, LabelError
-from histoseg.models.regularizers import consistency_loss, crf_loss, entropy_loss, partial_cross_entropy
+from histoseg.models.regularizers import crf_loss, entropy_loss, partial_cross_entropy
 from histoseg.transforms import dihedral, undo_dihedral
 
 
@@ -160,57 +160,3 @@ def test_dihedral_gives_the_eight_symmetries_and_undo_inverts_them():
     # rectangles keep their shape under half turns and mirrors
     rect = torch.arange(6).view(1, 1, 2, 3)
     assert torch.equal(undo_dihedral(dihedral(rect, 2, True), 2, True), rect)
-
-
-def test_consistency_loss_known_values():
-    # 1 image, 3 classes, 1 x 4 pixels; the target is confident (p = 0.96) on pixels 0-2
-    # (classes 0, 1, 2) and uncertain (p = 1/3 each) on pixel 3.
-    target = torch.zeros(1, 3, 1, 4, dtype=torch.float64)
-    for pixel, cls in enumerate((0, 1, 2)):
-        target[0, cls, 0, pixel] = math.log(0.96 / 0.02)
-    logits = torch.zeros(1, 3, 1, 4, dtype=torch.float64, requires_grad=True)
-    # uniform predictions: CE = log 3 on each confident pixel; 3 of 4 pixels count, / 4
-    loss = consistency_loss(logits, target, threshold=0.9)
-    assert float(loss.detach()) == pytest.approx(3 * math.log(3) / 4)
-    # threshold 0 keeps every pixel; the uncertain pixel's pseudo-label is its argmax
-    assert float(consistency_loss(logits.detach(), target, threshold=0.0)) == pytest.approx(math.log(3))
-    # a mask restricts the pixels and the normaliser: pixels 0 and 3 -> log 3 / 2
-    mask = torch.tensor([[[True, False, False, True]]])
-    assert float(consistency_loss(logits.detach(), target, mask, 0.9)) == pytest.approx(math.log(3) / 2)
-    # predictions equal to the pseudo-labels cost ~0; gradients reach the logits, not the target
-    target.requires_grad_(True)
-    loss.backward()
-    assert logits.grad is not None and target.grad is None
-    assert float(logits.grad[0, 0, 0, 0]) == pytest.approx((1 / 3 - 1) / 4)
-    assert float(logits.grad[0, :, 0, 3].abs().sum()) == 0.0
-    sure = torch.zeros(1, 3, 1, 4, dtype=torch.float64)
-    sure[0, 0, 0, 0], sure[0, 1, 0, 1], sure[0, 2, 0, 2] = 50.0, 50.0, 50.0
-    assert float(consistency_loss(sure, target.detach(), threshold=0.9)) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_consistency_loss_empty_mask_and_bad_arguments():
-    logits = torch.zeros(1, 2, 2, 2, requires_grad=True)
-    empty = consistency_loss(logits, torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
-    assert empty.item() == 0.0 and empty.requires_grad
-    with pytest.raises(ConfigError, match="threshold 1.0 must be in"):
-        consistency_loss(logits, logits, threshold=1.0)
-    with pytest.raises(ValueError, match="must both be"):
-        consistency_loss(logits, torch.zeros(1, 2, 2, 3))
-    with pytest.raises(ValueError, match="mask shape"):
-        consistency_loss(logits, logits, torch.ones(1, 2, 3, dtype=torch.bool))
-
-
-def test_crf_loss_downsample_is_the_loss_of_the_block_averages():
-    gen = torch.Generator().manual_seed(3)
-    logits = torch.randn(2, 3, 12, 13, generator=gen, dtype=torch.float64)
-    image = torch.rand(2, 3, 12, 13, generator=gen, dtype=torch.float64)
-    for s in (2, 4):
-        # 13 columns: the partial block at the right edge is dropped
-        h, w = 12 // s * s, 13 // s * s
-        small_logits = logits[..., :h, :w].reshape(2, 3, h // s, s, w // s, s).mean((3, 5))
-        small_image = image[..., :h, :w].reshape(2, 3, h // s, s, w // s, s).mean((3, 5))
-        got = float(crf_loss(logits, image, kernel_size=3, downsample=s))
-        assert got == pytest.approx(_crf_brute_force(small_logits, small_image, 0.1, 5.0, 3), rel=1e-10)
-    assert float(crf_loss(logits, image, downsample=1)) == float(crf_loss(logits, image))
-    with pytest.raises(ConfigError, match="downsample 0 must be"):
-        crf_loss(logits, image, downsample=0)

@@ -437,12 +437,15 @@ def test_grow_to_superpixels_only_named_classes_grow():
 def test_synthetic_datamodule_simulates_contour_scribbles(tmp_path):
     """``scribble_method`` reaches the simulator, and each method gets its own cached table."""
     from histoseg.datamodules import SyntheticKidneyDataModule
+    from histoseg.sources import SyntheticSlides
 
     tables = {}
     for method in ("skeleton", "contour"):
         dm = SyntheticKidneyDataModule(
-            root=str(tmp_path), n_slides=2, slide_width=768, slide_height=512, label_kind="scribbles",
-            scribble_method=method,
+            synthetic=SyntheticSlides(
+                root=str(tmp_path), n_slides=2, width=768, height=512, label_kind="scribbles",
+                scribble_method=method,
+            )
         )  # fmt: skip
         tables[method] = Path(dm.slide_table())
     assert tables["skeleton"].name == "table-scribbles-val1-frac0.03-brush2um.csv"  # name as before

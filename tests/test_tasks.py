@@ -1,4 +1,5 @@
-"""SegmentationTask wiring: the consistency loss's second view and the learning-rate schedule."""
+"""Task wiring: the sparse-label regulariser in the loss, the learning-rate schedule, fine-tuning and
+the one checkpoint-compatibility check."""
 
 from __future__ import annotations
 
@@ -6,83 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
 
-from histoseg.errors import ConfigError
-from histoseg.models.regularizers import consistency_loss, crf_loss
+from histoseg.models.regularizers import crf_loss, entropy_loss
 from histoseg.tasks import SegmentationTask
-from histoseg.transforms import dihedral, undo_dihedral
 
 
 def small_task(**kwargs) -> SegmentationTask:
     return SegmentationTask(
         encoder="resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=[16, 8, 8], **kwargs
     )
-
-
-def test_second_view_is_mapped_back_to_the_first():
-    """A pointwise network is exactly equivariant: the mapped-back view equals the plain logits, for
-    square and rectangular batches; a 3 x 3 convolution is not, and its second view is one of the 7
-    non-identity symmetries, each drawn."""
-    task = small_task()
-    torch.manual_seed(0)
-    task.network = nn.Conv2d(3, 4, 1)
-    for shape in ((2, 3, 8, 8), (2, 3, 6, 10)):
-        image = torch.rand(shape)
-        for _ in range(5):
-            assert torch.allclose(task.transformed_view_logits(image), task(image), atol=1e-6)
-    task.network = nn.Conv2d(3, 4, 3, padding=1)
-    image = torch.rand(1, 3, 8, 8)
-    with torch.no_grad():
-        candidates = {
-            (k, f): undo_dihedral(task(dihedral(image, k, f)), k, f) for k in range(4) for f in (False, True)
-        }
-    drawn = set()
-    for _ in range(100):
-        view = task.transformed_view_logits(image)
-        assert not view.requires_grad
-        matches = [key for key, value in candidates.items() if torch.allclose(view, value, atol=1e-6)]
-        assert len(matches) == 1
-        drawn.add(matches[0])
-    assert drawn == set(candidates) - {(0, False)}
-    rect = torch.rand(1, 3, 6, 10)
-    for _ in range(20):
-        assert task.transformed_view_logits(rect).shape == (1, 4, 6, 10)
-
-
-def test_consistency_term_in_the_training_loss():
-    """The loss with consistency weight w is the loss without it plus w x the pseudo-label CE on the
-    unlabelled pixels; evaluation losses never include it."""
-    torch.manual_seed(1)
-    image = torch.rand(2, 3, 16, 16)
-    mask = torch.full((2, 16, 16), 255)
-    mask[:, 4:8, 4:8] = 1
-    batch = {"image": image, "mask": mask}
-    plain, with_consistency = small_task(), small_task(consistency_weight=2.0, consistency_threshold=0.0)
-    for task in (plain, with_consistency):
-        task.network = nn.Conv2d(3, 4, 1)  # equivariant: the second view equals the logits
-        torch.nn.init.constant_(task.network.weight, 0.0)
-        torch.nn.init.constant_(task.network.bias, 0.1)
-        with torch.no_grad():
-            task.network.weight[:, :, 0, 0] = torch.arange(12.0).view(4, 3) / 3
-        task.train()
-    with torch.no_grad():
-        logits = plain(image)
-    expected = plain.compute_loss(logits, batch) + 2.0 * consistency_loss(logits, logits, mask == 255, 0.0)
-    got = with_consistency.compute_loss(logits, batch)
-    assert float(got) == pytest.approx(float(expected), rel=1e-6)
-    assert float(got) > float(plain.compute_loss(logits, batch)) + 1e-3
-    with_consistency.eval()
-    assert float(with_consistency.compute_loss(logits, batch)) == pytest.approx(
-        float(plain.compute_loss(logits, batch))
-    )
-
-
-def test_consistency_bad_settings():
-    with pytest.raises(ConfigError, match="model.consistency_weight=-1"):
-        small_task(consistency_weight=-1.0)
-    with pytest.raises(ConfigError, match="model.consistency_threshold=1.0"):
-        small_task(consistency_threshold=1.0)
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 19, 20, 21, 40, 300])
@@ -109,16 +42,132 @@ def test_one_cycle_schedule_for_any_number_of_steps(total):
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
 
 
-def test_crf_downsample_reaches_the_loss():
+def test_regularizer_reaches_the_training_loss_only():
+    """regularizer=crf adds w x crf_loss(logits, image), entropy w x the entropy of the unlabelled
+    pixels, in training only."""
     torch.manual_seed(2)
     image = torch.rand(1, 3, 16, 16)
-    batch = {"image": image, "mask": torch.full((1, 16, 16), 255)}
+    mask = torch.full((1, 16, 16), 255)
+    mask[0, :4] = 1
+    batch = {"image": image, "mask": mask}
     logits = torch.randn(1, 4, 16, 16)
-    for s in (1, 4):
-        task = small_task(regularizer="crf", regularizer_weight=1.0, crf_downsample=s)
+    plain = small_task()
+    base = float(plain.compute_loss(logits, batch))
+    for name, expected in (("crf", crf_loss(logits, image)), ("entropy", entropy_loss(logits, mask == 255))):
+        task = small_task(regularizer=name, regularizer_weight=0.5)
         task.train()
         assert float(task.compute_loss(logits, batch)) == pytest.approx(
-            float(crf_loss(logits, image, downsample=s))
+            base + 0.5 * float(expected), rel=1e-6
         )
-    with pytest.raises(ConfigError, match="model.crf_downsample=0"):
-        small_task(crf_downsample=0)
+        task.eval()
+        assert float(task.compute_loss(logits, batch)) == pytest.approx(base, rel=1e-6)
+
+
+@pytest.mark.parametrize("option", ["consistency_weight", "consistency_threshold", "crf_downsample"])
+def test_pruned_options_are_gone(option):
+    """Options measured to give no gain were removed; a config naming one fails to parse."""
+    import inspect
+
+    assert option not in inspect.signature(SegmentationTask.__init__).parameters
+    with pytest.raises(TypeError, match=option):
+        small_task(**{option: 1})
+
+
+# ---- the one checkpoint-compatibility check: fit/validate, fine-tuning, quantify ------------------------
+class _Evil:
+    """Unpickling this would create ``marker``: a checkpoint that runs code when loaded unsafely."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def save_checkpoint(task, path, **block):
+    """A histoseg checkpoint of ``task`` as Lightning writes it (state_dict + histoseg block)."""
+    state = {f"network.{k}": v for k, v in task.network.state_dict().items()}
+    torch.save({"state_dict": state, "histoseg": {**task.histoseg_block(), **block}}, path)
+    return path
+
+
+def test_check_compatible_known_answers(tmp_path):
+    from histoseg.errors import CheckpointError
+    from histoseg.inference.checkpoint import ModelSpec, check_compatible
+
+    task = small_task(classes=["a", "b", "c"])
+    block, spec = task.histoseg_block(), task.checkpoint_spec()
+    assert spec == ModelSpec("segmentation", ("a", "b", "c"), 1.0, task.network_config())
+    assert check_compatible("m.ckpt", block) == [] and check_compatible("m.ckpt", block, spec) == []
+    for damage, needle in (
+        ({"task": "detection"}, "unknown histoseg task 'detection'"),
+        ({"classes": ["a", "b"]}, "inconsistent"),  # network is for 3 classes
+        ({"classes": ["a", "a", "b"]}, "inconsistent"),
+        ({"mpp": 0.0}, "inconsistent"),
+        ({"mpp": "x"}, "inconsistent"),
+    ):
+        with pytest.raises(CheckpointError, match=needle):
+            check_compatible("m.ckpt", {**block, **damage})
+    other = small_task(classes=["a", "x", "c"])
+    with pytest.raises(
+        CheckpointError, match="m.ckpt: a segmentation checkpoint for classes .* does not fit"
+    ):
+        check_compatible("m.ckpt", other.histoseg_block(), spec, fix="do this")
+    deeper = SegmentationTask(
+        classes=["a", "b", "c"], encoder="resnet18", encoder_depth=3, decoder_channels=[8, 8, 8]
+    )
+    with pytest.raises(CheckpointError, match="differs from this config's.*; do this"):
+        check_compatible("m.ckpt", deeper.histoseg_block(), spec, fix="do this")
+    five = small_task()  # 5 kidney classes, otherwise the same network
+    notes = check_compatible("m.ckpt", {**five.histoseg_block(), "mpp": 0.5}, spec, new_head=True)
+    assert len(notes) == 2 and "head is re-initialised" in notes[0] and "0.5 um/px" in notes[1]
+    with pytest.raises(CheckpointError, match="does not fit"):  # other classes need new_head
+        check_compatible("m.ckpt", five.histoseg_block(), spec)
+
+
+def test_fine_tuning_into_fewer_classes_keeps_all_but_the_head(tmp_path):
+    """init_checkpoint from a 5-class checkpoint into a 3-class model: every tensor but the head is
+    copied exactly; the head keeps its fresh initialisation (other shape)."""
+    torch.manual_seed(3)
+    source = small_task()
+    path = save_checkpoint(source, tmp_path / "five.ckpt")
+    tuned = small_task(classes=["background", "tubules", "other"], init_checkpoint=str(path))
+    src, dst = source.network.state_dict(), tuned.network.state_dict()
+    head = [k for k in dst if k.startswith("net.segmentation_head")]
+    assert head and all(dst[k].shape != src[k].shape for k in head if dst[k].dim())
+    assert all(torch.equal(dst[k], src[k]) for k in dst if k not in head)
+    same = small_task(init_checkpoint=str(path))
+    assert all(torch.equal(v, src[k]) for k, v in same.network.state_dict().items())
+
+
+def test_a_checkpoint_that_would_run_code_never_runs(tmp_path):
+    """read_checkpoint (weights_only) refuses a pickle with code: fine-tuning and quantify's
+    load_predictor fail with a CheckpointError and the payload never runs."""
+    from histoseg.errors import CheckpointError
+    from histoseg.inference.checkpoint import load_predictor
+
+    marker = tmp_path / "pwned"
+    path = save_checkpoint(small_task(), tmp_path / "evil.ckpt", payload=_Evil(marker))
+    with pytest.raises(CheckpointError, match="evil.ckpt: not a readable histoseg checkpoint"):
+        load_predictor(path)
+    with pytest.raises(CheckpointError, match="would need to run code"):
+        small_task(init_checkpoint=str(path))
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the test is not vacuous: an unsafe load runs it
+    assert marker.exists()
+
+
+def test_quantify_loader_checks_the_block_and_the_weights(tmp_path):
+    from histoseg.errors import CheckpointError
+    from histoseg.inference.checkpoint import load_predictor
+
+    task = small_task()
+    predictor = load_predictor(save_checkpoint(task, tmp_path / "good.ckpt"))
+    assert predictor.classes == list(task.classes) and predictor.mpp == 1.0
+    with pytest.raises(CheckpointError, match="bad.ckpt: histoseg block is inconsistent"):
+        load_predictor(save_checkpoint(task, tmp_path / "bad.ckpt", classes=["a", "b"]))
+    data = torch.load(tmp_path / "good.ckpt", weights_only=True)
+    data["state_dict"].pop(next(iter(data["state_dict"])))
+    torch.save(data, tmp_path / "short.ckpt")
+    with pytest.raises(CheckpointError, match="short.ckpt: weights do not fit the network"):
+        load_predictor(tmp_path / "short.ckpt")

@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,129 @@ from histoseg.inference.predictor import Predictor
 from histoseg.io.files import sha256_file
 
 CHECKPOINT_KEY = "histoseg"
+TASKS = ("segmentation", "patch_classification")
+"""Task kinds a checkpoint's histoseg block may name (``BaseTask.task_name`` of the tasks)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model built from a config expects of a checkpoint (``BaseTask.checkpoint_spec()``).
+
+    Attributes:
+        task: Task kind (one of :data:`TASKS`).
+        classes: Class names in label-index order.
+        mpp: Training resolution in microns per pixel.
+        network: Arguments that rebuild the network (``BaseTask.network_config()``).
+    """
+
+    task: str
+    classes: tuple[str, ...]
+    mpp: float
+    network: dict[str, Any] = field(default_factory=dict)
+
+
+def check_compatible(
+    path: str | os.PathLike[str],
+    block: dict[str, Any],
+    expected: ModelSpec | None = None,
+    *,
+    new_head: bool = False,
+    fix: str = "use the config the checkpoint was trained with",
+) -> list[str]:
+    """The one checkpoint-compatibility check: of the block itself, and against a model.
+
+    Used by ``fit``/``validate``/``test``/``predict --ckpt_path``, by fine-tuning
+    (``model.init_checkpoint``, ``new_head=True``) and by ``quantify`` (:func:`load_predictor`,
+    no ``expected``).
+
+    Always checked: a known task kind, a non-empty list of distinct class names, a positive mpp,
+    and network arguments for as many classes. Against ``expected``: the same task, the same
+    network arguments (but for ``num_classes`` when ``new_head``) and the same classes (other
+    classes are allowed with ``new_head``: the head is then re-initialised).
+
+    Args:
+        path: The checkpoint file (named in messages).
+        block: Its histoseg block (:func:`read_checkpoint` checked the keys exist).
+        expected: The model the checkpoint is for, or None.
+        new_head: Fine-tuning: other classes are fine (their head is re-initialised).
+        fix: The advice that ends a mismatch message.
+
+    Returns:
+        Notes to log as warnings (other classes with ``new_head``; another training mpp).
+
+    Raises:
+        CheckpointError: a damaged block, or a checkpoint of another model.
+    """
+    task, classes, network = block["task"], block["classes"], block["network"]
+    if task not in TASKS:
+        raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
+    try:
+        mpp = float(block["mpp"])
+    except (TypeError, ValueError):
+        mpp = float("nan")
+    well_formed = (
+        isinstance(classes, (list, tuple))
+        and len(classes) >= 2
+        and all(isinstance(c, str) for c in classes)
+        and len(set(classes)) == len(classes)
+        and isinstance(network, dict)
+        and network.get("num_classes") == len(classes)
+    )
+    if not well_formed or not (mpp > 0 and math.isfinite(mpp)):
+        raise CheckpointError(
+            f"{path}: histoseg block is inconsistent (classes {classes}, mpp {block['mpp']}, network {network}); "
+            "the checkpoint is damaged or from another tool"
+        )
+    if expected is None:
+        return []
+    classes = list(classes)
+    if task != expected.task or (classes != list(expected.classes) and not new_head):
+        raise CheckpointError(
+            f"{path}: a {task} checkpoint for classes {classes} does not fit this {expected.task} model "
+            f"for classes {list(expected.classes)}; {fix}"
+        )
+    ignore = {"num_classes"} if new_head else set()
+    ours = {k: v for k, v in expected.network.items() if k not in ignore}
+    if {k: v for k, v in network.items() if k not in ignore} != ours:
+        raise CheckpointError(
+            f"{path}: network {network} differs from this config's {expected.network}; {fix}"
+        )
+    notes = []
+    if classes != list(expected.classes):
+        notes.append(
+            f"{path} has classes {classes}, this model {list(expected.classes)}: the head is re-initialised"
+        )
+    if abs(mpp - expected.mpp) > 1e-6 * expected.mpp:
+        notes.append(f"{path} was trained at {mpp:g} um/px, this run uses {expected.mpp:g} um/px")
+    return notes
+
+
+def load_network_weights(
+    network: torch.nn.Module,
+    checkpoint: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    skip_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Copy a checkpoint's ``network.*`` weights into ``network``, all of them but ``skip_prefixes``.
+
+    Raises:
+        CheckpointError: the weights do not fit the network (missing, unexpected or misshapen).
+    """
+    state = {k[len("network.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
+    if skip_prefixes:
+        state = {k: v for k, v in state.items() if not k.startswith(skip_prefixes)}
+    try:
+        missing, unexpected = network.load_state_dict(state, strict=not skip_prefixes)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    missing = [k for k in missing if not k.startswith(skip_prefixes)] if skip_prefixes else missing
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str]) -> Path:
@@ -95,7 +220,9 @@ def build_network(block: dict[str, Any]) -> torch.nn.Module:
         from histoseg.models.classifiers import build_classifier
 
         return build_classifier(**config)
-    raise CheckpointError(f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
+    raise CheckpointError(
+        f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg"
+    )  # pragma: no cover
 
 
 def load_predictor(
@@ -110,19 +237,15 @@ def load_predictor(
         tile_size: Inference tile side in pixels (default: 512 for U-Nets, larger for classifiers).
 
     Raises:
-        CheckpointError: see :func:`read_checkpoint`; weights that do not fit the network.
+        CheckpointError: see :func:`read_checkpoint` and :func:`check_compatible`; weights that do
+            not fit the network.
     """
     path = resolve_checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     block = checkpoint[CHECKPOINT_KEY]
+    check_compatible(path, block)
     network = build_network(block)
-    state = {k[len("network.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit the network ({str(exc).splitlines()[0][:120]})"
-        ) from None
+    load_network_weights(network, checkpoint, path)
     return make_predictor(
         network, block, checkpoint_sha256=sha256_file(path), method=method, tile_size=tile_size
     )

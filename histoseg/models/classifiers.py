@@ -16,7 +16,8 @@ layout up to a *flattened* final feature map (no global pooling), so
   timm trunks zero-pad their convolutions, so their dense prediction is *not* exact (see
   the class docstring).
 
-Both take images in [0, 1]; the normalisation is the first layer (:class:`Normalize`).
+Both take images in [0, 1]; the normalisation is the first layer
+(:class:`histoseg.models.normalize.Normalize`).
 
 Example:
     >>> import torch
@@ -31,73 +32,23 @@ Example:
 from __future__ import annotations
 
 import inspect
-import os
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from histoseg.errors import CheckpointError, ConfigError
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-"""Per-channel mean of ImageNet RGB images in [0, 1] (the torchvision/timm convention)."""
-
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-"""Per-channel standard deviation of ImageNet RGB images in [0, 1]."""
+from histoseg.errors import ConfigError
+from histoseg.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from histoseg.models.weights import load_encoder_weights
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "EncoderPatchClassifier",
-    "Normalize",
     "PlainPatchClassifier",
     "TimmTrunk",
     "build_classifier",
     "plain_feature_size",
 ]
-
-
-class Normalize(nn.Module):
-    """Fixed per-channel normalisation ``(x - mean) / std`` (no parameters, two buffers).
-
-    A pointwise layer: it commutes with cropping and padding, so it is kept as it is by
-    :func:`histoseg.models.fcn.convolutionalize`.
-
-    Args:
-        mean: Per-channel mean of the [0, 1] input (length = number of channels).
-        std: Per-channel standard deviation (same length, all > 0).
-
-    Shapes:
-        Input ``(N, C, ...)`` float; output the same shape and dtype.
-    """
-
-    mean: Tensor
-    std: Tensor
-
-    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
-        super().__init__()
-        if len(mean) != len(std) or len(mean) == 0:
-            raise ConfigError(
-                f"Normalize: mean ({len(mean)} values) and std ({len(std)} values) must have the same "
-                "non-zero length"
-            )
-        if min(std) <= 0:
-            raise ConfigError(f"Normalize: std must be > 0, got {tuple(std)}")
-        self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor([float(s) for s in std]).view(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise ``x`` of shape (N, C, ...) channel-wise."""
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return (x - self.mean.view(shape)) / self.std.view(shape)
-
-    def extra_repr(self) -> str:
-        """Show the statistics in ``print(model)``."""
-        mean = [round(v, 4) for v in self.mean.flatten().tolist()]
-        std = [round(v, 4) for v in self.std.flatten().tolist()]
-        return f"mean={mean}, std={std}"
 
 
 def plain_feature_size(patch_size: int, num_blocks: int) -> int:
@@ -238,42 +189,6 @@ class TimmTrunk(nn.Module):
         return out
 
 
-def _load_encoder_weights(model: nn.Module, path: str) -> None:
-    if not os.path.isfile(path):
-        raise CheckpointError(
-            f"encoder weights file {path!r} not found; pass an existing local state-dict file or weights=None"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise CheckpointError(
-            f"cannot read encoder weights {path!r} ({type(exc).__name__}); save them with "
-            "torch.save(model.state_dict(), path)"
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"encoder weights {path!r} is not a state dict of tensors; save it with "
-            "torch.save(model.state_dict(), path)"
-        )
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else "shape mismatch"
-        raise CheckpointError(
-            f"encoder weights {path!r} do not fit this encoder ({first[:200]}); use weights saved from the "
-            "same timm architecture"
-        ) from None
-    if result.missing_keys:
-        shown = ", ".join(result.missing_keys[:3])
-        raise CheckpointError(
-            f"encoder weights {path!r} miss {len(result.missing_keys)} tensors of the encoder (e.g. "
-            f"{shown}); "
-            "use weights saved from the same timm architecture"
-        )
-
-
 class EncoderPatchClassifier(nn.Module):
     """A timm encoder trunk plus a dense head on the flattened final feature map.
 
@@ -296,14 +211,14 @@ class EncoderPatchClassifier(nn.Module):
         num_classes: Number of output classes C.
         patch_size: Input patch side P in pixels.
         weights: None for random initialisation, or the path of a local state-dict file of
-            the timm model (keys of its classifier, e.g. ``fc.*``, are ignored). Nothing is
-            ever downloaded.
+            the timm model (keys of its classifier, e.g. ``fc.*``, are ignored; read by
+            :func:`histoseg.models.weights.load_encoder_weights`). Nothing is ever downloaded.
         dense: Widths of the hidden dense layers of the head.
         dropout: Dropout after each hidden dense layer, in [0, 1).
 
     Raises:
-        ConfigError: Unknown encoder, or a patch too small for the encoder.
-        CheckpointError: Missing, unreadable or mismatching weights file.
+        ConfigError: Unknown encoder, a patch too small for the encoder, or a missing,
+            unreadable or mismatching weights file.
 
     Shapes:
         Input float32 ``(N, 3, P, P)`` in [0, 1]; output logits ``(N, C)``.
@@ -333,7 +248,7 @@ class EncoderPatchClassifier(nn.Module):
                 "name from timm.list_models()"
             ) from None
         if weights is not None:
-            _load_encoder_weights(model, str(weights))
+            load_encoder_weights(model, weights)
         self.features = nn.Sequential(OrderedDict(normalize=Normalize(), encoder=TimmTrunk(model)))
         self.output_stride: int = int(model.feature_info[-1]["reduction"])  # type: ignore[index]
         if patch_size < self.output_stride:

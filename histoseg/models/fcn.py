@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from histoseg.errors import ConfigError
-from histoseg.models.classifiers import Normalize
+from histoseg.models.normalize import Normalize
 
 __all__ = [
     "PAD_MODES",
@@ -205,7 +205,7 @@ def convolutionalize(classifier: nn.Module, patch_size: int) -> nn.Sequential:
     Accepts an ``nn.Sequential`` (nested ones are flattened) of ``Conv2d``, ``BatchNorm2d``,
     ReLU-like activations (ReLU, ReLU6, LeakyReLU, PReLU, GELU, SiLU, Mish, ELU, Hardswish,
     Sigmoid, Tanh, Identity), ``MaxPool2d``, ``AvgPool2d``, ``Dropout``, ``Flatten``,
-    ``Linear`` (and ``BatchNorm1d`` after ``Flatten``, :class:`histoseg.models.classifiers.Normalize`),
+    ``Linear`` (and ``BatchNorm1d`` after ``Flatten``, :class:`histoseg.models.normalize.Normalize`),
     such as :class:`~histoseg.models.classifiers.PlainPatchClassifier`; or a module with ``features``
     (the conv trunk, any module working on any input size) and ``head`` (an ``nn.Sequential``
     starting with ``Flatten``) such as :class:`~histoseg.models.classifiers.EncoderPatchClassifier`.

@@ -11,11 +11,7 @@ regularisers on the unlabelled pixels close much of the gap to dense training
   Grandvalet & Bengio, NIPS 2005): pushes unlabelled pixels towards confident predictions;
 - :func:`crf_loss` — the Potts / dense-CRF relaxation of Tang et al.
   ``sum_ij W_ij S_i^T (1 - S_j)`` with a Gaussian bilateral affinity ``W_ij`` restricted to a
-  local window: pixels that look alike and lie close together should get the same class;
-- :func:`consistency_loss` — transformation consistency with confident pseudo-labels
-  (FixMatch, Sohn et al., NeurIPS 2020, per pixel): the network's own prediction on a rotated /
-  flipped copy of the patch (:func:`histoseg.transforms.dihedral`, mapped back with
-  :func:`histoseg.transforms.undo_dihedral`, no gradient) is the target of its prediction on the patch, where that prediction is confident.
+  local window: pixels that look alike and lie close together should get the same class.
 
 Example:
     >>> import torch
@@ -122,7 +118,6 @@ def crf_loss(
     sigma_rgb: float = 0.1,
     sigma_xy: float = 5.0,
     kernel_size: int = 5,
-    downsample: int = 1,
 ) -> torch.Tensor:
     """Local dense-CRF (Potts) relaxation loss of Tang et al., ECCV 2018.
 
@@ -143,10 +138,6 @@ def crf_loss(
         sigma_rgb: Colour bandwidth (image units).
         sigma_xy: Spatial bandwidth in pixels.
         kernel_size: Odd window size (5 or 7 typical).
-        downsample: Average ``logits`` and ``image`` over ``downsample`` x ``downsample`` blocks
-            first (a partial block at the bottom / right edge is dropped), so the window and
-            ``sigma_xy`` reach ``downsample`` times further in full-resolution pixels (Tang et
-            al. evaluate their dense-CRF loss on a reduced image too). 1 = full resolution.
 
     Returns:
         Scalar loss.
@@ -165,14 +156,9 @@ def crf_loss(
             f"crf_loss: logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, C, H, W) "
             "and (N, K, H, W) with the same N, H, W"
         )
-    if downsample < 1:
-        raise ConfigError(f"crf downsample {downsample} must be an integer >= 1 (1 = full resolution)")
     if image.dtype == torch.uint8:
         image = image.float() / 255.0
     image = image.detach().to(logits.dtype if logits.is_floating_point() else torch.float32)
-    if downsample > 1:
-        logits = F.avg_pool2d(logits, downsample)
-        image = F.avg_pool2d(image, downsample)
     prob = torch.softmax(logits, dim=1)
     n, _, height, width = prob.shape
     half = kernel_size // 2
@@ -199,58 +185,7 @@ def crf_loss(
     return total / (n * height * width)
 
 
-def consistency_loss(
-    logits: torch.Tensor,
-    target_logits: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    threshold: float = 0.9,
-) -> torch.Tensor:
-    """Confidence-masked pseudo-label cross-entropy (FixMatch, Sohn et al. 2020, per pixel).
-
-    ``L = (1 / |U|) sum_{i in U} 1[max_c q_ic >= threshold] CE(logits_i, argmax_c q_ic)`` with
-    ``q = softmax(target_logits)`` (no gradient flows into ``target_logits``) and ``U`` the
-    pixels selected by ``mask``. Dividing by all of ``U``, not only the confident pixels, makes
-    the loss fade in by itself as predictions become confident (FixMatch's normalisation).
-
-    Args:
-        logits: (N, C, H, W) float logits of the view being trained.
-        target_logits: (N, C, H, W) logits of another view of the same pixels (aligned), e.g.
-            ``undo_dihedral(net(dihedral(x, k, f)), k, f)``.
-        mask: Optional bool (N, H, W): pixels the loss covers (typically the unlabelled ones).
-            None = all pixels.
-        threshold: Confidence a pseudo-label needs, in [0, 1); 0 keeps every pixel.
-
-    Returns:
-        Scalar loss; 0 (connected to the graph) when ``mask`` selects no pixel.
-    """
-    if not 0.0 <= threshold < 1.0:
-        raise ConfigError(f"consistency threshold {threshold} must be in [0, 1) (e.g. 0.9)")
-    if logits.shape != target_logits.shape or logits.ndim != 4:
-        raise ValueError(
-            f"consistency_loss: logits {tuple(logits.shape)} and target_logits {tuple(target_logits.shape)} "
-            "must both be (N, C, H, W)"
-        )
-    with torch.no_grad():
-        confidence, pseudo = torch.softmax(target_logits.detach().float(), dim=1).max(dim=1)
-        keep = confidence >= threshold
-        if mask is None:
-            covered = torch.ones_like(keep)
-        else:
-            covered = mask.to(torch.bool)
-            if covered.shape != keep.shape:
-                raise ValueError(
-                    f"consistency_loss: mask shape {tuple(covered.shape)} != pixel shape {tuple(keep.shape)}"
-                )
-            keep = keep & covered
-        count = covered.sum()
-    if int(count) == 0:
-        return logits.sum() * 0.0
-    per_pixel = F.cross_entropy(logits, pseudo, reduction="none")
-    return (per_pixel * keep).sum() / count.to(per_pixel.dtype)
-
-
 __all__ = [
-    "consistency_loss",
     "crf_loss",
     "entropy_loss",
     "partial_cross_entropy",

@@ -1,0 +1,128 @@
+"""The LightningCLI behind ``histoseg fit|validate|test|predict`` (imported only for those commands).
+
+:class:`HistosegCLI` links ``data.classes``, ``data.mpp`` and ``data.patch_size`` into the model,
+so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
+file is read once with ``weights_only=True`` (no pickled code runs; a bad file is one error line,
+not Lightning's traceback) and must pass the one compatibility check,
+:func:`histoseg.inference.checkpoint.check_compatible`, against the model of the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from histoseg.console import fit_summary, quiet_lightning
+from histoseg.datamodules import SlideDataModule
+from histoseg.errors import CheckpointError, HistosegError
+from histoseg.inference.checkpoint import (
+    CHECKPOINT_KEY,
+    check_compatible,
+    read_checkpoint,
+    resolve_checkpoint_path,
+)
+from histoseg.tasks import BaseTask
+from histoseg.writers import SlideWriter
+
+log = logging.getLogger(__name__)
+
+
+class HistosegCLI(LightningCLI):
+    """LightningCLI with the data -> model links that make checkpoints self-describing."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the data's classes, mpp and patch size into the model."""
+        for key in ("classes", "mpp", "patch_size"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    _ckpt_block: dict | None = None  # the histoseg block of --ckpt_path, read once
+
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` once, safely, before Lightning reads its hyperparameters.
+
+        Lightning's own read (in ``LightningCLI.__init__``) would fail with a traceback on a file
+        that is not a checkpoint; :func:`histoseg.inference.checkpoint.read_checkpoint` gives one
+        line instead. A glob means its newest match. ``last`` needs the trainer: see
+        :meth:`_check_ckpt_path`.
+        """
+        if self.config.get("subcommand"):
+            config = self.config[self.config.subcommand]
+            path = config.get("ckpt_path")
+            if path not in (None, "last", "best", "hpc", "registry"):
+                resolved = resolve_checkpoint_path(path)
+                self._ckpt_block = read_checkpoint(resolved)[CHECKPOINT_KEY]
+                config["ckpt_path"] = str(resolved)
+        super()._parse_ckpt_path()
+
+    def _check_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` against this model before Lightning loads it (the one compatibility check).
+
+        ``last`` means the newest ``last.ckpt`` under ``trainer.default_root_dir`` (resume after
+        an interruption).
+        """
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path is None or path in ("best", "hpc", "registry"):
+            return
+        block = self._ckpt_block
+        if path == "last":
+            root = Path(self.trainer.default_root_dir)
+            found = sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise CheckpointError(
+                    f"{root}: no last.ckpt to resume from; run without --ckpt_path, or set "
+                    "--trainer.default_root_dir to the interrupted run's folder"
+                )
+            path = str(found[-1])
+            block = read_checkpoint(path)[CHECKPOINT_KEY]
+        model = self.model
+        if block is None or not isinstance(model, BaseTask):  # pragma: no cover - read above; BaseTask only
+            raise HistosegError(f"{path}: not checked; give a histoseg checkpoint to a histoseg model")
+        fix = "use the config it was trained with, or fine-tune with model.init_checkpoint"
+        for note in check_compatible(path, block, model.checkpoint_spec(), fix=fix):
+            log.warning("ckpt_path %s", note)
+        config["ckpt_path"] = path
+
+    before_fit = before_validate = before_test = _check_ckpt_path
+
+    def after_fit(self) -> None:
+        """The summary: best/last checkpoint, validation Dice per class, the quantify command to run next."""
+        if self.trainer.is_global_zero:
+            for line in fit_summary(self.trainer, list(getattr(self.model, "classes", []))):
+                print(line, file=sys.stderr)
+
+    def before_predict(self) -> None:
+        """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
+        if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):
+            raise HistosegError(
+                "predict: no output writer; add --trainer.callbacks+=histoseg.writers.SlideWriter "
+                "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
+            )
+        if self.config_init[self.subcommand].get("ckpt_path") is None:
+            raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
+        self._check_ckpt_path()
+
+    def after_predict(self) -> None:
+        """Exit status 1 when any slide failed (listed in the report)."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, SlideWriter) and getattr(callback, "status", 0):
+                sys.exit(1)
+
+
+def run(args: list[str] | None) -> None:
+    """Run ``histoseg fit|validate|test|predict`` with ``args`` (None: ``sys.argv``)."""
+    quiet_lightning()
+    HistosegCLI(
+        model_class=BaseTask,
+        datamodule_class=SlideDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
+        args=args,
+        auto_configure_optimizers=False,
+    )
