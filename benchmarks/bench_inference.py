@@ -80,6 +80,7 @@ def child_histoseg(slide: str, out: str, tile: int, forward_only: bool) -> dict:
     import torch
 
     import histoseg.io.tiff  # noqa: F401
+    from histoseg.inference.options import InferenceOptions
     from histoseg.inference.predict import plan_tiles, predict_slide
     from histoseg.inference.predictor import Predictor
     from histoseg.io.slide import Slide
@@ -90,9 +91,8 @@ def child_histoseg(slide: str, out: str, tile: int, forward_only: bool) -> dict:
         model(torch.rand(4, 3, tile, tile))  # warm-up (allocator, kernels)
     rss_before = peak_rss_mb()
     start = time.perf_counter()
-    result = predict_slide(
-        slide, predictor, out_path=out, overlap=0.5, blend="gaussian", batch_size=4, progress=False
-    )
+    options = InferenceOptions(overlap=0.5, blend="gaussian", batch_size=4, precision="32")
+    result = predict_slide(slide, predictor, options, out_path=out, progress=False)
     seconds = time.perf_counter() - start
     report = {
         "seconds": seconds,
