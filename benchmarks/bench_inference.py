@@ -180,6 +180,7 @@ def arm_predict(
     """predict_slide end to end; for the U-Net also forward-only on the same tiles."""
     import torch
 
+    from histoseg.inference.options import InferenceOptions
     from histoseg.inference.predict import predict_slide
     from histoseg.inference.predictor import Predictor
 
@@ -197,10 +198,11 @@ def arm_predict(
     rss_before = peak_rss_mb()
     cpu0 = cpu_seconds()
     start = time.perf_counter()
-    result = predict_slide(
-        slide, predictor, out_path=out, batch_size=batch, progress=False, workers=workers,
-        autocast=bf16, channels_last=bf16, device=device,
+    options = InferenceOptions(
+        tile_size=tile, overlap=0.5, blend="gaussian", batch_size=batch, device=device,
+        precision="bf16" if bf16 else "32", channels_last=bf16, workers=workers,
     )  # fmt: skip
+    result = predict_slide(slide, predictor, options, out_path=out, progress=False)
     seconds = time.perf_counter() - start
     report: dict[str, Any] = {
         "seconds": seconds,

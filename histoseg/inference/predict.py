@@ -54,7 +54,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from histoseg.errors import ConfigError, HistosegError
+from histoseg.errors import HistosegError
+from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.inference.reader import iter_batches, plan_reads
 from histoseg.inference.writer import BackgroundTiff, LabelSink
@@ -408,44 +409,26 @@ def _progress_bar(enabled: bool, total: int, label: str) -> tuple[Callable[[int]
 def predict_slide(
     slide: Slide | str | os.PathLike[str],
     predictor: Predictor,
+    options: InferenceOptions | None = None,
     *,
     out_path: str | os.PathLike[str] | None = None,
-    tile_size: int | None = None,
-    overlap: float = 0.5,
-    blend: Blend = "gaussian",
-    margin: int | None = None,
-    batch_size: int = 4,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
     mpp: float | None = None,
-    skip_glass: bool = True,
-    autocast: bool = False,
-    channels_last: bool = False,
+    progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
-    workers: int = 0,
 ) -> SlidePrediction:
     """Predict the label map of a whole slide at the predictor's resolution, streaming.
 
     Args:
         slide: An open :class:`~histoseg.io.slide.Slide` or a slide path.
         predictor: Model and its facts (classes, mpp, tile geometry, background class).
+        options: Tiling, merging, device, precision and TTA settings
+            (:class:`~histoseg.inference.options.InferenceOptions`; default: all defaults).
+            Resolved against ``predictor`` here unless already resolved.
         out_path: Where to write the label map as a tiled pyramidal TIFF (atomically). When None,
             the result holds ``labels``, a memory map of a temporary file (deleted on close).
-        tile_size: Tile side in pixels at the predictor's mpp (default ``predictor.tile_size``);
-            a multiple of ``predictor.size_multiple``.
-        overlap: Fraction of the tile shared by neighbours in gaussian mode (0 = none, 0.5 = nnU-Net).
-        blend: ``"gaussian"`` (weighted logits, sigma = tile / 8) or ``"crop"`` (tile centres only).
-        margin: Pixels discarded at each tile edge in crop mode (default ``predictor.margin``).
-        batch_size: Tiles per forward pass.
-        device: Torch device of the model.
-        progress: Show a progress bar on stderr (only when it is a terminal).
         mpp: Level-0 mpp of the slide, overriding its metadata (only used when ``slide`` is a path).
-        skip_glass: Run only tiles that touch tissue on the thumbnail tissue mask.
-        autocast: Run the model under bfloat16 autocast (CPU) / float16 (CUDA).
-        channels_last: Use the channels-last memory format (often faster on CPU).
+        progress: Show a progress bar on stderr (only when it is a terminal).
         on_progress: Called as ``on_progress(tiles_done, tiles_to_run)`` after each batch.
-        workers: Tile reader processes (0 = one background thread in this process); see
-            :mod:`histoseg.inference.reader`. The label map is the same with any number.
 
     Returns:
         A :class:`SlidePrediction`.
@@ -454,6 +437,9 @@ def predict_slide(
         HistosegError: unreadable slide, invalid option, or a model output of the wrong shape.
     """
     start = time.perf_counter()
+    options = options if options is not None else InferenceOptions()
+    if not options.resolved:
+        options = options.resolve(predictor)
     own_slide = not isinstance(slide, Slide)
     handle = Slide(slide, mpp=mpp) if own_slide else slide
     assert isinstance(handle, Slide)
@@ -461,19 +447,10 @@ def predict_slide(
         return _predict(
             handle,
             predictor,
+            options,
             out_path=Path(out_path) if out_path is not None else None,
-            tile_size=tile_size,
-            overlap=overlap,
-            blend=blend,
-            margin=margin,
-            batch_size=batch_size,
-            device=torch.device(device),
             progress=progress,
-            skip_glass=skip_glass,
-            autocast=autocast,
-            channels_last=channels_last,
             on_progress=on_progress,
-            workers=workers,
             start=start,
         )
     finally:
@@ -481,52 +458,19 @@ def predict_slide(
             handle.close()
 
 
-def _check_options(
-    predictor: Predictor, tile: int, overlap: float, blend: str, margin: int, batch_size: int
-) -> None:
-    multiple = max(1, int(predictor.size_multiple))
-    if tile <= 0 or tile % multiple:
-        raise ConfigError(f"tile_size={tile}: must be a positive multiple of {multiple} for this model")
-    if blend not in ("gaussian", "crop"):
-        raise ConfigError(f"blend={blend!r}: use 'gaussian' or 'crop'")
-    if not 0.0 <= overlap < 1.0:
-        raise ConfigError(f"overlap={overlap}: must be in [0, 1) (0.5 = half a tile)")
-    if blend == "crop" and not 0 <= margin < tile / 2:
-        raise ConfigError(f"margin={margin}: must be >= 0 and less than half the tile ({tile})")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
-    if not predictor.classes or len(predictor.classes) > 255:
-        raise ConfigError(f"the model has {len(predictor.classes)} classes; label maps hold 1 to 255 classes")
-    if not (predictor.mpp > 0 and math.isfinite(predictor.mpp)):
-        raise ConfigError(f"predictor mpp={predictor.mpp}: must be a positive number of microns per pixel")
-
-
 def _predict(
     slide: Slide,
     predictor: Predictor,
+    options: InferenceOptions,
     *,
     out_path: Path | None,
-    tile_size: int | None,
-    overlap: float,
-    blend: str,
-    margin: int | None,
-    batch_size: int,
-    device: torch.device,
     progress: bool,
-    skip_glass: bool,
-    autocast: bool,
-    channels_last: bool,
     on_progress: Callable[[int, int], None] | None,
-    workers: int,
     start: float,
 ) -> SlidePrediction:
-    tile = int(tile_size or predictor.tile_size)
-    margin_px = int(predictor.margin if margin is None else margin)
-    _check_options(predictor, tile, overlap, blend, margin_px, batch_size)
-    if workers < 0:
-        raise ConfigError(
-            f"workers={workers}: must be 0 (read in a background thread) or a number of processes"
-        )
+    assert options.tile_size is not None and options.margin is not None
+    tile, margin_px, blend, batch_size = options.tile_size, options.margin, options.blend, options.batch_size
+    device = options.torch_device
     num_classes = len(predictor.classes)
     background = predictor.background_class
     if background is not None and not 0 <= background < num_classes:
@@ -536,12 +480,12 @@ def _predict(
     width, height = slide.size_at_mpp(out_mpp)
     scale0 = out_mpp / slide.mpp  # level-0 pixels per output pixel
 
-    tiles = plan_tiles(height, width, tile, blend=blend, overlap=overlap, margin=margin_px)  # type: ignore[arg-type]
+    tiles = plan_tiles(height, width, tile, blend=blend, overlap=options.overlap, margin=margin_px)  # type: ignore[arg-type]
     thumb, thumb_ds = slide.thumbnail(1024)
     tissue = tissue_mask(thumb)
     to_run = (
         _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=blend == "crop")
-        if skip_glass
+        if options.skip_glass
         else list(tiles)
     )
 
@@ -567,12 +511,16 @@ def _predict(
         merger = _CropMerger(sink, tile - 2 * margin_px, stats)
 
     model = predictor.model.eval().to(device)
+    # "auto" precision is decided on the first tiles in a later step; until then it is fp32.
+    precision = "32" if options.precision == "auto" else options.precision
+    autocast = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
+    channels_last = autocast is not None if options.channels_last is None else options.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
     plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
-    batches = iter_batches(slide, plan, batch_size, workers=workers, pin_memory=device.type == "cuda")
+    batches = iter_batches(slide, plan, batch_size, workers=options.workers, pin_memory=device.type == "cuda")
     tiff = BackgroundTiff(out_path, sink, out_mpp, predictor, slide) if out_path is not None else None
     timings: dict[str, float] = {}
     try:
@@ -639,7 +587,7 @@ def _run_tiles(
     num_classes: int,
     tile: int,
     device: torch.device,
-    autocast: bool,
+    autocast: torch.dtype | None,
     channels_last: bool,
     advance: Callable[[int], None],
     on_progress: Callable[[int, int], None] | None,
@@ -676,7 +624,11 @@ def _run_tiles(
 
 
 def _forward(
-    model: torch.nn.Module, images: torch.Tensor, device: torch.device, autocast: bool, channels_last: bool
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    channels_last: bool,
 ) -> np.ndarray:
     """Run the model on (N, T, T, 3) uint8 images; (N, C, T, T) float32 logits as NumPy."""
     with torch.inference_mode():
@@ -685,8 +637,7 @@ def _forward(
         layout = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.empty(nhwc.shape, dtype=torch.float32, device=device, memory_format=layout)
         x.copy_(nhwc).div_(255.0)
-        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=autocast):
+        with torch.autocast(device_type=device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(x)
         if not isinstance(logits, torch.Tensor):
             raise HistosegError(f"the model returned {type(logits).__name__}; it must return a logits tensor")
