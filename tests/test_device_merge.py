@@ -17,8 +17,9 @@ from test_inference import CLASSES, make_truth, write_slide
 from torch import nn
 
 from histoseg.inference.options import InferenceOptions
-from histoseg.inference.predict import _read_batch, _tissue_tiles, plan_tiles, predict_slide
+from histoseg.inference.predict import _tissue_tiles, plan_tiles, predict_slide
 from histoseg.inference.predictor import Predictor
+from histoseg.inference.reader import iter_batches, plan_reads
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
 
@@ -42,7 +43,7 @@ def random_net() -> nn.Module:
 def host_merge(
     slide_path: Path, predictor: Predictor, options: InferenceOptions
 ) -> tuple[np.ndarray, _Stats]:
-    """The old pipeline: same tile plan, same batches, fp32 logits to NumPy, NumPy merger."""
+    """The old pipeline: same tile plan, same batches of 3, fp32 logits to NumPy, NumPy merger."""
     options = options.resolve(predictor)
     tile, margin = options.tile_size, options.margin
     assert tile is not None and margin is not None
@@ -59,11 +60,9 @@ def host_merge(
             merger = _GaussianMerger(sink, len(CLASSES), tile, stats)
         else:
             merger = _CropMerger(sink, tile - 2 * margin, stats)
-        for i in range(0, len(tiles), options.batch_size):
-            batch = tiles[i : i + options.batch_size]
-            images = _read_batch(slide, batch, tile, scale0, predictor.mpp)
+        for batch, images in iter_batches(slide, plan_reads(slide, tiles, tile, scale0, predictor.mpp), 3):
             with torch.inference_mode():
-                x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+                x = images.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
                 logits = predictor.model(x).float().contiguous().numpy()
             for index, item in enumerate(batch):
                 merger.add(logits[index], item)

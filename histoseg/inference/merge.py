@@ -30,7 +30,7 @@ __all__ = ["CropMerger", "GaussianMerger", "Stats"]
 
 
 class RowSink(Protocol):
-    """Where finished label rows go (:class:`histoseg.inference.predict._RawLabels`)."""
+    """Where finished label rows go (:class:`histoseg.inference.writer.LabelSink`)."""
 
     shape: tuple[int, int]
 

@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -48,21 +47,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from histoseg.errors import HistosegError
 from histoseg.inference.forward import TileRunner
 from histoseg.inference.merge import CropMerger, GaussianMerger, Stats
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
+from histoseg.inference.reader import iter_batches, plan_reads
+from histoseg.inference.writer import BackgroundTiff, LabelSink
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
-from histoseg.report.areas import class_areas, label_colormap
+from histoseg.report.areas import class_areas
 
 __all__ = [
     "SlidePrediction",
@@ -162,72 +163,6 @@ def gaussian_importance_map(tile: int, sigma_scale: float = 1.0 / 8.0) -> np.nda
     return np.maximum(weights, 1e-6).astype(np.float32)
 
 
-# -- label sink ---------------------------------------------------------------------------------
-
-
-class _RawLabels:
-    """A (H, W) uint8 label map in a raw file, written by row blocks and read as an array-like.
-
-    Reads (``obj[y0:y1, x0:x1]``) go through ``os.pread`` with a cache of the last block of rows,
-    so handing it to :func:`write_pyramid_tiff` (row-major tiles) reads each byte about once and
-    keeps memory at one band of rows, unlike a memory map whose touched pages stay resident.
-    """
-
-    def __init__(self, path: Path, height: int, width: int) -> None:
-        self.path = path
-        self.shape = (height, width)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 2
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.ftruncate(self._fd, height * width)
-        self._cache: tuple[int, int, np.ndarray] | None = None
-
-    def write_rows(self, y0: int, rows: np.ndarray) -> None:
-        """Write (n, W) uint8 rows starting at row ``y0``."""
-        data = np.ascontiguousarray(rows, dtype=np.uint8)
-        view = memoryview(data).cast("B")
-        offset = y0 * self.shape[1]
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            view = view[written:]
-            offset += written
-
-    def _rows(self, y0: int, y1: int) -> np.ndarray:
-        if self._cache is not None and self._cache[0] <= y0 and y1 <= self._cache[1]:
-            start = self._cache[0]
-            return self._cache[2][y0 - start : y1 - start]
-        # Cache a block of at least 1024 rows (bounded by the height): tiles of a TIFF row hit it.
-        block_end = min(self.shape[0], max(y1, y0 + 1024))
-        size = (block_end - y0) * self.shape[1]
-        data = os.pread(self._fd, size, y0 * self.shape[1])
-        block = np.frombuffer(data, np.uint8).reshape(block_end - y0, self.shape[1])
-        self._cache = (y0, block_end, block)
-        return block[: y1 - y0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key, slice(None))
-        rows, cols = key[0], key[1] if len(key) > 1 else slice(None)
-        if isinstance(rows, int):
-            rows = slice(rows, rows + 1 if rows != -1 else None)
-            squeeze = True
-        else:
-            squeeze = False
-        y0, y1, ystep = rows.indices(self.shape[0])
-        block = self._rows(y0, max(y0, y1))[::ystep] if y1 > y0 else np.zeros((0, self.shape[1]), np.uint8)
-        out = block[:, cols]
-        return out[0] if squeeze else out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        array = self[:, :]
-        return array.astype(dtype) if dtype is not None else array
-
-    def close(self) -> None:
-        self._cache = None
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-
-
 # -- result -------------------------------------------------------------------------------------
 
 
@@ -261,6 +196,9 @@ class SlidePrediction:
             (:meth:`histoseg.inference.forward.PrecisionCheck.as_dict`), or None.
         view_counts: With TTA, (8, C) int64 argmax pixel counts of each dihedral view alone
             (view ``2 k + flip``); None without TTA.
+        timings: Seconds per stage in the main process: ``read_wait`` (waiting for tiles),
+            ``forward``, ``merge`` (blending, argmax, counts, band written), ``write_wait`` (waiting
+            for the TIFF thread after the last band).
     """
 
     slide_path: Path
@@ -286,6 +224,7 @@ class SlidePrediction:
     channels_last: bool = False
     precision_check: dict[str, Any] | None = None
     view_counts: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def areas(self, background: str | int | None = "background") -> list[dict[str, Any]]:
         """Per-class area rows (:func:`histoseg.report.areas.class_areas`) at the label map's mpp."""
@@ -435,7 +374,7 @@ def _predict(
         os.close(fd)
         raw_path = Path(name)
     try:
-        sink = _RawLabels(raw_path, height, width)
+        sink = LabelSink(raw_path, height, width)
     except OSError as exc:
         raise HistosegError(
             f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
@@ -453,27 +392,26 @@ def _predict(
         merger = CropMerger(sink, tile - 2 * margin_px, stats)
     advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
-    batches = _prefetch_batches(slide, to_run, batch_size, tile, scale0, out_mpp)
+    plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
+    batches = iter_batches(slide, plan, batch_size, workers=options.workers, pin_memory=device.type == "cuda")
+    tiff = BackgroundTiff(out_path, sink, out_mpp, predictor, slide) if out_path is not None else None
+    timings: dict[str, float] = {}
     try:
-        done = 0
-        for batch, images in batches:
-            scores, view_labels = runner(images)
-            for index, item in enumerate(batch):
-                merger.add(scores[index], item, None if view_labels is None else view_labels[index])
-            done += len(batch)
-            advance(len(batch))
-            if on_progress is not None:
-                on_progress(done, len(to_run))
-        merger.finish()
+        timings = _run_tiles(batches, runner, merger, advance, on_progress, len(to_run))
         stop_bar()
         labels_path = None
-        if out_path is not None:
-            _write_label_tiff(out_path, sink, out_mpp, predictor, slide)
+        if tiff is not None:
+            wait = time.perf_counter()
+            tiff.result()
+            tiff = None
+            timings["write_wait"] = time.perf_counter() - wait
             labels_path = out_path
         else:
             labels_memmap = np.memmap(raw_path, dtype=np.uint8, mode="r", shape=(height, width))
     finally:
-        batches.close()  # waits for a read in flight before the slide can be closed
+        batches.close()  # stops the readers (a read in flight ends) before the slide can be closed
+        if tiff is not None:
+            tiff.cancel()  # no label TIFF and no temporary file after a failure
         stop_bar()
         sink.close()
         with contextlib.suppress(OSError):
@@ -503,58 +441,37 @@ def _predict(
         channels_last=runner.channels_last if runner.precision != "auto" else False,
         precision_check=runner.check.as_dict() if runner.check is not None else None,
         view_counts=stats.view_counts[:, :num_classes].copy() if options.tta else None,
+        timings=timings,
     )
 
 
-def _read_batch(slide: Slide, batch: Sequence[Tile], tile: int, scale0: float, mpp: float) -> np.ndarray:
-    """Read tiles as (N, T, T, 3) uint8 (level-0 origin = output origin x level-0 px per output px)."""
-    images = np.empty((len(batch), tile, tile, 3), np.uint8)
-    for index, item in enumerate(batch):
-        x0 = int(round(item.x * scale0))
-        y0 = int(round(item.y * scale0))
-        images[index] = slide.read_at_mpp(x0, y0, tile, tile, mpp)
-    return images
-
-
-def _prefetch_batches(
-    slide: Slide, tiles: Sequence[Tile], batch_size: int, tile: int, scale0: float, mpp: float
-) -> Iterator[tuple[Sequence[Tile], np.ndarray]]:
-    """Yield ``(tiles, images)`` batches, reading the next batch in a thread while the model runs."""
-    batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
-    if not batches:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histoseg-read") as pool:
-        pending: Future[np.ndarray] = pool.submit(_read_batch, slide, batches[0], tile, scale0, mpp)
-        for index, batch in enumerate(batches):
-            images = pending.result()
-            if index + 1 < len(batches):
-                pending = pool.submit(_read_batch, slide, batches[index + 1], tile, scale0, mpp)
-            yield batch, images
-
-
-def _write_label_tiff(path: Path, sink: _RawLabels, mpp: float, predictor: Predictor, slide: Slide) -> None:
-    from histoseg.io.tiff import describe_label_map, write_pyramid_tiff
-
-    colormap = label_colormap(predictor.classes)
-    description = json.loads(describe_label_map(predictor.classes, colormap))
-    description.update(
-        {
-            "mpp": mpp,
-            "slide": slide.path.name,
-            "slide_mpp": slide.mpp,
-            "slide_dimensions": list(slide.dimensions),
-            "background_class": predictor.background_class,
-            "checkpoint_sha256": predictor.checkpoint_sha256,
-        }
-    )
-    write_pyramid_tiff(
-        path,
-        sink,
-        mpp,
-        tile=256,
-        min_level_size=512,
-        compression="deflate",
-        interpolation="nearest",
-        colormap=colormap,
-        description=json.dumps(description),
-    )
+def _run_tiles(
+    batches: Iterator[tuple[list[Tile], torch.Tensor]],
+    runner: TileRunner,
+    merger: GaussianMerger | CropMerger,
+    advance: Callable[[int], None],
+    on_progress: Callable[[int, int], None] | None,
+    total: int,
+) -> dict[str, float]:
+    """Run every batch through the model and the merger; seconds spent waiting for tiles, in the model, merging."""
+    timings = {"read_wait": 0.0, "forward": 0.0, "merge": 0.0}
+    done = 0
+    merged = time.perf_counter()
+    for batch, images in batches:
+        read = time.perf_counter()
+        timings["read_wait"] += read - merged
+        scores, view_labels = runner(images)
+        forwarded = time.perf_counter()
+        timings["forward"] += forwarded - read
+        for index, item in enumerate(batch):
+            merger.add(scores[index], item, None if view_labels is None else view_labels[index])
+        done += len(batch)
+        advance(len(batch))
+        if on_progress is not None:
+            on_progress(done, total)
+        merged = time.perf_counter()
+        timings["merge"] += merged - forwarded
+    clock = merged
+    merger.finish()
+    timings["merge"] += time.perf_counter() - clock
+    return timings
