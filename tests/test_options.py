@@ -95,3 +95,37 @@ def test_parser_builds_the_options_and_names_the_flag() -> None:
     assert from_arguments(parser.parse_args([])) == InferenceOptions()
     with pytest.raises(ConfigError, match=r"^--batch_size=0: must be at least 1"):
         from_arguments(parser.parse_args(["--batch_size", "0"]))
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--tile_size", "0"], "error: --tile_size=0: must be between 1 and 8192 pixels"),
+        (["--batch_size", "0"], "error: --batch_size=0: must be at least 1"),
+        (["--overlap", "nan"], "error: --overlap=nan: must be a finite number"),
+        (["--workers", "-2"], "error: --workers=-2: must be >= 0"),
+        (["--device", "tpu"], "error: --device='tpu': unknown torch device"),
+    ],
+)
+def test_quantify_rejects_bad_options_before_reading_anything(
+    tmp_path, capsys: pytest.CaptureFixture[str], flags: list[str], needle: str
+) -> None:
+    from histoseg.cli import main
+
+    out = tmp_path / "out"
+    argv = [
+        "quantify",
+        "--ckpt_path",
+        str(tmp_path / "missing.ckpt"),
+        "--slides",
+        str(tmp_path),
+        "--out",
+        str(out),
+    ]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, *flags])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and lines[0].startswith(needle), err
+    assert not out.exists()  # checked before the checkpoint is read or anything is written
