@@ -492,25 +492,12 @@ def _point_counts(
     }
 
 
-def _uncertainty(
-    expected: Any, view_counts: Any, classes: Sequence[str], rows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Expected-area interstitial fraction and, with TTA, its min/max over the 8 views; added to ``rows``.
-
-    ``expected_interstitial_fraction`` is the fraction of the softmax-summed (expected) areas;
-    ``tta_fraction_min/max`` are the smallest and largest interstitial fraction of the label maps of
-    the 8 dihedral views alone (NaN without TTA), ``tta_view_fractions`` all 8 (view ``2 k + flip``).
-    """
-    views = [interstitial_fraction(c, classes) for c in view_counts] if view_counts is not None else []
-    finite = [v for v in views if math.isfinite(v)]
-    values = {
-        "expected_interstitial_fraction": interstitial_fraction(expected, classes),
-        "tta_fraction_min": min(finite) if finite else math.nan,
-        "tta_fraction_max": max(finite) if finite else math.nan,
-    }
+def _uncertainty(pred: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`SlidePrediction.uncertainty` of the slide, its slide-level columns copied to every row."""
+    values = pred.uncertainty()
     for row in rows:
-        row.update(values)
-    return {**values, "tta_view_fractions": views or None}
+        row.update({k: v for k, v in values.items() if k != "tta_view_fractions"})
+    return values
 
 
 def _quantify_one(
@@ -580,7 +567,7 @@ def _quantify_one(
             "slide_dimensions": list(pred.slide_dimensions),
             "label_shape": list(pred.shape),
             "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
-            **_uncertainty(pred.expected_counts, pred.view_counts, pred.classes, rows),
+            **_uncertainty(pred, rows),
             "precision": pred.precision,
             "channels_last": pred.channels_last,
             "precision_check": pred.precision_check,

@@ -63,7 +63,7 @@ from histoseg.inference.reader import iter_batches, plan_reads
 from histoseg.inference.writer import BackgroundTiff, LabelSink
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
-from histoseg.report.areas import class_areas
+from histoseg.report.areas import class_areas, interstitial_fraction
 
 __all__ = [
     "SlidePrediction",
@@ -230,6 +230,28 @@ class SlidePrediction:
         """Per-class area rows (:func:`histoseg.report.areas.class_areas`) at the label map's mpp."""
         return class_areas(self.counts, self.mpp, self.classes, background, self.expected_counts)
 
+    def uncertainty(self) -> dict[str, Any]:
+        """Expected-area interstitial fraction and, with TTA, its min/max over the 8 views.
+
+        Returns:
+            ``expected_interstitial_fraction`` (from the softmax-summed expected counts),
+            ``tta_fraction_min`` / ``tta_fraction_max`` (smallest / largest interstitial fraction
+            of the 8 dihedral views' own label maps; NaN without TTA) and ``tta_view_fractions``
+            (all 8, view ``2 k + flip``; None without TTA).
+        """
+        views = (
+            [interstitial_fraction(c, self.classes) for c in self.view_counts]
+            if self.view_counts is not None
+            else []
+        )
+        finite = [v for v in views if math.isfinite(v)]
+        return {
+            "expected_interstitial_fraction": interstitial_fraction(self.expected_counts, self.classes),
+            "tta_fraction_min": min(finite) if finite else math.nan,
+            "tta_fraction_max": max(finite) if finite else math.nan,
+            "tta_view_fractions": views or None,
+        }
+
 
 # -- prediction ---------------------------------------------------------------------------------
 
@@ -379,17 +401,7 @@ def _predict(
         raise HistosegError(
             f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
         ) from None
-    runner = TileRunner(
-        predictor.model, num_classes, device, options.precision, options.channels_last, options.tta
-    )
-    stats = Stats(
-        num_classes, fill, background, device, probabilities=options.tta, views=8 if options.tta else 0
-    )
-    merger: GaussianMerger | CropMerger
-    if blend == "gaussian":
-        merger = GaussianMerger(sink, num_classes, tile, stats, gaussian_importance_map(tile))
-    else:
-        merger = CropMerger(sink, tile - 2 * margin_px, stats)
+    runner, merger, stats = _model_and_merger(predictor, options, sink, fill, background)
     advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
     plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
@@ -443,6 +455,24 @@ def _predict(
         view_counts=stats.view_counts[:, :num_classes].copy() if options.tta else None,
         timings=timings,
     )
+
+
+def _model_and_merger(
+    predictor: Predictor, options: InferenceOptions, sink: LabelSink, fill: int, background: int | None
+) -> tuple[TileRunner, GaussianMerger | CropMerger, Stats]:
+    """The tile runner (precision, TTA) and the merger of ``options.blend`` on the model's device."""
+    assert options.tile_size is not None and options.margin is not None
+    device, classes, tile = options.torch_device, len(predictor.classes), options.tile_size
+    runner = TileRunner(
+        predictor.model, classes, device, options.precision, options.channels_last, options.tta
+    )
+    stats = Stats(classes, fill, background, device, probabilities=options.tta, views=8 if options.tta else 0)
+    merger: GaussianMerger | CropMerger
+    if options.blend == "gaussian":
+        merger = GaussianMerger(sink, classes, tile, stats, gaussian_importance_map(tile))
+    else:
+        merger = CropMerger(sink, tile - 2 * options.margin, stats)
+    return runner, merger, stats
 
 
 def _run_tiles(
