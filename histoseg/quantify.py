@@ -365,6 +365,9 @@ class Cohort:
             points=self.points,
         )
         display.end_slide()
+        if self.options.precision == "auto" and result.get("precision_check"):
+            # "auto" is checked once per run: later slides use what the first slide's tiles decided.
+            self.options = self.options.replace(precision=result["precision"])
         return result
 
     def write_report(
@@ -379,8 +382,14 @@ class Cohort:
         results = _gather(
             self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout
         )
+        used = sorted(
+            {str(r["precision"]) for r in results if r.get("status") == "ok" and r.get("precision")}
+        )
         extra = {
-            "settings": {k: v for k, v in self.settings.items() if k != "classes"},
+            "settings": {
+                **{k: v for k, v in self.settings.items() if k != "classes"},
+                "precision_used": used,
+            },
             "classes": self.settings["classes"],
             "checkpoint_sha256": self.predictor.checkpoint_sha256,
             "training_seed": self.predictor.metadata.get("seed"),
@@ -483,6 +492,27 @@ def _point_counts(
     }
 
 
+def _uncertainty(
+    expected: Any, view_counts: Any, classes: Sequence[str], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Expected-area interstitial fraction and, with TTA, its min/max over the 8 views; added to ``rows``.
+
+    ``expected_interstitial_fraction`` is the fraction of the softmax-summed (expected) areas;
+    ``tta_fraction_min/max`` are the smallest and largest interstitial fraction of the label maps of
+    the 8 dihedral views alone (NaN without TTA), ``tta_view_fractions`` all 8 (view ``2 k + flip``).
+    """
+    views = [interstitial_fraction(c, classes) for c in view_counts] if view_counts is not None else []
+    finite = [v for v in views if math.isfinite(v)]
+    values = {
+        "expected_interstitial_fraction": interstitial_fraction(expected, classes),
+        "tta_fraction_min": min(finite) if finite else math.nan,
+        "tta_fraction_max": max(finite) if finite else math.nan,
+    }
+    for row in rows:
+        row.update(values)
+    return {**values, "tta_view_fractions": views or None}
+
+
 def _quantify_one(
     predictor: Predictor,
     path: Path,
@@ -550,6 +580,10 @@ def _quantify_one(
             "slide_dimensions": list(pred.slide_dimensions),
             "label_shape": list(pred.shape),
             "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
+            **_uncertainty(pred.expected_counts, pred.view_counts, pred.classes, rows),
+            "precision": pred.precision,
+            "channels_last": pred.channels_last,
+            "precision_check": pred.precision_check,
             "point_counting": point_estimate,
             "unlabelled_pixels": pred.unlabelled_pixels,
             "tiles_run": pred.tiles_run,

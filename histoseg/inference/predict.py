@@ -55,6 +55,8 @@ import numpy as np
 import torch
 
 from histoseg.errors import HistosegError
+from histoseg.inference.forward import TileRunner
+from histoseg.inference.merge import CropMerger, GaussianMerger, Stats
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.inference.reader import iter_batches, plan_reads
@@ -161,142 +163,6 @@ def gaussian_importance_map(tile: int, sigma_scale: float = 1.0 / 8.0) -> np.nda
     return np.maximum(weights, 1e-6).astype(np.float32)
 
 
-# -- label sink ---------------------------------------------------------------------------------
-
-
-# -- mergers ------------------------------------------------------------------------------------
-
-
-class _Stats:
-    """Per-class argmax pixel counts and expected (softmax-summed) pixel counts."""
-
-    def __init__(self, num_classes: int, fill: int, background: int | None) -> None:
-        self.counts = np.zeros(256, np.int64)
-        self.expected = np.zeros(num_classes, np.float64)
-        self.fill = fill
-        self.background = background
-
-    def add_logits(self, logits: np.ndarray) -> np.ndarray:
-        """Argmax (uint8) of (C, ...) logits; adds their softmax to the expected counts."""
-        labels = np.argmax(logits, axis=0).astype(np.uint8)
-        shifted = logits - logits.max(axis=0, keepdims=True)
-        np.exp(shifted, out=shifted)
-        shifted /= shifted.sum(axis=0, keepdims=True)
-        self.expected += shifted.reshape(shifted.shape[0], -1).sum(axis=1, dtype=np.float64)
-        return labels
-
-    def add_filled(self, pixels: int) -> None:
-        """Account for pixels given the fill value without running the model."""
-        if self.background is not None:
-            self.expected[self.background] += pixels
-
-    def add_labels(self, labels: np.ndarray) -> None:
-        self.counts += np.bincount(labels.ravel(), minlength=256)
-
-
-class _GaussianMerger:
-    """Weighted-average merger over a band of ``tile`` rows (nnU-Net Gaussian blending)."""
-
-    def __init__(self, sink: LabelSink, num_classes: int, tile: int, stats: _Stats) -> None:
-        self.sink = sink
-        self.height, self.width = sink.shape
-        self.tile = tile
-        self.stats = stats
-        self.weights = gaussian_importance_map(tile)
-        self.acc = np.zeros((num_classes, tile, self.width), np.float32)
-        self.wsum = np.zeros((tile, self.width), np.float32)
-        self.top = 0  # output row of band row 0
-
-    def add(self, logits: np.ndarray, tile: Tile) -> None:
-        """Add one tile's (C, T, T) float32 logits."""
-        if tile.y > self.top:
-            self.flush(tile.y)
-        x0, y0, x1, y1 = tile.own
-        r0 = y0 - self.top
-        h, w = y1 - y0, x1 - x0
-        weights = self.weights[:h, :w]
-        self.acc[:, r0 : r0 + h, x0:x1] += logits[:, :h, :w] * weights
-        self.wsum[r0 : r0 + h, x0:x1] += weights
-
-    def flush(self, until: int) -> None:
-        """Finish output rows ``[top, until)``: no later tile touches them."""
-        until = min(until, self.height)
-        while self.top < until:
-            self._flush_band(min(until - self.top, self.tile))
-
-    def _flush_band(self, n: int) -> None:
-        """Finish the first ``n <= tile`` rows of the band and shift the band down by ``n`` rows."""
-        wsum = self.wsum[:n]
-        covered = wsum > 0
-        labels = np.full((n, self.width), self.stats.fill, np.uint8)
-        if covered.any():
-            # Only the covered columns: glass bands cost nothing.
-            cols = np.flatnonzero(covered.any(axis=0))
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            block = self.acc[:, :n, c0:c1] / np.where(covered[:, c0:c1], wsum[:, c0:c1], 1.0)
-            sub_cov = covered[:, c0:c1]
-            if sub_cov.all():
-                labels[:, c0:c1] = self.stats.add_logits(block)
-            else:
-                picked = block[:, sub_cov]  # (C, k)
-                sub = labels[:, c0:c1]
-                sub[sub_cov] = self.stats.add_logits(picked)
-        self.stats.add_filled(int(n * self.width - np.count_nonzero(covered)))
-        self.stats.add_labels(labels)
-        self.sink.write_rows(self.top, labels)
-        keep = self.tile - n
-        if keep > 0:
-            self.acc[:, :keep] = self.acc[:, n:]
-            self.wsum[:keep] = self.wsum[n:]
-        self.acc[:, max(keep, 0) :] = 0.0
-        self.wsum[max(keep, 0) :] = 0.0
-        self.top += n
-
-    def finish(self) -> None:
-        """Flush every remaining row."""
-        self.flush(self.height)
-
-
-class _CropMerger:
-    """Centre-crop merger: each tile writes the argmax of the pixels it owns into a uint8 strip."""
-
-    def __init__(self, sink: LabelSink, step: int, stats: _Stats) -> None:
-        self.sink = sink
-        self.height, self.width = sink.shape
-        self.step = step
-        self.stats = stats
-        self.strip = np.full((step, self.width), stats.fill, np.uint8)
-        self.top = 0
-        self.covered = 0
-
-    def add(self, logits: np.ndarray, tile: Tile) -> None:
-        """Add one tile's (C, T, T) float32 logits."""
-        x0, y0, x1, y1 = tile.own
-        while y0 > self.top:
-            self.flush()
-        centre = logits[:, y0 - tile.y : y1 - tile.y, x0 - tile.x : x1 - tile.x]
-        self.strip[y0 - self.top : y1 - self.top, x0:x1] = self.stats.add_logits(np.array(centre))
-        self.covered += (y1 - y0) * (x1 - x0)
-
-    def flush(self) -> None:
-        """Write the current strip and start the next one."""
-        n = min(self.step, self.height - self.top)
-        if n <= 0:
-            return
-        rows = self.strip[:n]
-        self.stats.add_filled(n * self.width - self.covered)
-        self.stats.add_labels(rows)
-        self.sink.write_rows(self.top, rows)
-        self.strip.fill(self.stats.fill)
-        self.top += n
-        self.covered = 0
-
-    def finish(self) -> None:
-        """Flush every remaining strip (including strips of skipped tiles)."""
-        while self.top < self.height:
-            self.flush()
-
-
 # -- result -------------------------------------------------------------------------------------
 
 
@@ -324,6 +190,12 @@ class SlidePrediction:
         tissue: (h, w) bool tissue mask of the thumbnail.
         seconds: Wall time.
         checkpoint_sha256: Copied from the predictor.
+        precision: Precision the network ran at (``32``, ``bf16`` or ``16``; ``auto`` resolved).
+        channels_last: Whether the channels-last memory format was used.
+        precision_check: The ``auto`` agreement check made on this slide's first tiles
+            (:meth:`histoseg.inference.forward.PrecisionCheck.as_dict`), or None.
+        view_counts: With TTA, (8, C) int64 argmax pixel counts of each dihedral view alone
+            (view ``2 k + flip``); None without TTA.
         timings: Seconds per stage in the main process: ``read_wait`` (waiting for tiles),
             ``forward``, ``merge`` (blending, argmax, counts, band written), ``write_wait`` (waiting
             for the TIFF thread after the last band).
@@ -348,6 +220,10 @@ class SlidePrediction:
     tissue: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
     checkpoint_sha256: str = ""
+    precision: str = "32"
+    channels_last: bool = False
+    precision_check: dict[str, Any] | None = None
+    view_counts: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def areas(self, background: str | int | None = "background") -> list[dict[str, Any]]:
@@ -503,20 +379,17 @@ def _predict(
         raise HistosegError(
             f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
         ) from None
-    stats = _Stats(num_classes, fill, background)
-    merger: _GaussianMerger | _CropMerger
+    runner = TileRunner(
+        predictor.model, num_classes, device, options.precision, options.channels_last, options.tta
+    )
+    stats = Stats(
+        num_classes, fill, background, device, probabilities=options.tta, views=8 if options.tta else 0
+    )
+    merger: GaussianMerger | CropMerger
     if blend == "gaussian":
-        merger = _GaussianMerger(sink, num_classes, tile, stats)
+        merger = GaussianMerger(sink, num_classes, tile, stats, gaussian_importance_map(tile))
     else:
-        merger = _CropMerger(sink, tile - 2 * margin_px, stats)
-
-    model = predictor.model.eval().to(device)
-    # "auto" precision is decided on the first tiles in a later step; until then it is fp32.
-    precision = "32" if options.precision == "auto" else options.precision
-    autocast = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
-    channels_last = autocast is not None if options.channels_last is None else options.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        merger = CropMerger(sink, tile - 2 * margin_px, stats)
     advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
     plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
@@ -524,19 +397,7 @@ def _predict(
     tiff = BackgroundTiff(out_path, sink, out_mpp, predictor, slide) if out_path is not None else None
     timings: dict[str, float] = {}
     try:
-        timings = _run_tiles(
-            batches,
-            model,
-            merger,
-            num_classes,
-            tile,
-            device,
-            autocast,
-            channels_last,
-            advance,
-            on_progress,
-            len(to_run),
-        )
+        timings = _run_tiles(batches, runner, merger, advance, on_progress, len(to_run))
         stop_bar()
         labels_path = None
         if tiff is not None:
@@ -576,19 +437,18 @@ def _predict(
         tissue=tissue,
         seconds=time.perf_counter() - start,
         checkpoint_sha256=predictor.checkpoint_sha256,
+        precision=runner.precision if runner.precision != "auto" else "32",
+        channels_last=runner.channels_last if runner.precision != "auto" else False,
+        precision_check=runner.check.as_dict() if runner.check is not None else None,
+        view_counts=stats.view_counts[:, :num_classes].copy() if options.tta else None,
         timings=timings,
     )
 
 
 def _run_tiles(
     batches: Iterator[tuple[list[Tile], torch.Tensor]],
-    model: torch.nn.Module,
-    merger: _GaussianMerger | _CropMerger,
-    num_classes: int,
-    tile: int,
-    device: torch.device,
-    autocast: torch.dtype | None,
-    channels_last: bool,
+    runner: TileRunner,
+    merger: GaussianMerger | CropMerger,
     advance: Callable[[int], None],
     on_progress: Callable[[int, int], None] | None,
     total: int,
@@ -600,17 +460,11 @@ def _run_tiles(
     for batch, images in batches:
         read = time.perf_counter()
         timings["read_wait"] += read - merged
-        logits = _forward(model, images, device, autocast, channels_last)
-        if logits.shape != (len(batch), num_classes, tile, tile):
-            raise HistosegError(
-                f"the model returned logits of shape {tuple(logits.shape)} for tiles of shape "
-                f"{(len(batch), 3, tile, tile)}; expected {(len(batch), num_classes, tile, tile)} "
-                "(one channel per class, same height and width)"
-            )
+        scores, view_labels = runner(images)
         forwarded = time.perf_counter()
         timings["forward"] += forwarded - read
         for index, item in enumerate(batch):
-            merger.add(logits[index], item)
+            merger.add(scores[index], item, None if view_labels is None else view_labels[index])
         done += len(batch)
         advance(len(batch))
         if on_progress is not None:
@@ -621,24 +475,3 @@ def _run_tiles(
     merger.finish()
     timings["merge"] += time.perf_counter() - clock
     return timings
-
-
-def _forward(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    device: torch.device,
-    autocast: torch.dtype | None,
-    channels_last: bool,
-) -> np.ndarray:
-    """Run the model on (N, T, T, 3) uint8 images; (N, C, T, T) float32 logits as NumPy."""
-    with torch.inference_mode():
-        nhwc = images.to(device, non_blocking=True).permute(0, 3, 1, 2)  # (N, 3, T, T) view, NHWC strides
-        # One uint8 -> float copy straight into the wanted layout (3x faster than float() then contiguous()).
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.empty(nhwc.shape, dtype=torch.float32, device=device, memory_format=layout)
-        x.copy_(nhwc).div_(255.0)
-        with torch.autocast(device_type=device.type, dtype=autocast, enabled=autocast is not None):
-            logits = model(x)
-        if not isinstance(logits, torch.Tensor):
-            raise HistosegError(f"the model returned {type(logits).__name__}; it must return a logits tensor")
-        return logits.float().contiguous().cpu().numpy()
