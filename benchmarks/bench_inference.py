@@ -415,7 +415,7 @@ def main() -> None:
         print(json.dumps(_dispatch(args.child)))
         return
     if args.quick:
-        args.size, args.tile, args.batch = min(args.size, 512), min(args.tile, 64), 4
+        args.size, args.tile, args.batch = min(args.size, 256), min(args.tile, 64), 4
         os.environ["BENCH_TINY"] = "1"
         os.environ.setdefault("BENCH_THREADS", "1")
     main_run(args)
