@@ -350,6 +350,7 @@ class Cohort:
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
             display.end_slide()
+            self._adopt_precision(previous)
             return previous
         callback = display.start_slide(path.name)
         result = _quantify_one(
@@ -365,10 +366,13 @@ class Cohort:
             points=self.points,
         )
         display.end_slide()
-        if self.options.precision == "auto" and result.get("precision_check"):
-            # "auto" is checked once per run: later slides use what the first slide's tiles decided.
-            self.options = self.options.replace(precision=result["precision"])
+        self._adopt_precision(result)
         return result
+
+    def _adopt_precision(self, result: dict[str, Any]) -> None:
+        """``auto`` is checked once per run: later slides use what the checked slide decided (also on resume)."""
+        if self.options.precision == "auto" and result.get("precision_check"):
+            self.options = self.options.replace(precision=result["precision"])
 
     def write_report(
         self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False
