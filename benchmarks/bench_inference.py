@@ -1,21 +1,34 @@
-"""Benchmark of streamed slide inference (histoseg.inference.predict.predict_slide).
+"""Where the time of slide inference goes: one run, one synthetic slide family, one model.
 
-One run, same model (smp U-Net resnet18, random weights, [0, 1] input via
-histoseg.models.segmentation.build_segmentation_model) and same synthetic slides, each measurement in its own
-subprocess so peak RSS (ru_maxrss) is clean:
+Slides (``histoseg.synthetic.generator.generate_slide``, seed 0, generated at the model's
+resolution, 1.0 um/px, JPEG pyramid; cached in ``--cache-dir``):
 
-(a) end-to-end throughput (tiles read, model, Gaussian blending, argmax, label-map TIFF written)
-    divided by forward-only throughput on the same tiles -> overhead (target <= 10 %);
-(b) peak RSS for slide A and for slide B of 4x its area (target ratio <= 1.2);
-(c) histoseg vs MONAI sliding_window_inference on slide B (same model, region, overlap 0.5,
-    gaussian mode, sigma 0.125, batch 4): time and peak RSS (target: at least as fast, less memory).
+- ``S``: a generated ``size/2`` square slide (real tissue and glass) for the model arms;
+- ``A``: S tiled 2 x 2 (``size`` square) for the pipeline ceiling;
+- ``B``: S tiled 4 x 4 (4x the area of A) for the memory arm.
 
-Slides are generated on the fly: textured "tissue" everywhere (no glass, so every tile runs in
-both tools), JPEG pyramids at 0.5 um/px; the model runs at 1.0 um/px (pyramid level 1).
+Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
 
-Usage: python benchmarks/bench_inference.py [--size 1024] [--tile 256] [--threads N] [--repeats 2]
-(--threads sets torch's intra-op threads in every child; 0 = torch's default. On a shared machine,
-1 thread gives steadier timings; tile reading runs in a background thread either way.)
+1. **Pipeline ceiling** on A: a model that computes nothing (constant logits), ``--workers`` 0
+   and N: megapixels of label map per second, and the main process's time split into waiting for
+   tiles, the forward call, merging (blend, argmax, counts, band file) and waiting for the TIFF
+   thread; plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
+2. **Default path** on S, smp U-Net(resnet18) 5 classes, random weights, fp32 and
+   bf16 autocast + channels-last: end-to-end ``predict_slide`` (+ TIFF) divided by forward-only
+   (``model(x)`` alone, same tiles, same batches, same precision).
+3. **MONAI** ``sliding_window_inference`` on S (same model, fp32, the whole level in memory,
+   roi = tile, overlap 0.5, gaussian, sigma 0.125, same batch) vs histoseg fp32: time, peak RSS.
+4. **Peak RSS** of the ceiling arm on A and on B (4x the area).
+5. ``--device cuda``: arms 1-2 on the GPU plus the fraction of wall time the GPU is busy (CUDA
+   events around each forward); skipped with the reason when no GPU is present.
+
+Usage::
+
+    python benchmarks/bench_inference.py                 # size 4096 (A = 4096^2 label px)
+    python benchmarks/bench_inference.py --quick         # smoke run (< 20 s): tiny slides and net, in-process
+
+On a shared machine, wall-clock figures move with the load (printed); CPU seconds of the arm
+(its process and reader workers) move less.
 """
 
 from __future__ import annotations
@@ -26,257 +39,439 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
+MPP = 1.0
 
 
-def make_slide(path: Path, side0: int, seed: int) -> None:
-    """A (side0 x side0) textured pink/purple RGB pyramid at 0.5 um/px."""
-    from PIL import Image
+# -- slides -------------------------------------------------------------------------------------
 
+
+def make_slides(folder: Path, size: int) -> dict[str, Path]:
+    """S (generated, size/2), A (S 2 x 2) and B (S 4 x 4), cached by size."""
+    from histoseg.io.slide import Slide
     from histoseg.io.tiff import write_pyramid_tiff
+    from histoseg.synthetic.generator import generate_slide
 
-    rng = np.random.default_rng(seed)
-    low = rng.random((side0 // 32, side0 // 32, 3)).astype(np.float32)
-    blobs = np.asarray(
-        Image.fromarray((low * 255).astype(np.uint8)).resize((side0, side0), Image.Resampling.BICUBIC)
-    )
-    rgb = np.empty((side0, side0, 3), np.uint8)
-    base = np.array([205, 120, 175], np.float32)
-    for y0 in range(0, side0, 1024):
-        block = blobs[y0 : y0 + 1024].astype(np.float32)
-        noise = rng.normal(0, 12, size=block.shape[:2] + (1,)).astype(np.float32)
-        rgb[y0 : y0 + 1024] = np.clip(base - 0.45 * block + noise, 0, 255).astype(np.uint8)
-    write_pyramid_tiff(path, rgb, 0.5, compression="jpeg")
+    folder.mkdir(parents=True, exist_ok=True)
+    half = size // 2
+    paths = {name: folder / f"{name}{size}.tif" for name in ("S", "A", "B")}
+    if not paths["S"].exists():
+        made = generate_slide(folder, f"gen{size}", seed=0, width=half, height=half, mpp=MPP)
+        made.image_path.rename(paths["S"])
+    for name, reps in (("A", 2), ("B", 4)):
+        if not paths[name].exists():
+            with Slide(paths["S"]) as slide:
+                base = slide.read_region(0, 0, half, half, 0)
+            mosaic = np.tile(base, (reps, reps, 1))
+            write_pyramid_tiff(paths[name], mosaic, MPP, compression="jpeg", jpeg_quality=90)
+    return paths
 
 
-def build_model() -> object:
+# -- models -------------------------------------------------------------------------------------
+
+
+def set_threads() -> None:
     import torch
-
-    from histoseg.models.segmentation import build_segmentation_model
 
     threads = int(os.environ.get("BENCH_THREADS", "0"))
     if threads > 0:
         torch.set_num_threads(threads)
 
+
+def constant_model() -> Any:
+    """Logits that cost nothing: a (1, C, 1, 1) buffer expanded to the batch (no arithmetic)."""
+    import torch
+    from torch import nn
+
+    class Constant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("logits", torch.tensor([3.0, 1.0, 2.0, 0.0, -1.0]).view(1, 5, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.logits.expand(x.shape[0], -1, x.shape[2], x.shape[3])
+
+    return Constant().eval()
+
+
+def unet() -> Any:
+    """smp U-Net(resnet18), random weights; BENCH_TINY=1 (--quick): a two-layer conv net instead."""
+    import torch
+    from torch import nn
+
+    from histoseg.models.segmentation import build_segmentation_model
+
     torch.manual_seed(0)
+    if os.environ.get("BENCH_TINY") == "1":
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, len(CLASSES), 1)).eval()
     return build_segmentation_model(len(CLASSES), encoder="resnet18").eval()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (reader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def gpu_timed(model: Any) -> Any:
+    """Wrap a model so the GPU time of each forward is recorded (CUDA events); ``busy_seconds()`` sums it."""
+    import torch
+    from torch import nn
+
+    class GpuTimed(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner, self.events = inner, []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = self.inner(x)
+            end.record()
+            self.events.append((start, end))
+            return out
+
+        def busy_seconds(self) -> float:
+            torch.cuda.synchronize()
+            return sum(s.elapsed_time(e) for s, e in self.events) / 1e3
+
+    return GpuTimed(model)
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child_histoseg(slide: str, out: str, tile: int, forward_only: bool) -> dict:
-    # One-time imports (tissue mask, TIFF writer) are not per-slide costs: load them before timing.
+def _warm_imports() -> None:
+    """One-time imports (tissue mask, TIFF writer) are not per-slide costs."""
     import scipy.ndimage  # noqa: F401
     import skimage.filters  # noqa: F401
     import skimage.morphology  # noqa: F401
-    import torch
 
     import histoseg.io.tiff  # noqa: F401
-    from histoseg.inference.predict import plan_tiles, predict_slide
-    from histoseg.inference.predictor import Predictor
-    from histoseg.io.slide import Slide
 
-    model = build_model()
-    predictor = Predictor(model, CLASSES, mpp=1.0, tile_size=tile, margin=32)
-    with torch.inference_mode():
-        model(torch.rand(4, 3, tile, tile))  # warm-up (allocator, kernels)
+
+# -- arms ---------------------------------------------------------------------------------------
+
+
+def _selected_tiles(slide_path: str, tile: int) -> tuple[Any, list[Any], float]:
+    """The tiles predict_slide runs (gaussian, overlap 0.5, glass skipped), and level-0 px per output px."""
+    from histoseg.inference.predict import _tissue_tiles, plan_tiles
+    from histoseg.io.slide import Slide
+    from histoseg.io.tissue import tissue_mask
+
+    slide = Slide(slide_path)
+    width, height = slide.size_at_mpp(MPP)
+    scale0 = MPP / slide.mpp
+    thumb, ds = slide.thumbnail(1024)
+    tiles = _tissue_tiles(plan_tiles(height, width, tile), tissue_mask(thumb), scale0 / ds, use_own=False)
+    return slide, tiles, scale0
+
+
+def arm_predict(
+    slide: str, out: str, kind: str, tile: int, batch: int, workers: int, precision: str, device: str
+) -> dict:
+    """predict_slide end to end; for the U-Net also forward-only on the same tiles."""
+    import torch
+
+    from histoseg.inference.options import InferenceOptions
+    from histoseg.inference.predict import predict_slide
+    from histoseg.inference.predictor import Predictor
+
+    set_threads()
+    _warm_imports()
+    model = constant_model() if kind == "constant" else unet()
+    bf16 = precision == "bf16"
+    model = model.to(device)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        model(torch.rand(batch, 3, tile, tile, device=device))  # warm-up (allocator, kernels)
+    timed = gpu_timed(model) if device == "cuda" else model
+    predictor = Predictor(timed, CLASSES, mpp=MPP, tile_size=tile, margin=32, background_class=0)
     rss_before = peak_rss_mb()
+    cpu0 = cpu_seconds()
     start = time.perf_counter()
-    result = predict_slide(
-        slide, predictor, out_path=out, overlap=0.5, blend="gaussian", batch_size=4, progress=False
-    )
+    options = InferenceOptions(
+        tile_size=tile, overlap=0.5, blend="gaussian", batch_size=batch, device=device,
+        precision="bf16" if bf16 else "32", channels_last=bf16, workers=workers,
+    )  # fmt: skip
+    result = predict_slide(slide, predictor, options, out_path=out, progress=False)
     seconds = time.perf_counter() - start
-    report = {
+    report: dict[str, Any] = {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds() - cpu0,
         "pixels": result.shape[0] * result.shape[1],
         "shape": list(result.shape),
         "tiles_run": result.tiles_run,
         "tiles_total": result.tiles_total,
+        "timings": result.timings,
         "peak_rss_mb": peak_rss_mb(),
+        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
         "rss_after_warmup_mb": rss_before,
     }
-    if forward_only:
-        # Forward-only on the very same tiles (read untimed), same batch size.
-        height, width = result.shape
-        tiles = plan_tiles(height, width, tile, blend="gaussian", overlap=0.5)
-        forward = 0.0
-        with Slide(slide) as handle, torch.inference_mode():
-            for i in range(0, len(tiles), 4):
-                batch = tiles[i : i + 4]
-                images = np.stack([handle.read_at_mpp(t.x * 2, t.y * 2, tile, tile, 1.0) for t in batch])
-                x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-                t0 = time.perf_counter()
-                model(x)
-                forward += time.perf_counter() - t0
-        report["forward_seconds"] = forward
+    if device == "cuda":
+        report["gpu_busy"] = timed.busy_seconds() / seconds
+    if kind == "constant":
+        report.update(_read_and_write_alone(slide, out, tile, batch, workers))
+    else:
+        report["forward_seconds"] = _forward_only(model, slide, tile, batch, bf16, device)
     return report
 
 
-def child_monai(slide: str, tile: int) -> dict:
+def _forward_only(model: Any, slide_path: str, tile: int, batch: int, bf16: bool, device: str) -> float:
+    """Seconds in ``model(x)`` alone over the tiles predict_slide ran, same batches (reads untimed)."""
+    import torch
+
+    from histoseg.inference.reader import iter_batches, plan_reads
+
+    slide, tiles, scale0 = _selected_tiles(slide_path, tile)
+    plan = plan_reads(slide, tiles, tile, scale0, MPP)
+    total = 0.0
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    with torch.inference_mode():
+        for _, images in iter_batches(slide, plan, batch):
+            x = images.to(device).permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=layout)
+            start = time.perf_counter()
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+                model(x).float()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            total += time.perf_counter() - start
+    slide.close()
+    return total
+
+
+def _read_and_write_alone(slide_path: str, out: str, tile: int, batch: int, workers: int) -> dict:
+    """Seconds to read every tile of the run (no model), and to write the label TIFF from memory."""
+    import tifffile
+
+    from histoseg.inference.predictor import Predictor
+    from histoseg.inference.reader import iter_batches, plan_reads
+    from histoseg.inference.writer import write_label_tiff
+
+    slide, tiles, scale0 = _selected_tiles(slide_path, tile)
+    plan = plan_reads(slide, tiles, tile, scale0, MPP)
+    start = time.perf_counter()
+    for _ in iter_batches(slide, plan, batch, workers=workers):
+        pass
+    read = time.perf_counter() - start
+    labels = tifffile.imread(out)
+    predictor = Predictor(constant_model(), CLASSES, mpp=MPP, tile_size=tile)
+    start = time.perf_counter()
+    write_label_tiff(Path(out + ".again.tif"), labels, MPP, predictor, slide)
+    write = time.perf_counter() - start
+    os.unlink(out + ".again.tif")
+    slide.close()
+    return {"read_alone": read, "write_alone": write, "window_reads": plan.level >= 0}
+
+
+def arm_monai(slide: str, tile: int, batch: int) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
 
     from histoseg.io.slide import Slide
 
-    model = build_model()
+    set_threads()
+    model = unet()
     with torch.inference_mode():
-        model(torch.rand(4, 3, tile, tile))
+        model(torch.rand(batch, 3, tile, tile))
     rss_before = peak_rss_mb()
+    cpu0 = cpu_seconds()
     start = time.perf_counter()
     with Slide(slide) as handle:
-        level = handle.best_level_for_mpp(1.0)
-        width, height = handle.level_dimensions[level]
-        region = handle.read_region(0, 0, width, height, level)
+        width, height = handle.size_at_mpp(MPP)
+        region = handle.read_at_mpp(0, 0, width, height, MPP)
     with torch.inference_mode():
         image = torch.from_numpy(region).permute(2, 0, 1)[None].float().div_(255.0)
         del region
         logits = sliding_window_inference(
-            image,
-            roi_size=(tile, tile),
-            sw_batch_size=4,
-            predictor=model,
-            overlap=0.5,
-            mode="gaussian",
-            sigma_scale=0.125,
-            progress=False,
-        )
+            image, roi_size=(tile, tile), sw_batch_size=batch, predictor=model, overlap=0.5,
+            mode="gaussian", sigma_scale=0.125, progress=False,
+        )  # fmt: skip
         labels = logits.argmax(1)[0].to(torch.uint8).numpy()
-    seconds = time.perf_counter() - start
     return {
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": cpu_seconds() - cpu0,
         "pixels": int(labels.size),
-        "shape": list(labels.shape),
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_warmup_mb": rss_before,
     }
 
 
-def _times(runs: list[dict]) -> str:
-    return ", ".join(f"{r['seconds']:.1f}" for r in runs)
+# -- driver -------------------------------------------------------------------------------------
 
 
-def run_child(*args: str) -> dict:
+def run_arm(quick: bool, *args: str) -> dict:
+    """One arm in a fresh interpreter (in this one with --quick: no clean RSS, much faster)."""
+    if quick:
+        return _dispatch(list(args))
     proc = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        raise SystemExit(f"child {args} failed:\n{proc.stderr}")
+        raise SystemExit(f"arm {args} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _dispatch(args: list[str]) -> dict:
+    kind, *rest = args
+    if kind == "monai":
+        return arm_monai(rest[0], int(rest[1]), int(rest[2]))
+    slide, out, tile, batch, workers, precision, device = rest
+    return arm_predict(slide, out, kind, int(tile), int(batch), int(workers), precision, device)
+
+
+def _mp(report: dict, seconds: float | None = None) -> float:
+    return report["pixels"] / 1e6 / (seconds if seconds is not None else report["seconds"])
+
+
+def print_ceiling(name: str, r: dict) -> None:
+    t = r["timings"]
+    accounted = sum(t.values())
+    print(
+        f"    {name}: {r['seconds']:.2f} s = {_mp(r):.1f} MP/s wall, {_mp(r, r['cpu_seconds']):.1f} MP per CPU-s | "
+        f"waiting for tiles {t['read_wait']:.2f} s, "
+        f"forward {t['forward']:.2f} s, merge {t['merge']:.2f} s, waiting for TIFF {t['write_wait']:.2f} s, "
+        f"setup (open, thumbnail, tissue mask, plan) {r['seconds'] - accounted:.2f} s"
+    )
+    print(
+        f"      reading alone {r['read_alone']:.2f} s = {_mp(r, r['read_alone']):.1f} MP/s "
+        f"({'window' if r['window_reads'] else 'per-tile'} reads); "
+        f"TIFF writing alone {r['write_alone']:.2f} s = {_mp(r, r['write_alone']):.1f} MP/s"
+    )
+
+
+def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, device: str) -> dict:
+    """Arms 1 and 2 on ``device``; returns the reports by name."""
+    q, tile, batch, n = args.quick, str(args.tile), str(args.batch), str(args.workers)
+    reports: dict[str, dict] = {}
+    print(f"\n[{device}] 1. pipeline ceiling, constant-logit model, slide A")
+    for workers in dict.fromkeys(("0", n)):
+        r = run_arm(
+            q,
+            "constant",
+            str(slides["A"]),
+            str(out / f"A.w{workers}.tif"),
+            tile,
+            batch,
+            workers,
+            "32",
+            device,
+        )
+        reports[f"ceiling_w{workers}"] = r
+        print_ceiling(f"workers={workers}", r)
+        if "gpu_busy" in r:
+            print(f"      GPU busy {100 * r['gpu_busy']:.1f} % of wall time")
+    print(f"    label map {reports['ceiling_w0']['shape']}, tiles run {reports['ceiling_w0']['tiles_run']}"
+          f"/{reports['ceiling_w0']['tiles_total']}; target >= 25 MP/s")  # fmt: skip
+    net = "tiny 2-layer conv net (--quick)" if q else "U-Net(resnet18)"
+    print(f"\n[{device}] 2. default path, {net}, slide S, workers={n}")
+    for precision in ("32", "bf16"):
+        r = run_arm(
+            q, "unet", str(slides["S"]), str(out / f"S.{precision}.tif"), tile, batch, n, precision, device
+        )
+        reports[f"unet_{precision}"] = r
+        t = r["timings"]
+        label = "fp32" if precision == "32" else "bf16 autocast + channels-last"
+        print(
+            f"    {label}: end-to-end {r['seconds']:.2f} s ({_mp(r):.2f} MP/s, CPU {r['cpu_seconds']:.1f} s), forward-only "
+            f"{r['forward_seconds']:.2f} s -> ratio {r['seconds'] / r['forward_seconds']:.3f} (target <= 1.10) | "
+            f"in loop: tiles {t['read_wait']:.2f} s, forward {t['forward']:.2f} s, merge {t['merge']:.2f} s, "
+            f"TIFF wait {t['write_wait']:.2f} s"
+        )
+        if "gpu_busy" in r:
+            print(f"      GPU busy {100 * r['gpu_busy']:.1f} % of wall time")
+    speed = reports["unet_32"]["seconds"] / reports["unet_bf16"]["seconds"]
+    print(f"    bf16 + channels-last vs fp32 end-to-end: {speed:.2f}x")
+    return reports
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--size", type=int, default=4096, help="side of slide A in label pixels (1 um/px)")
+    parser.add_argument("--tile", type=int, default=256, help="tile side in pixels")
+    parser.add_argument("--batch", type=int, default=8, help="tiles per forward pass")
+    parser.add_argument("--workers", type=int, default=2, help="reader processes of the N-worker arms")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU arms as well")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/histoseg-bench-inference"))
     parser.add_argument(
-        "--size", type=int, default=1024, help="label-map side of slide A (pixels at 1 um/px)"
+        "--quick", action="store_true", help="smoke run: tiny slides, in-process, no MONAI/RSS"
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=2,
-        help="(c): histoseg and MONAI runs on slide B, alternated; the fastest of each is reported",
-    )
-    parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads > 0:
         os.environ["BENCH_THREADS"] = str(args.threads)
     if args.child:
-        kind, *rest = args.child
-        if kind == "histoseg":
-            out = child_histoseg(rest[0], rest[1], int(rest[2]), rest[3] == "1")
-        else:
-            out = child_monai(rest[0], int(rest[1]))
-        print(json.dumps(out))
+        print(json.dumps(_dispatch(args.child)))
         return
+    if args.quick:
+        args.size, args.tile, args.batch = min(args.size, 256), min(args.tile, 64), 4
+        os.environ["BENCH_TINY"] = "1"
+        os.environ.setdefault("BENCH_THREADS", "1")
+    main_run(args)
 
+
+def main_run(args: argparse.Namespace) -> None:
     import torch
 
-    threads = args.threads or torch.get_num_threads()
+    t0 = time.perf_counter()
+    slides = make_slides(args.cache_dir, args.size)
     print(
-        f"torch {torch.__version__}, {threads} intra-op threads, {os.cpu_count()} CPUs; "
-        "model smp Unet(resnet18), 5 classes; "
-        f"tile {args.tile}, overlap 0.5, gaussian, batch 4; slides 0.5 um/px, model 1.0 um/px"
+        f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} intra-op threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; tile {args.tile}, overlap 0.5, "
+        f"gaussian, batch {args.batch}; slides at the model's 1.0 um/px (JPEG q90 pyramids): "
+        f"S {args.size // 2}^2, A {args.size}^2, B {2 * args.size}^2 px (ready in {time.perf_counter() - t0:.1f} s)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
-        folder = Path(tmp)
-        slide_a, slide_b = folder / "A.tif", folder / "B.tif"
-        t0 = time.perf_counter()
-        make_slide(slide_a, 2 * args.size, seed=0)
-        make_slide(slide_b, 4 * args.size, seed=1)
-        print(
-            f"slides written in {time.perf_counter() - t0:.1f} s: "
-            f"A {2 * args.size}^2 px, B {4 * args.size}^2 px "
-            f"(level 0); label maps {args.size}^2 and {2 * args.size}^2"
-        )
+    out = args.cache_dir / "out"
+    out.mkdir(exist_ok=True)
+    cpu = run_device(args, slides, out, "cpu")
+    if args.quick:
+        print("\n3.-4. MONAI and peak RSS: skipped in --quick (they need fresh processes)")
+    else:
+        compare_monai(args, slides, cpu)
+        compare_rss(args, slides, out, cpu)
+    if args.device == "cuda":
+        if torch.cuda.is_available():
+            run_device(args, slides, out, "cuda")
+        else:
+            print("\n[cuda] skipped: torch.cuda.is_available() is False (no GPU or no CUDA build of torch)")
+    else:
+        print("\n[cuda] not requested (--device cuda); this machine has no GPU")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
-        a = run_child("histoseg", str(slide_a), str(folder / "A.labels.tif"), str(args.tile), "1")
-        mp = a["pixels"] / 1e6
-        e2e, fwd = mp / a["seconds"], mp / a["forward_seconds"]
-        print(
-            "\n(a) throughput on slide A "
-            f"({a['shape'][0]}x{a['shape'][1]} label px, {a['tiles_run']}/{a['tiles_total']} tiles run)"
-        )
-        print(f"    end-to-end predict_slide + TIFF: {a['seconds']:.2f} s = {e2e:.3f} MP/s")
-        print(f"    forward only, same tiles:        {a['forward_seconds']:.2f} s = {fwd:.3f} MP/s")
-        print(f"    ratio {e2e / fwd:.3f} -> overhead {100 * (1 - e2e / fwd):.1f} % (target <= 10 %)")
 
-        runs_b, runs_m = [], []
-        for _ in range(max(1, args.repeats)):
-            runs_b.append(
-                run_child("histoseg", str(slide_b), str(folder / "B.labels.tif"), str(args.tile), "0")
-            )
-            runs_m.append(run_child("monai", str(slide_b), str(args.tile)))
-        b = min(runs_b, key=lambda r: r["seconds"])
-        m = min(runs_m, key=lambda r: r["seconds"])
-        b_rss = max(r["peak_rss_mb"] for r in runs_b)
-        m_rss = max(r["peak_rss_mb"] for r in runs_m)
-        print("\n(b) peak RSS (ru_maxrss, whole process incl. torch and model)")
-        print(
-            f"    slide A {a['shape'][0]}x{a['shape'][1]}: {a['peak_rss_mb']:.0f} MB "
-            f"(after warm-up {a['rss_after_warmup_mb']:.0f} MB)"
-        )
-        print(
-            f"    slide B {b['shape'][0]}x{b['shape'][1]} (4x area): {b_rss:.0f} MB "
-            f"(after warm-up {b['rss_after_warmup_mb']:.0f} MB)"
-        )
-        print(
-            f"    ratio B/A {b_rss / a['peak_rss_mb']:.3f} (target <= 1.2); growth above warm-up: "
-            f"A +{a['peak_rss_mb'] - a['rss_after_warmup_mb']:.0f} MB, "
-            f"B +{b_rss - b['rss_after_warmup_mb']:.0f} MB"
-        )
-        band = (len(CLASSES) + 1) * args.tile * b["shape"][1] * 4 / 2**20
-        print(f"    float band bound (C+1) x tile x W x 4 B for B: {band:.1f} MB")
+def compare_monai(args: argparse.Namespace, slides: dict[str, Path], cpu: dict) -> None:
+    m = run_arm(False, "monai", str(slides["S"]), str(args.tile), str(args.batch))
+    h = cpu["unet_32"]
+    print(
+        f"\n3. slide S, fp32, histoseg (workers={args.workers}, glass skipped, + TIFF) vs MONAI (all tiles)"
+    )
+    print(f"    histoseg: {h['seconds']:.2f} s (CPU {h['cpu_seconds']:.1f} s), peak RSS {h['peak_rss_mb']:.0f} MB "
+          f"(+{h['peak_rss_mb'] - h['rss_after_warmup_mb']:.0f} MB after warm-up), tiles {h['tiles_run']}/{h['tiles_total']}")  # fmt: skip
+    print(f"    MONAI:    {m['seconds']:.2f} s (CPU {m['cpu_seconds']:.1f} s), peak RSS {m['peak_rss_mb']:.0f} MB "
+          f"(+{m['peak_rss_mb'] - m['rss_after_warmup_mb']:.0f} MB after warm-up)")  # fmt: skip
+    print(
+        f"    time histoseg/MONAI {h['seconds'] / m['seconds']:.3f}, peak RSS {h['peak_rss_mb'] / m['peak_rss_mb']:.3f}"
+    )
 
-        print(
-            f"\n(c) slide B ({b['shape'][0]}x{b['shape'][1]}, {b['tiles_run']} tiles), histoseg vs MONAI "
-            f"sliding_window_inference; {len(runs_b)} alternated runs each, fastest shown"
-        )
-        print(
-            f"    histoseg predict_slide (+ pyramid TIFF): {b['seconds']:.2f} s "
-            f"(runs: {_times(runs_b)}), peak RSS {b_rss:.0f} MB "
-            f"(+{b_rss - b['rss_after_warmup_mb']:.0f} MB)"
-        )
-        print(
-            f"    MONAI (read level + infer + argmax):     {m['seconds']:.2f} s "
-            f"(runs: {_times(runs_m)}), peak RSS {m_rss:.0f} MB "
-            f"(+{m_rss - m['rss_after_warmup_mb']:.0f} MB)"
-        )
-        print(
-            f"    time ratio histoseg/MONAI {b['seconds'] / m['seconds']:.3f}; "
-            f"peak RSS ratio {b_rss / m_rss:.3f}; "
-            f"forward-only estimate {b['tiles_run'] * a['forward_seconds'] / a['tiles_run']:.1f} s"
-        )
+
+def compare_rss(args: argparse.Namespace, slides: dict[str, Path], out: Path, cpu: dict) -> None:
+    a = cpu[f"ceiling_w{args.workers}"]
+    b = run_arm(False, "constant", str(slides["B"]), str(out / "B.tif"), str(args.tile), str(args.batch),
+                str(args.workers), "32", "cpu")  # fmt: skip
+    print(f"\n4. peak RSS, constant-logit model, workers={args.workers} (main process; workers are separate)")
+    print(f"    A {a['shape']}: {a['peak_rss_mb']:.0f} MB; B {b['shape']} (4x area): {b['peak_rss_mb']:.0f} MB "
+          f"({_mp(b):.1f} MP/s) -> ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.3f} (target <= 1.2)")  # fmt: skip
 
 
 if __name__ == "__main__":

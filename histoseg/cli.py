@@ -85,17 +85,9 @@ def _quantify(argv: list[str]) -> int:
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
-    parser.add_argument("--tile_size", type=int, default=None, help="inference tile side in pixels")
-    parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction in [0, 1)")
-    parser.add_argument(
-        "--blend",
-        choices=("auto", "gaussian", "crop"),
-        default="auto",
-        help="how tiles are merged: Gaussian-weighted logits (U-Nets) or centre crops (patch "
-        "classifiers, exact); auto picks by model",
-    )
-    parser.add_argument("--batch_size", type=int, default=4, help="tiles per forward pass")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    from histoseg.inference import options as inference_options
+
+    inference_options.add_arguments(parser)
     parser.add_argument(
         "--method",
         default="atrous",
@@ -113,29 +105,19 @@ def _quantify(argv: list[str]) -> int:
         "--world_size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)"
     )
     parsed = parser.parse_args(argv)
-    if not 0 <= parsed.overlap < 1:
-        raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
-    if parsed.batch_size < 1:
-        raise HistosegError(f"--batch_size {parsed.batch_size} must be at least 1")
+    options = inference_options.from_arguments(parsed)  # every inference option checked here, once
     from histoseg.inference.checkpoint import load_predictor
     from histoseg.quantify import run_quantify
 
-    predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
-    blend = parsed.blend
-    if blend == "auto":
-        blend = predictor.default_blend
+    predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=options.tile_size)
     rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
     world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     return run_quantify(
         predictor,
         parsed.slides,
         parsed.out,
+        options,
         mpp=parsed.mpp,
-        tile_size=parsed.tile_size,
-        overlap=parsed.overlap,
-        blend=blend,
-        batch_size=parsed.batch_size,
-        device=parsed.device,
         progress=not parsed.no_progress,
         rank=rank,
         world_size=world,

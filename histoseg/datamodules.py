@@ -82,7 +82,12 @@ class SlideDataModule(L.LightningDataModule):
             0 = off, 0.05 light, 0.2 strong): each stain's optical density scaled by U(1 +- sigma)
             and shifted by U(+-sigma) (:func:`histoseg.transforms.hed_jitter`). Kept for slides from
             several labs: on the single-lab FLASH tiles it changed nothing beyond the seed spread.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes reading patches and computing weight maps.
+        prefetch_factor: Batches each worker prepares ahead (only with ``num_workers > 0``).
+        persistent_workers: Keep the workers (and their open slides) between epochs instead of
+            starting them again (only with ``num_workers > 0``).
+        pin_memory: Page-locked batches for faster, non-blocking copies to a GPU; ``None`` = on
+            when CUDA is available.
         seed: Seed of the patch draws.
         predict_slides: ``predict``: slides to run (file, folder or glob); null = the slide-table
             rows with ``split=predict``. Outputs are written by :class:`histoseg.writers.SlideWriter`.
@@ -122,6 +127,9 @@ class SlideDataModule(L.LightningDataModule):
         color_jitter: float = 0.05,
         stain_jitter: float = 0.0,
         num_workers: int = 0,
+        prefetch_factor: int = 2,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
         seed: int = 0,
         predict_slides: str | None = None,
         scribble_colours: dict[str, list[int]] | None = None,
@@ -158,6 +166,9 @@ class SlideDataModule(L.LightningDataModule):
         self.color_jitter = color_jitter
         self.stain_jitter = stain_jitter
         self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers
+        self.pin_memory = pin_memory
         self.seed = seed
         self._labelled: dict[str, list[LabelledSlide]] = {}
         self.class_weights: dict[int, float] = {}
@@ -165,6 +176,11 @@ class SlideDataModule(L.LightningDataModule):
 
     # -- configuration checks ----------------------------------------------------------------------
     def _check(self) -> None:
+        if self.num_workers < 0 or getattr(self, "prefetch_factor", 2) < 1:
+            raise ConfigError(
+                f"data.num_workers={self.num_workers}, data.prefetch_factor={self.prefetch_factor}: "
+                "use num_workers >= 0 (0 = read in the training process) and prefetch_factor >= 1"
+            )
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"data.classes must be a non-empty list of distinct names, got {self.classes}")
         if not (self.mpp > 0 and math.isfinite(self.mpp)):
@@ -298,7 +314,9 @@ class SlideDataModule(L.LightningDataModule):
             sampler=sampler,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            pin_memory=torch.cuda.is_available() if self.pin_memory is None else self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader[Any]:

@@ -44,7 +44,8 @@ import torch
 
 from histoseg import __version__
 from histoseg.errors import ConfigError, HistosegError
-from histoseg.inference.predict import Blend, SlidePrediction, predict_slide
+from histoseg.inference.options import InferenceOptions
+from histoseg.inference.predict import SlidePrediction, predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
 from histoseg.io.slide import Slide, find_slides
@@ -62,6 +63,17 @@ __all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
 
 REPORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
 OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
+RESULT_OPTIONS = (
+    "tile_size",
+    "overlap",
+    "blend",
+    "margin",
+    "skip_glass",
+    "precision",
+    "channels_last",
+    "tta",
+)
+"""Inference options that change the numbers: part of the report settings and of the resume key."""
 
 
 def collect_slides(
@@ -238,13 +250,9 @@ def run_quantify(
     predictor: Predictor,
     slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
+    options: InferenceOptions | None = None,
     *,
     mpp: float | None = None,
-    tile_size: int | None = None,
-    overlap: float = 0.5,
-    blend: Blend = "gaussian",
-    batch_size: int = 4,
-    device: str = "cpu",
     progress: bool = True,
     rank: int = 0,
     world_size: int = 1,
@@ -257,12 +265,9 @@ def run_quantify(
         predictor: The model and its facts (classes, mpp, tile size, background class, checkpoint hash).
         slides: A slide file, folder or glob, or a list of them.
         out: Output folder (created; must be writable).
+        options: Tiling, merging, device, precision and TTA settings
+            (:class:`~histoseg.inference.options.InferenceOptions`; default: all defaults).
         mpp: Level-0 mpp of the slides, overriding their metadata (needed for files without one).
-        tile_size: Inference tile side (default ``predictor.tile_size``).
-        overlap: Tile overlap for Gaussian blending.
-        blend: ``"gaussian"`` or ``"crop"`` (see :func:`histoseg.inference.predict.predict_slide`).
-        batch_size: Tiles per forward pass.
-        device: Torch device.
         progress: Progress bars on stderr (only when it is a terminal).
         rank: This process's shard index, 0 <= rank < world_size.
         world_size: Number of shards (processes) sharing the cohort.
@@ -281,18 +286,7 @@ def run_quantify(
         raise ConfigError(
             f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
         )
-    cohort = Cohort(
-        predictor,
-        slides,
-        out,
-        mpp=mpp,
-        tile_size=tile_size,
-        overlap=overlap,
-        blend=blend,
-        batch_size=batch_size,
-        device=device,
-        points=points,
-    )
+    cohort = Cohort(predictor, slides, out, options, mpp=mpp, points=points)
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
@@ -321,13 +315,9 @@ class Cohort:
         predictor: Predictor,
         slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         out: str | os.PathLike[str],
+        options: InferenceOptions | None = None,
         *,
         mpp: float | None = None,
-        tile_size: int | None = None,
-        overlap: float = 0.5,
-        blend: Blend = "gaussian",
-        batch_size: int = 4,
-        device: str = "cpu",
         points: str | os.PathLike[str] | None = None,
     ) -> None:
         if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
@@ -345,21 +335,13 @@ class Cohort:
             raise HistosegError(
                 f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files"
             )
-        self.options = {
-            "mpp": mpp,
-            "tile_size": tile_size,
-            "overlap": overlap,
-            "blend": blend,
-            "batch_size": batch_size,
-            "device": device,
-        }
+        self.options = (options if options is not None else InferenceOptions()).resolve(predictor)
+        self.mpp = mpp
         self.settings = {
             "checkpoint_sha256": predictor.checkpoint_sha256,
             "classes": list(predictor.classes),
             "label_mpp": float(predictor.mpp),
-            "tile_size": int(tile_size or predictor.tile_size),
-            "overlap": float(overlap),
-            "blend": blend,
+            **{name: getattr(self.options, name) for name in RESULT_OPTIONS},
             "mpp_override": mpp,
             "background_class": predictor.background_class,
         }
@@ -376,6 +358,7 @@ class Cohort:
             self.reused += 1
             self.reused_stems.add(stem)
             display.end_slide()
+            self._adopt_precision(previous)
             return previous
         callback = display.start_slide(path.name)
         result = _quantify_one(
@@ -384,18 +367,20 @@ class Cohort:
             stem,
             self.out_dir,
             key,
-            mpp=self.options["mpp"],
-            tile_size=self.options["tile_size"],
-            overlap=self.options["overlap"],
-            blend=self.options["blend"],
-            batch_size=self.options["batch_size"],
-            device=self.options["device"],
+            self.options,
+            mpp=self.mpp,
             on_progress=callback,
             display=display,
             points=self.points,
         )
         display.end_slide()
+        self._adopt_precision(result)
         return result
+
+    def _adopt_precision(self, result: dict[str, Any]) -> None:
+        """``auto`` is checked once per run: later slides use what the checked slide decided (also on resume)."""
+        if self.options.precision == "auto" and result.get("precision_check"):
+            self.options = self.options.replace(precision=result["precision"])
 
     def write_report(
         self, world_size: int = 1, wait_timeout: float = 24 * 3600.0, progress: bool = False
@@ -409,8 +394,14 @@ class Cohort:
         results = _gather(
             self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout
         )
+        used = sorted(
+            {str(r["precision"]) for r in results if r.get("status") == "ok" and r.get("precision")}
+        )
         extra = {
-            "settings": {k: v for k, v in self.settings.items() if k != "classes"},
+            "settings": {
+                **{k: v for k, v in self.settings.items() if k != "classes"},
+                "precision_used": used,
+            },
             "classes": self.settings["classes"],
             "checkpoint_sha256": self.predictor.checkpoint_sha256,
             "training_seed": self.predictor.metadata.get("seed"),
@@ -553,19 +544,23 @@ def _point_counts(
     return result
 
 
+def _uncertainty(pred: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`SlidePrediction.uncertainty` of the slide, its slide-level columns copied to every row."""
+    values = pred.uncertainty()
+    for row in rows:
+        row.update({k: v for k, v in values.items() if k != "tta_view_fractions"})
+    return values
+
+
 def _quantify_one(
     predictor: Predictor,
     path: Path,
     stem: str,
     out: Path,
     key: dict[str, Any],
+    options: InferenceOptions,
     *,
     mpp: float | None,
-    tile_size: int | None,
-    overlap: float,
-    blend: Blend,
-    batch_size: int,
-    device: str,
     on_progress: Callable[[int, int], None] | None,
     display: _Display,
     points: Path | None = None,
@@ -586,12 +581,8 @@ def _quantify_one(
             pred = predict_slide(
                 slide,
                 predictor,
+                options,
                 out_path=outputs["labels"],
-                tile_size=tile_size,
-                overlap=overlap,
-                blend=blend,
-                batch_size=batch_size,
-                device=device,
                 progress=False,
                 on_progress=on_progress,
             )
@@ -628,6 +619,10 @@ def _quantify_one(
             "slide_dimensions": list(pred.slide_dimensions),
             "label_shape": list(pred.shape),
             "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
+            **_uncertainty(pred, rows),
+            "precision": pred.precision,
+            "channels_last": pred.channels_last,
+            "precision_check": pred.precision_check,
             "point_counting": point_estimate,
             "unlabelled_pixels": pred.unlabelled_pixels,
             "tiles_run": pred.tiles_run,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from histoseg.errors import ConfigError
+from histoseg.inference.options import InferenceOptions
 
 
 class SlideWriter(BasePredictionWriter):
@@ -31,10 +31,10 @@ class SlideWriter(BasePredictionWriter):
 
     Args:
         out: Output folder.
-        tile_size: Inference tile side in pixels (null: the model's default).
-        overlap: Tile overlap fraction (Gaussian blending).
-        blend: ``auto`` (crop for patch classifiers, Gaussian for U-Nets), ``gaussian`` or ``crop``.
-        tile_batch_size: Tiles per forward pass.
+        options: Inference settings (:class:`histoseg.inference.options.InferenceOptions`:
+            ``tile_size``, ``overlap``, ``blend``, ``margin``, ``batch_size``, ``precision``,
+            ``tta``, ...), e.g. ``--trainer.callbacks.options.tile_size 256``. Its ``device`` is
+            replaced by the device Lightning runs the model on.
         mpp: Level-0 mpp override for slides without one.
         method: Patch classifiers: dense prediction method.
     """
@@ -42,21 +42,13 @@ class SlideWriter(BasePredictionWriter):
     def __init__(
         self,
         out: str = "predictions",
-        tile_size: int | None = None,
-        overlap: float = 0.5,
-        blend: Literal["auto", "gaussian", "crop"] = "auto",
-        tile_batch_size: int = 4,
+        options: InferenceOptions = InferenceOptions(),  # noqa: B008 - frozen, so a shared default is safe
         mpp: float | None = None,
         method: Literal["atrous", "shift_and_stitch", "upsample"] = "atrous",
     ) -> None:
         super().__init__(write_interval="batch")
-        if not 0 <= overlap < 1:
-            raise ConfigError(f"SlideWriter.overlap={overlap} must be in [0, 1)")
         self.out = out
-        self.tile_size = tile_size
-        self.overlap = overlap
-        self.blend = blend
-        self.tile_batch_size = tile_batch_size
+        self.options = options
         self.mpp = mpp
         self.method = method
         self.cohort: Any = None
@@ -75,22 +67,10 @@ class SlideWriter(BasePredictionWriter):
             pl_module.histoseg_block(),
             checkpoint_sha256=sha,  # type: ignore[operator]
             method=self.method,
-            tile_size=self.tile_size,
+            tile_size=self.options.tile_size,
         )
-        blend = self.blend
-        if blend == "auto":
-            blend = predictor.default_blend
-        self.cohort = Cohort(
-            predictor,
-            list(dataset.paths),
-            self.out,
-            mpp=self.mpp,
-            tile_size=self.tile_size,
-            overlap=self.overlap,
-            blend=blend,
-            batch_size=self.tile_batch_size,
-            device=str(pl_module.device),
-        )
+        options = self.options.replace(device=str(pl_module.device))
+        self.cohort = Cohort(predictor, list(dataset.paths), self.out, options, mpp=self.mpp)
         self._index = {str(p): i for i, p in enumerate(self.cohort.paths)}
 
     def write_on_batch_end(

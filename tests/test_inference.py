@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from histoseg.errors import HistosegError
+from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import gaussian_importance_map, plan_tiles, predict_slide
 from histoseg.inference.predictor import Predictor
 
@@ -146,16 +147,10 @@ def test_oracle_reproduces_truth_exactly(
     truth = make_truth(*size)
     slide = write_slide(tmp_path / "s.tif", truth)
     predictor = oracle_predictor(corrupt)
-    result = predict_slide(
-        slide,
-        predictor,
-        blend=blend,
-        overlap=overlap,
-        margin=margin,
-        batch_size=3,
-        progress=False,
-        skip_glass=skip_glass,
+    options = InferenceOptions(
+        blend=blend, overlap=overlap, margin=margin, batch_size=3, skip_glass=skip_glass
     )
+    result = predict_slide(slide, predictor, options, progress=False)
     assert result.shape == truth.shape
     assert result.labels is not None
     np.testing.assert_array_equal(np.asarray(result.labels), truth)
@@ -163,7 +158,9 @@ def test_oracle_reproduces_truth_exactly(
     # Logits 100 x one-hot: softmax is one-hot up to 5e-43, so expected counts = argmax counts.
     np.testing.assert_allclose(result.expected_counts, result.counts, rtol=1e-9, atol=1e-3)
     assert result.unlabelled_pixels == 0
-    assert predictor.model.calls == result.tiles_run  # type: ignore[union-attr]
+    # precision auto: the first batch also runs once in fp32 for the agreement check.
+    checked = result.precision_check["tiles"] if result.precision_check else 0
+    assert predictor.model.calls == result.tiles_run + checked  # type: ignore[union-attr]
     if skip_glass and size == (203, 331):
         assert result.tiles_run < result.tiles_total
 
@@ -172,7 +169,9 @@ def test_corrupt_border_without_margin_is_caught(tmp_path: Path) -> None:
     """Negative control: the same oracle with its border corrupted, merged without a margin, is wrong."""
     truth = make_truth(203, 331)
     slide = write_slide(tmp_path / "s.tif", truth)
-    result = predict_slide(slide, oracle_predictor(corrupt=8), blend="crop", margin=0, progress=False)
+    result = predict_slide(
+        slide, oracle_predictor(corrupt=8), InferenceOptions(blend="crop", margin=0), progress=False
+    )
     assert (np.asarray(result.labels) != truth).mean() > 0.1
 
 
@@ -180,7 +179,8 @@ def test_glass_without_background_class_is_unlabelled(tmp_path: Path) -> None:
     truth = make_truth(203, 331)
     truth[:, 200:] = 0  # a wide glass band: whole tiles are skipped
     slide = write_slide(tmp_path / "s.tif", truth)
-    result = predict_slide(slide, oracle_predictor(background=None), blend="crop", margin=8, progress=False)
+    options = InferenceOptions(blend="crop", margin=8)
+    result = predict_slide(slide, oracle_predictor(background=None), options, progress=False)
     labels = np.asarray(result.labels)
     assert result.tiles_run < result.tiles_total
     # Tissue pixels exact; glass either predicted background by the model (tiles run) or 255 (skipped).
@@ -208,7 +208,7 @@ def test_expected_counts_known_answer(tmp_path: Path, blend: str) -> None:
     truth = make_truth(150, 170)
     slide = write_slide(tmp_path / "s.tif", truth)
     predictor = Predictor(Constant(5), list(CLASSES), mpp=1.0, tile_size=64, margin=8)
-    result = predict_slide(slide, predictor, blend=blend, progress=False, skip_glass=False)
+    result = predict_slide(slide, predictor, InferenceOptions(blend=blend, skip_glass=False), progress=False)
     np.testing.assert_allclose(result.expected_counts, np.full(5, 150 * 170 / 5), rtol=1e-5)
     assert result.counts.tolist() == [150 * 170, 0, 0, 0, 0]
     rows = result.areas()
@@ -220,9 +220,8 @@ def test_label_tiff_written_with_mpp_levels_and_colours(tmp_path: Path) -> None:
     slide = write_slide(tmp_path / "s.tif", truth, mpp=1.0)
     out = tmp_path / "out" / "s.labels.tif"
     predictor = oracle_predictor()
-    result = predict_slide(
-        slide, predictor, out_path=out, tile_size=128, blend="crop", margin=8, progress=False
-    )
+    options = InferenceOptions(tile_size=128, blend="crop", margin=8)
+    result = predict_slide(slide, predictor, options, out_path=out, progress=False)
     assert result.labels_path == out and result.labels is None
     assert sorted(p.name for p in out.parent.iterdir()) == ["s.labels.tif"]  # no temp files left
     with tifffile.TiffFile(out) as tif:
@@ -257,16 +256,17 @@ def test_wrong_model_output_is_a_user_error(tmp_path: Path) -> None:
     slide = write_slide(tmp_path / "s.tif", make_truth(100, 100))
     predictor = Predictor(Constant(3), list(CLASSES), mpp=1.0, tile_size=64)
     with pytest.raises(HistosegError, match="expected"):
-        predict_slide(slide, predictor, progress=False, skip_glass=False)
-    with pytest.raises(HistosegError, match="tile_size"):
-        predict_slide(slide, oracle_predictor(), tile_size=50, progress=False)
+        predict_slide(slide, predictor, InferenceOptions(skip_glass=False), progress=False)
+    with pytest.raises(HistosegError, match="tile_size=50: must be a positive multiple of 32"):
+        predict_slide(slide, oracle_predictor(), InferenceOptions(tile_size=50), progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["s.tif"]
 
 
 def test_autocast_and_channels_last(tmp_path: Path) -> None:
     truth = make_truth(150, 170)
     slide = write_slide(tmp_path / "s.tif", truth)
-    result = predict_slide(slide, oracle_predictor(), progress=False, autocast=True, channels_last=True)
+    options = InferenceOptions(precision="bf16", channels_last=True)
+    result = predict_slide(slide, oracle_predictor(), options, progress=False)
     np.testing.assert_array_equal(np.asarray(result.labels), truth)
 
 

@@ -35,7 +35,7 @@ def predict_args(ckpt, slides, out):
         "--trainer.callbacks+=histoseg.writers.SlideWriter",
         "--trainer.callbacks.out",
         str(out),
-        "--trainer.callbacks.tile_size",
+        "--trainer.callbacks.options.tile_size",
         "128",
         "--trainer.logger",
         "false",

@@ -103,7 +103,7 @@ def test_multi_process_predict_command_runs(trained, tmp_path):
     overrides = [
         *SMALL_SYNTHETIC,
         *TINY_UNET,
-        "--trainer.callbacks.tile_size",
+        "--trainer.callbacks.options.tile_size",
         "128",
         "--trainer.logger",
         "false",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from histoseg import KIDNEY_CLASSES
+from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_areas, label_map_counts
@@ -34,6 +35,9 @@ def test_areas_from_true_label_map_equal_known_areas(slides):
             assert rows[name]["area_um2"] == pytest.approx(slide.areas_um2[name], rel=1e-12)
 
 
+CROP = InferenceOptions(blend="crop")
+
+
 def oracle_predictor(mpp: float) -> Predictor:
     """A predictor whose 'model' returns the label map it is given (tiles are label-map tiles)."""
     return Predictor(
@@ -49,7 +53,7 @@ def oracle_predictor(mpp: float) -> Predictor:
 
 def test_quantify_of_true_label_map_reproduces_known_areas(slides, tmp_path):
     predictor = oracle_predictor(slides[0].mpp)
-    status = run_quantify(predictor, [s.label_path for s in slides], tmp_path, blend="crop", progress=False)
+    status = run_quantify(predictor, [s.label_path for s in slides], tmp_path, CROP, progress=False)
     assert status == 0
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
     for slide in slides:
@@ -82,7 +86,7 @@ def test_point_counting_beside_segmentation_fraction(slides, tmp_path):
             predictor,
             [s.label_path for s in slides],
             tmp_path / "out",
-            blend="crop",
+            CROP,
             progress=False,
             points=points_dir,
         )

@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -48,7 +47,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,11 +54,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from histoseg.errors import ConfigError, HistosegError
+from histoseg.errors import HistosegError
+from histoseg.inference.forward import TileRunner
+from histoseg.inference.merge import CropMerger, GaussianMerger, Stats
+from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
+from histoseg.inference.reader import iter_batches, plan_reads
+from histoseg.inference.writer import BackgroundTiff, LabelSink
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
-from histoseg.report.areas import class_areas, label_colormap
+from histoseg.report.areas import class_areas, interstitial_fraction
 
 __all__ = [
     "SlidePrediction",
@@ -160,205 +163,6 @@ def gaussian_importance_map(tile: int, sigma_scale: float = 1.0 / 8.0) -> np.nda
     return np.maximum(weights, 1e-6).astype(np.float32)
 
 
-# -- label sink ---------------------------------------------------------------------------------
-
-
-class _RawLabels:
-    """A (H, W) uint8 label map in a raw file, written by row blocks and read as an array-like.
-
-    Reads (``obj[y0:y1, x0:x1]``) go through ``os.pread`` with a cache of the last block of rows,
-    so handing it to :func:`write_pyramid_tiff` (row-major tiles) reads each byte about once and
-    keeps memory at one band of rows, unlike a memory map whose touched pages stay resident.
-    """
-
-    def __init__(self, path: Path, height: int, width: int) -> None:
-        self.path = path
-        self.shape = (height, width)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 2
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.ftruncate(self._fd, height * width)
-        self._cache: tuple[int, int, np.ndarray] | None = None
-
-    def write_rows(self, y0: int, rows: np.ndarray) -> None:
-        """Write (n, W) uint8 rows starting at row ``y0``."""
-        data = np.ascontiguousarray(rows, dtype=np.uint8)
-        view = memoryview(data).cast("B")
-        offset = y0 * self.shape[1]
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            view = view[written:]
-            offset += written
-
-    def _rows(self, y0: int, y1: int) -> np.ndarray:
-        if self._cache is not None and self._cache[0] <= y0 and y1 <= self._cache[1]:
-            start = self._cache[0]
-            return self._cache[2][y0 - start : y1 - start]
-        # Cache a block of at least 1024 rows (bounded by the height): tiles of a TIFF row hit it.
-        block_end = min(self.shape[0], max(y1, y0 + 1024))
-        size = (block_end - y0) * self.shape[1]
-        data = os.pread(self._fd, size, y0 * self.shape[1])
-        block = np.frombuffer(data, np.uint8).reshape(block_end - y0, self.shape[1])
-        self._cache = (y0, block_end, block)
-        return block[: y1 - y0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key, slice(None))
-        rows, cols = key[0], key[1] if len(key) > 1 else slice(None)
-        if isinstance(rows, int):
-            rows = slice(rows, rows + 1 if rows != -1 else None)
-            squeeze = True
-        else:
-            squeeze = False
-        y0, y1, ystep = rows.indices(self.shape[0])
-        block = self._rows(y0, max(y0, y1))[::ystep] if y1 > y0 else np.zeros((0, self.shape[1]), np.uint8)
-        out = block[:, cols]
-        return out[0] if squeeze else out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        array = self[:, :]
-        return array.astype(dtype) if dtype is not None else array
-
-    def close(self) -> None:
-        self._cache = None
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-
-
-# -- mergers ------------------------------------------------------------------------------------
-
-
-class _Stats:
-    """Per-class argmax pixel counts and expected (softmax-summed) pixel counts."""
-
-    def __init__(self, num_classes: int, fill: int, background: int | None) -> None:
-        self.counts = np.zeros(256, np.int64)
-        self.expected = np.zeros(num_classes, np.float64)
-        self.fill = fill
-        self.background = background
-
-    def add_logits(self, logits: np.ndarray) -> np.ndarray:
-        """Argmax (uint8) of (C, ...) logits; adds their softmax to the expected counts."""
-        labels = np.argmax(logits, axis=0).astype(np.uint8)
-        shifted = logits - logits.max(axis=0, keepdims=True)
-        np.exp(shifted, out=shifted)
-        shifted /= shifted.sum(axis=0, keepdims=True)
-        self.expected += shifted.reshape(shifted.shape[0], -1).sum(axis=1, dtype=np.float64)
-        return labels
-
-    def add_filled(self, pixels: int) -> None:
-        """Account for pixels given the fill value without running the model."""
-        if self.background is not None:
-            self.expected[self.background] += pixels
-
-    def add_labels(self, labels: np.ndarray) -> None:
-        self.counts += np.bincount(labels.ravel(), minlength=256)
-
-
-class _GaussianMerger:
-    """Weighted-average merger over a band of ``tile`` rows (nnU-Net Gaussian blending)."""
-
-    def __init__(self, sink: _RawLabels, num_classes: int, tile: int, stats: _Stats) -> None:
-        self.sink = sink
-        self.height, self.width = sink.shape
-        self.tile = tile
-        self.stats = stats
-        self.weights = gaussian_importance_map(tile)
-        self.acc = np.zeros((num_classes, tile, self.width), np.float32)
-        self.wsum = np.zeros((tile, self.width), np.float32)
-        self.top = 0  # output row of band row 0
-
-    def add(self, logits: np.ndarray, tile: Tile) -> None:
-        """Add one tile's (C, T, T) float32 logits."""
-        if tile.y > self.top:
-            self.flush(tile.y)
-        x0, y0, x1, y1 = tile.own
-        r0 = y0 - self.top
-        h, w = y1 - y0, x1 - x0
-        weights = self.weights[:h, :w]
-        self.acc[:, r0 : r0 + h, x0:x1] += logits[:, :h, :w] * weights
-        self.wsum[r0 : r0 + h, x0:x1] += weights
-
-    def flush(self, until: int) -> None:
-        """Finish output rows ``[top, until)``: no later tile touches them."""
-        until = min(until, self.height)
-        while self.top < until:
-            self._flush_band(min(until - self.top, self.tile))
-
-    def _flush_band(self, n: int) -> None:
-        """Finish the first ``n <= tile`` rows of the band and shift the band down by ``n`` rows."""
-        wsum = self.wsum[:n]
-        covered = wsum > 0
-        labels = np.full((n, self.width), self.stats.fill, np.uint8)
-        if covered.any():
-            # Only the covered columns: glass bands cost nothing.
-            cols = np.flatnonzero(covered.any(axis=0))
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            block = self.acc[:, :n, c0:c1] / np.where(covered[:, c0:c1], wsum[:, c0:c1], 1.0)
-            sub_cov = covered[:, c0:c1]
-            if sub_cov.all():
-                labels[:, c0:c1] = self.stats.add_logits(block)
-            else:
-                picked = block[:, sub_cov]  # (C, k)
-                sub = labels[:, c0:c1]
-                sub[sub_cov] = self.stats.add_logits(picked)
-        self.stats.add_filled(int(n * self.width - np.count_nonzero(covered)))
-        self.stats.add_labels(labels)
-        self.sink.write_rows(self.top, labels)
-        keep = self.tile - n
-        if keep > 0:
-            self.acc[:, :keep] = self.acc[:, n:]
-            self.wsum[:keep] = self.wsum[n:]
-        self.acc[:, max(keep, 0) :] = 0.0
-        self.wsum[max(keep, 0) :] = 0.0
-        self.top += n
-
-    def finish(self) -> None:
-        """Flush every remaining row."""
-        self.flush(self.height)
-
-
-class _CropMerger:
-    """Centre-crop merger: each tile writes the argmax of the pixels it owns into a uint8 strip."""
-
-    def __init__(self, sink: _RawLabels, step: int, stats: _Stats) -> None:
-        self.sink = sink
-        self.height, self.width = sink.shape
-        self.step = step
-        self.stats = stats
-        self.strip = np.full((step, self.width), stats.fill, np.uint8)
-        self.top = 0
-        self.covered = 0
-
-    def add(self, logits: np.ndarray, tile: Tile) -> None:
-        """Add one tile's (C, T, T) float32 logits."""
-        x0, y0, x1, y1 = tile.own
-        while y0 > self.top:
-            self.flush()
-        centre = logits[:, y0 - tile.y : y1 - tile.y, x0 - tile.x : x1 - tile.x]
-        self.strip[y0 - self.top : y1 - self.top, x0:x1] = self.stats.add_logits(np.array(centre))
-        self.covered += (y1 - y0) * (x1 - x0)
-
-    def flush(self) -> None:
-        """Write the current strip and start the next one."""
-        n = min(self.step, self.height - self.top)
-        if n <= 0:
-            return
-        rows = self.strip[:n]
-        self.stats.add_filled(n * self.width - self.covered)
-        self.stats.add_labels(rows)
-        self.sink.write_rows(self.top, rows)
-        self.strip.fill(self.stats.fill)
-        self.top += n
-        self.covered = 0
-
-    def finish(self) -> None:
-        """Flush every remaining strip (including strips of skipped tiles)."""
-        while self.top < self.height:
-            self.flush()
-
-
 # -- result -------------------------------------------------------------------------------------
 
 
@@ -386,6 +190,15 @@ class SlidePrediction:
         tissue: (h, w) bool tissue mask of the thumbnail.
         seconds: Wall time.
         checkpoint_sha256: Copied from the predictor.
+        precision: Precision the network ran at (``32``, ``bf16`` or ``16``; ``auto`` resolved).
+        channels_last: Whether the channels-last memory format was used.
+        precision_check: The ``auto`` agreement check made on this slide's first tiles
+            (:meth:`histoseg.inference.forward.PrecisionCheck.as_dict`), or None.
+        view_counts: With TTA, (8, C) int64 argmax pixel counts of each dihedral view alone
+            (view ``2 k + flip``); None without TTA.
+        timings: Seconds per stage in the main process: ``read_wait`` (waiting for tiles),
+            ``forward``, ``merge`` (blending, argmax, counts, band written), ``write_wait`` (waiting
+            for the TIFF thread after the last band).
     """
 
     slide_path: Path
@@ -407,10 +220,37 @@ class SlidePrediction:
     tissue: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
     checkpoint_sha256: str = ""
+    precision: str = "32"
+    channels_last: bool = False
+    precision_check: dict[str, Any] | None = None
+    view_counts: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def areas(self, background: str | int | None = "background") -> list[dict[str, Any]]:
         """Per-class area rows (:func:`histoseg.report.areas.class_areas`) at the label map's mpp."""
         return class_areas(self.counts, self.mpp, self.classes, background, self.expected_counts)
+
+    def uncertainty(self) -> dict[str, Any]:
+        """Expected-area interstitial fraction and, with TTA, its min/max over the 8 views.
+
+        Returns:
+            ``expected_interstitial_fraction`` (from the softmax-summed expected counts),
+            ``tta_fraction_min`` / ``tta_fraction_max`` (smallest / largest interstitial fraction
+            of the 8 dihedral views' own label maps; NaN without TTA) and ``tta_view_fractions``
+            (all 8, view ``2 k + flip``; None without TTA).
+        """
+        views = (
+            [interstitial_fraction(c, self.classes) for c in self.view_counts]
+            if self.view_counts is not None
+            else []
+        )
+        finite = [v for v in views if math.isfinite(v)]
+        return {
+            "expected_interstitial_fraction": interstitial_fraction(self.expected_counts, self.classes),
+            "tta_fraction_min": min(finite) if finite else math.nan,
+            "tta_fraction_max": max(finite) if finite else math.nan,
+            "tta_view_fractions": views or None,
+        }
 
 
 # -- prediction ---------------------------------------------------------------------------------
@@ -467,19 +307,11 @@ def _progress_bar(enabled: bool, total: int, label: str) -> tuple[Callable[[int]
 def predict_slide(
     slide: Slide | str | os.PathLike[str],
     predictor: Predictor,
+    options: InferenceOptions | None = None,
     *,
     out_path: str | os.PathLike[str] | None = None,
-    tile_size: int | None = None,
-    overlap: float = 0.5,
-    blend: Blend = "gaussian",
-    margin: int | None = None,
-    batch_size: int = 4,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
     mpp: float | None = None,
-    skip_glass: bool = True,
-    autocast: bool = False,
-    channels_last: bool = False,
+    progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SlidePrediction:
     """Predict the label map of a whole slide at the predictor's resolution, streaming.
@@ -487,20 +319,13 @@ def predict_slide(
     Args:
         slide: An open :class:`~histoseg.io.slide.Slide` or a slide path.
         predictor: Model and its facts (classes, mpp, tile geometry, background class).
+        options: Tiling, merging, device, precision and TTA settings
+            (:class:`~histoseg.inference.options.InferenceOptions`; default: all defaults).
+            Resolved against ``predictor`` here unless already resolved.
         out_path: Where to write the label map as a tiled pyramidal TIFF (atomically). When None,
             the result holds ``labels``, a memory map of a temporary file (deleted on close).
-        tile_size: Tile side in pixels at the predictor's mpp (default ``predictor.tile_size``);
-            a multiple of ``predictor.size_multiple``.
-        overlap: Fraction of the tile shared by neighbours in gaussian mode (0 = none, 0.5 = nnU-Net).
-        blend: ``"gaussian"`` (weighted logits, sigma = tile / 8) or ``"crop"`` (tile centres only).
-        margin: Pixels discarded at each tile edge in crop mode (default ``predictor.margin``).
-        batch_size: Tiles per forward pass.
-        device: Torch device of the model.
-        progress: Show a progress bar on stderr (only when it is a terminal).
         mpp: Level-0 mpp of the slide, overriding its metadata (only used when ``slide`` is a path).
-        skip_glass: Run only tiles that touch tissue on the thumbnail tissue mask.
-        autocast: Run the model under bfloat16 autocast (CPU) / float16 (CUDA).
-        channels_last: Use the channels-last memory format (often faster on CPU).
+        progress: Show a progress bar on stderr (only when it is a terminal).
         on_progress: Called as ``on_progress(tiles_done, tiles_to_run)`` after each batch.
 
     Returns:
@@ -510,6 +335,9 @@ def predict_slide(
         HistosegError: unreadable slide, invalid option, or a model output of the wrong shape.
     """
     start = time.perf_counter()
+    options = options if options is not None else InferenceOptions()
+    if not options.resolved:
+        options = options.resolve(predictor)
     own_slide = not isinstance(slide, Slide)
     handle = Slide(slide, mpp=mpp) if own_slide else slide
     assert isinstance(handle, Slide)
@@ -517,17 +345,9 @@ def predict_slide(
         return _predict(
             handle,
             predictor,
+            options,
             out_path=Path(out_path) if out_path is not None else None,
-            tile_size=tile_size,
-            overlap=overlap,
-            blend=blend,
-            margin=margin,
-            batch_size=batch_size,
-            device=torch.device(device),
             progress=progress,
-            skip_glass=skip_glass,
-            autocast=autocast,
-            channels_last=channels_last,
             on_progress=on_progress,
             start=start,
         )
@@ -536,47 +356,19 @@ def predict_slide(
             handle.close()
 
 
-def _check_options(
-    predictor: Predictor, tile: int, overlap: float, blend: str, margin: int, batch_size: int
-) -> None:
-    multiple = max(1, int(predictor.size_multiple))
-    if tile <= 0 or tile % multiple:
-        raise ConfigError(f"tile_size={tile}: must be a positive multiple of {multiple} for this model")
-    if blend not in ("gaussian", "crop"):
-        raise ConfigError(f"blend={blend!r}: use 'gaussian' or 'crop'")
-    if not 0.0 <= overlap < 1.0:
-        raise ConfigError(f"overlap={overlap}: must be in [0, 1) (0.5 = half a tile)")
-    if blend == "crop" and not 0 <= margin < tile / 2:
-        raise ConfigError(f"margin={margin}: must be >= 0 and less than half the tile ({tile})")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
-    if not predictor.classes or len(predictor.classes) > 255:
-        raise ConfigError(f"the model has {len(predictor.classes)} classes; label maps hold 1 to 255 classes")
-    if not (predictor.mpp > 0 and math.isfinite(predictor.mpp)):
-        raise ConfigError(f"predictor mpp={predictor.mpp}: must be a positive number of microns per pixel")
-
-
 def _predict(
     slide: Slide,
     predictor: Predictor,
+    options: InferenceOptions,
     *,
     out_path: Path | None,
-    tile_size: int | None,
-    overlap: float,
-    blend: str,
-    margin: int | None,
-    batch_size: int,
-    device: torch.device,
     progress: bool,
-    skip_glass: bool,
-    autocast: bool,
-    channels_last: bool,
     on_progress: Callable[[int, int], None] | None,
     start: float,
 ) -> SlidePrediction:
-    tile = int(tile_size or predictor.tile_size)
-    margin_px = int(predictor.margin if margin is None else margin)
-    _check_options(predictor, tile, overlap, blend, margin_px, batch_size)
+    assert options.tile_size is not None and options.margin is not None
+    tile, margin_px, blend, batch_size = options.tile_size, options.margin, options.blend, options.batch_size
+    device = options.torch_device
     num_classes = len(predictor.classes)
     background = predictor.background_class
     if background is not None and not 0 <= background < num_classes:
@@ -586,12 +378,12 @@ def _predict(
     width, height = slide.size_at_mpp(out_mpp)
     scale0 = out_mpp / slide.mpp  # level-0 pixels per output pixel
 
-    tiles = plan_tiles(height, width, tile, blend=blend, overlap=overlap, margin=margin_px)  # type: ignore[arg-type]
+    tiles = plan_tiles(height, width, tile, blend=blend, overlap=options.overlap, margin=margin_px)  # type: ignore[arg-type]
     thumb, thumb_ds = slide.thumbnail(1024)
     tissue = tissue_mask(thumb)
     to_run = (
         _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=blend == "crop")
-        if skip_glass
+        if options.skip_glass
         else list(tiles)
     )
 
@@ -604,50 +396,34 @@ def _predict(
         os.close(fd)
         raw_path = Path(name)
     try:
-        sink = _RawLabels(raw_path, height, width)
+        sink = LabelSink(raw_path, height, width)
     except OSError as exc:
         raise HistosegError(
             f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
         ) from None
-    stats = _Stats(num_classes, fill, background)
-    merger: _GaussianMerger | _CropMerger
-    if blend == "gaussian":
-        merger = _GaussianMerger(sink, num_classes, tile, stats)
-    else:
-        merger = _CropMerger(sink, tile - 2 * margin_px, stats)
-
-    model = predictor.model.eval().to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    runner, merger, stats = _model_and_merger(predictor, options, sink, fill, background)
     advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
-    batches = _prefetch_batches(slide, to_run, batch_size, tile, scale0, out_mpp)
+    plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
+    batches = iter_batches(slide, plan, batch_size, workers=options.workers, pin_memory=device.type == "cuda")
+    tiff = BackgroundTiff(out_path, sink, out_mpp, predictor, slide) if out_path is not None else None
+    timings: dict[str, float] = {}
     try:
-        done = 0
-        for batch, images in batches:
-            logits = _forward(model, images, device, autocast, channels_last)
-            if logits.shape != (len(batch), num_classes, tile, tile):
-                raise HistosegError(
-                    f"the model returned logits of shape {tuple(logits.shape)} for tiles of shape "
-                    f"{(len(batch), 3, tile, tile)}; expected {(len(batch), num_classes, tile, tile)} "
-                    "(one channel per class, same height and width)"
-                )
-            for index, item in enumerate(batch):
-                merger.add(logits[index], item)
-            done += len(batch)
-            advance(len(batch))
-            if on_progress is not None:
-                on_progress(done, len(to_run))
-        merger.finish()
+        timings = _run_tiles(batches, runner, merger, advance, on_progress, len(to_run))
         stop_bar()
         labels_path = None
-        if out_path is not None:
-            _write_label_tiff(out_path, sink, out_mpp, predictor, slide)
+        if tiff is not None:
+            wait = time.perf_counter()
+            tiff.result()
+            tiff = None
+            timings["write_wait"] = time.perf_counter() - wait
             labels_path = out_path
         else:
             labels_memmap = np.memmap(raw_path, dtype=np.uint8, mode="r", shape=(height, width))
     finally:
-        batches.close()  # waits for a read in flight before the slide can be closed
+        batches.close()  # stops the readers (a read in flight ends) before the slide can be closed
+        if tiff is not None:
+            tiff.cancel()  # no label TIFF and no temporary file after a failure
         stop_bar()
         sink.close()
         with contextlib.suppress(OSError):
@@ -673,73 +449,59 @@ def _predict(
         tissue=tissue,
         seconds=time.perf_counter() - start,
         checkpoint_sha256=predictor.checkpoint_sha256,
+        precision=runner.precision if runner.precision != "auto" else "32",
+        channels_last=runner.channels_last if runner.precision != "auto" else False,
+        precision_check=runner.check.as_dict() if runner.check is not None else None,
+        view_counts=stats.view_counts[:, :num_classes].copy() if options.tta else None,
+        timings=timings,
     )
 
 
-def _read_batch(slide: Slide, batch: Sequence[Tile], tile: int, scale0: float, mpp: float) -> np.ndarray:
-    """Read tiles as (N, T, T, 3) uint8 (level-0 origin = output origin x level-0 px per output px)."""
-    images = np.empty((len(batch), tile, tile, 3), np.uint8)
-    for index, item in enumerate(batch):
-        x0 = int(round(item.x * scale0))
-        y0 = int(round(item.y * scale0))
-        images[index] = slide.read_at_mpp(x0, y0, tile, tile, mpp)
-    return images
-
-
-def _prefetch_batches(
-    slide: Slide, tiles: Sequence[Tile], batch_size: int, tile: int, scale0: float, mpp: float
-) -> Iterator[tuple[Sequence[Tile], np.ndarray]]:
-    """Yield ``(tiles, images)`` batches, reading the next batch in a thread while the model runs."""
-    batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
-    if not batches:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histoseg-read") as pool:
-        pending: Future[np.ndarray] = pool.submit(_read_batch, slide, batches[0], tile, scale0, mpp)
-        for index, batch in enumerate(batches):
-            images = pending.result()
-            if index + 1 < len(batches):
-                pending = pool.submit(_read_batch, slide, batches[index + 1], tile, scale0, mpp)
-            yield batch, images
-
-
-def _forward(
-    model: torch.nn.Module, images: np.ndarray, device: torch.device, autocast: bool, channels_last: bool
-) -> np.ndarray:
-    """Run the model on (N, T, T, 3) uint8 images; (N, C, T, T) float32 logits as NumPy."""
-    with torch.inference_mode():
-        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
-        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=autocast):
-            logits = model(x)
-        if not isinstance(logits, torch.Tensor):
-            raise HistosegError(f"the model returned {type(logits).__name__}; it must return a logits tensor")
-        return logits.float().contiguous().cpu().numpy()
-
-
-def _write_label_tiff(path: Path, sink: _RawLabels, mpp: float, predictor: Predictor, slide: Slide) -> None:
-    from histoseg.io.tiff import describe_label_map, write_pyramid_tiff
-
-    colormap = label_colormap(predictor.classes)
-    description = json.loads(describe_label_map(predictor.classes, colormap))
-    description.update(
-        {
-            "mpp": mpp,
-            "slide": slide.path.name,
-            "slide_mpp": slide.mpp,
-            "slide_dimensions": list(slide.dimensions),
-            "background_class": predictor.background_class,
-            "checkpoint_sha256": predictor.checkpoint_sha256,
-        }
+def _model_and_merger(
+    predictor: Predictor, options: InferenceOptions, sink: LabelSink, fill: int, background: int | None
+) -> tuple[TileRunner, GaussianMerger | CropMerger, Stats]:
+    """The tile runner (precision, TTA) and the merger of ``options.blend`` on the model's device."""
+    assert options.tile_size is not None and options.margin is not None
+    device, classes, tile = options.torch_device, len(predictor.classes), options.tile_size
+    runner = TileRunner(
+        predictor.model, classes, device, options.precision, options.channels_last, options.tta
     )
-    write_pyramid_tiff(
-        path,
-        sink,
-        mpp,
-        tile=256,
-        min_level_size=512,
-        compression="deflate",
-        interpolation="nearest",
-        colormap=colormap,
-        description=json.dumps(description),
-    )
+    stats = Stats(classes, fill, background, device, probabilities=options.tta, views=8 if options.tta else 0)
+    merger: GaussianMerger | CropMerger
+    if options.blend == "gaussian":
+        merger = GaussianMerger(sink, classes, tile, stats, gaussian_importance_map(tile))
+    else:
+        merger = CropMerger(sink, tile - 2 * options.margin, stats)
+    return runner, merger, stats
+
+
+def _run_tiles(
+    batches: Iterator[tuple[list[Tile], torch.Tensor]],
+    runner: TileRunner,
+    merger: GaussianMerger | CropMerger,
+    advance: Callable[[int], None],
+    on_progress: Callable[[int, int], None] | None,
+    total: int,
+) -> dict[str, float]:
+    """Run every batch through the model and the merger; seconds spent waiting for tiles, in the model, merging."""
+    timings = {"read_wait": 0.0, "forward": 0.0, "merge": 0.0}
+    done = 0
+    merged = time.perf_counter()
+    for batch, images in batches:
+        read = time.perf_counter()
+        timings["read_wait"] += read - merged
+        scores, view_labels = runner(images)
+        forwarded = time.perf_counter()
+        timings["forward"] += forwarded - read
+        for index, item in enumerate(batch):
+            merger.add(scores[index], item, None if view_labels is None else view_labels[index])
+        done += len(batch)
+        advance(len(batch))
+        if on_progress is not None:
+            on_progress(done, total)
+        merged = time.perf_counter()
+        timings["merge"] += merged - forwarded
+    clock = merged
+    merger.finish()
+    timings["merge"] += time.perf_counter() - clock
+    return timings

@@ -49,6 +49,9 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "area_mm2",
     "fraction_of_tissue",
     "interstitial_fraction",
+    "expected_interstitial_fraction",
+    "tta_fraction_min",
+    "tta_fraction_max",
     "expected_area_um2",
     "point_fraction",
     "point_ci_low",
@@ -65,6 +68,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "mpp",
     "mpp_source",
     "label_mpp",
+    "precision",
     "checkpoint_sha256",
     "training_seed",
     "histoseg_version",
@@ -82,6 +86,15 @@ DEFINITIONS: dict[str, str] = {
     "empty for background",
     "expected_area_um2": "sum over pixels of the softmax probability of the class x label_mpp^2 "
     "(glass tiles not run count as background); its gap to area_um2 is an uncertainty signal",
+    "expected_interstitial_fraction": "the interstitial fraction of the expected areas (expected_area_um2: "
+    "softmax probabilities summed over pixels) instead of the argmax areas; a gap to interstitial_fraction "
+    "means many uncertain pixels",
+    "tta_fraction_min": "quantify --tta: smallest interstitial fraction over the 8 rotations/mirrors of the "
+    "tiles, each view's own label map (from the tile weighted most at each pixel); tta_fraction_max: the "
+    "largest; their spread is a test-time-augmentation uncertainty interval (empty without --tta; with "
+    "--tta, interstitial_fraction and the areas come from the softmax averaged over the 8 views)",
+    "precision": "precision the network ran at: 32 (float32), bf16 or 16 (autocast); quantify --precision "
+    "auto picks bf16 where it is native and agrees with fp32 on the first tiles",
     "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's grid points "
     "(quantify --points); point_ci_low/high: Wilson 95 % interval; point_count: points in the class",
     "point_if": "interstitial fraction by point counting alone (quantify --points): points in interstitium "
@@ -136,6 +149,7 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "mpp": result.get("mpp", math.nan),
             "mpp_source": result.get("mpp_source", ""),
             "label_mpp": result.get("label_mpp", math.nan),
+            "precision": result.get("precision", ""),
             "checkpoint_sha256": result.get("checkpoint_sha256", ""),
             "training_seed": result.get("training_seed", ""),
             "histoseg_version": result.get("histoseg_version", __version__),
@@ -153,6 +167,9 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "area_mm2",
                 "fraction_of_tissue",
                 "interstitial_fraction",
+                "expected_interstitial_fraction",
+                "tta_fraction_min",
+                "tta_fraction_max",
                 "expected_area_um2",
             ):
                 row[key] = math.nan

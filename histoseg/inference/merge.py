@@ -1,0 +1,267 @@
+"""Tile mergers on the model's device: blended logits -> uint8 label rows, class counts, expected areas.
+
+Both mergers take one tile's (C, T, T) float32 scores as a torch tensor on the model's device and
+keep their band there (METHODS.md section 5 for the two schemes):
+
+- :class:`GaussianMerger` (nnU-Net): a band of ``tile`` rows of Gaussian-weighted score sums,
+  ``(C + 1) x tile x W`` float32 (W = label-map width). When no later tile can touch a row it is
+  finished: ``argmax(sum / weight)`` as uint8, class counts and expected counts;
+- :class:`CropMerger`: each tile writes the argmax of the pixels it owns into a uint8 strip of
+  ``(tile - 2 margin) x W``.
+
+Only the finished uint8 rows (for the label-map file) and the per-band counts come back to the
+host; memory is bounded by one band, never by the slide's area.
+
+Scores are logits (``probabilities=False``: the expected counts sum their softmax) or already
+probabilities (test-time augmentation, ``probabilities=True``: the merged values are summed).
+With test-time augmentation the mergers also keep, for each of the 8 views, the label of the
+view alone at every pixel (from the tile whose Gaussian weight is largest there; in crop mode the
+tile that owns the pixel), and count them per view: ``Stats.view_counts`` (8, 256).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["CropMerger", "GaussianMerger", "Stats"]
+
+
+class RowSink(Protocol):
+    """Where finished label rows go (:class:`histoseg.inference.writer.LabelSink`)."""
+
+    shape: tuple[int, int]
+
+    def write_rows(self, y0: int, rows: np.ndarray) -> None: ...
+
+
+class Stats:
+    """Per-class argmax pixel counts and expected (probability-summed) pixel counts, on the device.
+
+    Args:
+        num_classes: C, the number of score channels.
+        fill: Label of pixels no tile covers (background, or 255 without a background class).
+        background: Class that uncovered pixels count as in the expected counts (None: none).
+        device: Device of the scores.
+        probabilities: Scores are probabilities (summed as they are) rather than logits (softmax).
+        views: Number of TTA views whose per-view labels are counted (0 = no TTA).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        fill: int,
+        background: int | None,
+        device: torch.device,
+        *,
+        probabilities: bool = False,
+        views: int = 0,
+    ) -> None:
+        self.device = device
+        self.fill = fill
+        self.background = background
+        self.probabilities = probabilities
+        self.views = views
+        self._wide = torch.float32 if device.type == "mps" else torch.float64
+        self._counts = torch.zeros(256, dtype=torch.int64, device=device)
+        self._expected = torch.zeros(num_classes, dtype=self._wide, device=device)
+        self._view_counts = torch.zeros((views, 256), dtype=torch.int64, device=device)
+        self._view_offsets = (torch.arange(views, device=device) * 256).view(views, 1, 1)
+        self._filled = 0
+
+    def add_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Argmax (uint8) of (C, ...) scores; adds their probabilities to the expected counts."""
+        labels = torch.argmax(scores, dim=0).to(torch.uint8)
+        probs = scores if self.probabilities else torch.softmax(scores, dim=0)
+        self._expected += probs.reshape(probs.shape[0], -1).sum(dim=1, dtype=self._wide)
+        return labels
+
+    def add_filled(self, pixels: int) -> None:
+        """Account for pixels given the fill value without running the model."""
+        self._filled += int(pixels)
+
+    def add_labels(self, labels: torch.Tensor) -> None:
+        """Count (n, W) uint8 labels."""
+        self._counts += torch.bincount(labels.reshape(-1).long(), minlength=256)
+
+    def add_view_labels(self, labels: torch.Tensor) -> None:
+        """Count (views, n, W) uint8 per-view labels."""
+        flat = (labels.long() + self._view_offsets).reshape(-1)
+        self._view_counts += torch.bincount(flat, minlength=256 * self.views).view(self.views, 256)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(256,) int64 argmax pixel counts per label value."""
+        return self._counts.cpu().numpy()
+
+    @property
+    def expected(self) -> np.ndarray:
+        """(C,) float64 expected pixel counts (uncovered pixels count as background)."""
+        expected = self._expected.cpu().numpy().astype(np.float64)
+        if self.background is not None:
+            expected[self.background] += self._filled
+        return expected
+
+    @property
+    def view_counts(self) -> np.ndarray:
+        """(views, 256) int64 per-view argmax pixel counts."""
+        return self._view_counts.cpu().numpy()
+
+
+class TileBox(Protocol):
+    """A tile's placement (:class:`histoseg.inference.predict.Tile`)."""
+
+    x: int
+    y: int
+    own: tuple[int, int, int, int]
+
+
+def _shift(band: torch.Tensor, n: int, keep: int, fill: float) -> None:
+    """Move rows ``[n, n + keep)`` of a (..., rows, W) band to the top and fill the rest."""
+    if keep > 0:
+        band[..., :keep, :] = band[..., n : n + keep, :].clone()
+    band[..., keep:, :] = fill
+
+
+class GaussianMerger:
+    """Weighted-average merger over a band of ``tile`` rows (nnU-Net Gaussian blending).
+
+    Args:
+        sink: Receives finished uint8 rows.
+        num_classes: C.
+        tile: Tile side T in pixels.
+        stats: Counts of the finished rows.
+        weights: (T, T) float32 importance map (:func:`histoseg.inference.predict.gaussian_importance_map`).
+    """
+
+    def __init__(self, sink: RowSink, num_classes: int, tile: int, stats: Stats, weights: np.ndarray) -> None:
+        device = stats.device
+        self.sink = sink
+        self.height, self.width = sink.shape
+        self.tile = tile
+        self.stats = stats
+        self.weights = torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(device)
+        self.acc = torch.zeros((num_classes, tile, self.width), dtype=torch.float32, device=device)
+        self.wsum = torch.zeros((tile, self.width), dtype=torch.float32, device=device)
+        views = stats.views
+        self.view_labels = torch.full((views, tile, self.width), stats.fill, dtype=torch.uint8, device=device)
+        self.view_weight = torch.zeros(
+            (tile, self.width) if views else (0, 0), dtype=torch.float32, device=device
+        )
+        self.top = 0  # output row of band row 0
+
+    def add(self, scores: torch.Tensor, tile: TileBox, view_labels: torch.Tensor | None = None) -> None:
+        """Add one tile's (C, T, T) float32 scores (and its (views, T, T) uint8 per-view labels)."""
+        if tile.y > self.top:
+            self.flush(tile.y)
+        x0, y0, x1, y1 = tile.own
+        r0 = y0 - self.top
+        h, w = y1 - y0, x1 - x0
+        weights = self.weights[:h, :w]
+        self.acc[:, r0 : r0 + h, x0:x1] += scores[:, :h, :w] * weights
+        self.wsum[r0 : r0 + h, x0:x1] += weights
+        if view_labels is not None:
+            best = self.view_weight[r0 : r0 + h, x0:x1]
+            better = weights > best
+            region = self.view_labels[:, r0 : r0 + h, x0:x1]
+            region.copy_(torch.where(better, view_labels[:, :h, :w], region))
+            best.copy_(torch.where(better, weights, best))
+
+    def flush(self, until: int) -> None:
+        """Finish output rows ``[top, until)``: no later tile touches them."""
+        until = min(until, self.height)
+        while self.top < until:
+            self._flush_band(min(until - self.top, self.tile))
+
+    def _flush_band(self, n: int) -> None:
+        """Finish the first ``n <= tile`` rows of the band and shift the band down by ``n`` rows."""
+        stats = self.stats
+        wsum = self.wsum[:n]
+        covered = wsum > 0
+        labels = torch.full((n, self.width), stats.fill, dtype=torch.uint8, device=stats.device)
+        columns = torch.nonzero(covered.any(dim=0)).flatten()
+        if columns.numel():
+            # Only the covered columns: glass bands cost nothing.
+            c0, c1 = int(columns[0]), int(columns[-1]) + 1
+            sub_cov = covered[:, c0:c1]
+            block = self.acc[:, :n, c0:c1] / torch.where(sub_cov, wsum[:, c0:c1], 1.0)
+            if bool(sub_cov.all()):
+                labels[:, c0:c1] = stats.add_scores(block)
+            else:
+                sub = labels[:, c0:c1]
+                sub[sub_cov] = stats.add_scores(block[:, sub_cov])
+        stats.add_filled(n * self.width - int(covered.sum()))
+        stats.add_labels(labels)
+        if stats.views:
+            stats.add_view_labels(torch.where(covered, self.view_labels[:, :n], stats.fill))
+        self.sink.write_rows(self.top, labels.cpu().numpy())
+        keep = self.tile - n
+        _shift(self.acc, n, keep, 0.0)
+        _shift(self.wsum, n, keep, 0.0)
+        if stats.views:
+            _shift(self.view_labels, n, keep, stats.fill)
+            _shift(self.view_weight, n, keep, 0.0)
+        self.top += n
+
+    def finish(self) -> None:
+        """Flush every remaining row."""
+        self.flush(self.height)
+
+
+class CropMerger:
+    """Centre-crop merger: each tile writes the argmax of the pixels it owns into a uint8 strip.
+
+    Args:
+        sink: Receives finished uint8 rows.
+        step: Strip height = ``tile - 2 margin`` (the rows one tile row owns).
+        stats: Counts of the finished rows.
+    """
+
+    def __init__(self, sink: RowSink, step: int, stats: Stats) -> None:
+        self.sink = sink
+        self.height, self.width = sink.shape
+        self.step = step
+        self.stats = stats
+        self.strip = torch.full((step, self.width), stats.fill, dtype=torch.uint8, device=stats.device)
+        self.view_strip = torch.full(
+            (stats.views, step, self.width), stats.fill, dtype=torch.uint8, device=stats.device
+        )
+        self.top = 0
+        self.covered = 0
+
+    def add(self, scores: torch.Tensor, tile: TileBox, view_labels: torch.Tensor | None = None) -> None:
+        """Add one tile's (C, T, T) float32 scores (and its (views, T, T) uint8 per-view labels)."""
+        x0, y0, x1, y1 = tile.own
+        while y0 > self.top:
+            self.flush()
+        ty, tx = tile.y, tile.x
+        centre = scores[:, y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+        self.strip[y0 - self.top : y1 - self.top, x0:x1] = self.stats.add_scores(centre)
+        if view_labels is not None:
+            self.view_strip[:, y0 - self.top : y1 - self.top, x0:x1] = view_labels[
+                :, y0 - ty : y1 - ty, x0 - tx : x1 - tx
+            ]
+        self.covered += (y1 - y0) * (x1 - x0)
+
+    def flush(self) -> None:
+        """Write the current strip and start the next one."""
+        n = min(self.step, self.height - self.top)
+        if n <= 0:
+            return
+        rows = self.strip[:n]
+        self.stats.add_filled(n * self.width - self.covered)
+        self.stats.add_labels(rows)
+        if self.stats.views:
+            self.stats.add_view_labels(self.view_strip[:, :n])
+            self.view_strip.fill_(self.stats.fill)
+        self.sink.write_rows(self.top, rows.cpu().numpy())
+        self.strip.fill_(self.stats.fill)
+        self.top += n
+        self.covered = 0
+
+    def finish(self) -> None:
+        """Flush every remaining strip (including strips of skipped tiles)."""
+        while self.top < self.height:
+            self.flush()

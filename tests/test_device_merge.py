@@ -1,0 +1,104 @@
+"""The merge on the model's device is byte-identical at fp32 to the old NumPy host merge.
+
+The reference is the host merger as it was (``tests/numpy_merge_reference.py``), fed the very same
+tiles and fp32 logits of a random convolutional network (continuous logits: every pixel's argmax is
+decided by float arithmetic, so any change of weighting, accumulation order or division shows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from numpy_merge_reference import _CropMerger, _GaussianMerger, _RowSink, _Stats
+from test_inference import CLASSES, make_truth, write_slide
+from torch import nn
+
+from histoseg.inference.options import InferenceOptions
+from histoseg.inference.predict import _tissue_tiles, plan_tiles, predict_slide
+from histoseg.inference.predictor import Predictor
+from histoseg.inference.reader import iter_batches, plan_reads
+from histoseg.io.slide import Slide
+from histoseg.io.tissue import tissue_mask
+
+
+class RandomNet(nn.Module):
+    """A seeded random two-layer conv net with large, continuous logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.Tanh(), nn.Conv2d(8, 5, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 8.0 - 4.0) * 4.0
+
+
+def random_net() -> nn.Module:
+    return RandomNet().eval()
+
+
+def host_merge(
+    slide_path: Path, predictor: Predictor, options: InferenceOptions
+) -> tuple[np.ndarray, _Stats]:
+    """The old pipeline: same tile plan, same batches of 3, fp32 logits to NumPy, NumPy merger."""
+    options = options.resolve(predictor)
+    tile, margin = options.tile_size, options.margin
+    assert tile is not None and margin is not None
+    with Slide(slide_path) as slide:
+        width, height = slide.size_at_mpp(predictor.mpp)
+        scale0 = predictor.mpp / slide.mpp
+        tiles = plan_tiles(height, width, tile, blend=options.blend, overlap=options.overlap, margin=margin)  # type: ignore[arg-type]
+        thumb, ds = slide.thumbnail(1024)
+        if options.skip_glass:
+            tiles = _tissue_tiles(tiles, tissue_mask(thumb), scale0 / ds, use_own=options.blend == "crop")
+        sink = _RowSink(height, width)
+        stats = _Stats(len(CLASSES), 0, 0)
+        if options.blend == "gaussian":
+            merger = _GaussianMerger(sink, len(CLASSES), tile, stats)
+        else:
+            merger = _CropMerger(sink, tile - 2 * margin, stats)
+        for batch, images in iter_batches(slide, plan_reads(slide, tiles, tile, scale0, predictor.mpp), 3):
+            with torch.inference_mode():
+                x = images.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+                logits = predictor.model(x).float().contiguous().numpy()
+            for index, item in enumerate(batch):
+                merger.add(logits[index], item)
+        merger.finish()
+    return sink.array, stats
+
+
+@pytest.mark.parametrize("size", [(203, 331), (50, 70)])
+@pytest.mark.parametrize(
+    "blend,overlap,margin,skip_glass",
+    [
+        ("gaussian", 0.5, 0, True),
+        ("gaussian", 0.25, 0, False),
+        ("crop", 0.0, 8, True),
+        ("crop", 0.0, 0, False),
+    ],
+)
+def test_device_merge_byte_identical_to_host_merge_at_fp32(
+    tmp_path: Path, size: tuple[int, int], blend: str, overlap: float, margin: int, skip_glass: bool
+) -> None:
+    slide = write_slide(tmp_path / "s.tif", make_truth(*size, seed=3))
+    predictor = Predictor(random_net(), list(CLASSES), mpp=1.0, tile_size=64, margin=8, size_multiple=32)
+    options = InferenceOptions(
+        blend=blend,
+        overlap=overlap,
+        margin=margin,
+        batch_size=3,
+        skip_glass=skip_glass,
+        precision="32",  # type: ignore[arg-type]
+    )
+    result = predict_slide(slide, predictor, options, progress=False)
+    reference, stats = host_merge(slide, predictor, options)
+    labels = np.asarray(result.labels)
+    assert labels.dtype == np.uint8 and labels.shape == reference.shape
+    assert len(np.unique(reference)) >= 3  # the random net really decides between classes
+    assert labels.tobytes() == reference.tobytes()
+    np.testing.assert_array_equal(result.counts, stats.counts[:5])
+    np.testing.assert_allclose(result.expected_counts, stats.expected, rtol=1e-5)
+    assert result.precision == "32" and not result.channels_last

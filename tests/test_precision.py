@@ -1,0 +1,131 @@
+"""precision: explicit choices, ``auto`` checked once per run against fp32, the choice in the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_inference import CLASSES, make_truth, oracle_predictor, write_slide
+from torch import nn
+
+import histoseg.inference.forward as forward
+from histoseg.inference.forward import AGREEMENT_MIN, compare_labels
+from histoseg.inference.options import InferenceOptions
+from histoseg.inference.predict import predict_slide
+from histoseg.inference.predictor import Predictor
+from histoseg.quantify import run_quantify
+
+
+class Fragile(nn.Module):
+    """Interstitium beats background by 1e-3 on every pixel: true in fp32, a tie (class 0) in bf16.
+
+    bfloat16 has 8 significant bits, so ``r + 1e-3`` rounds to ``r`` for red values r near 0.9.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = 1.0
+            self.conv.weight[1, 0] = 1.0
+            self.conv.bias.copy_(torch.tensor([0.0, 1e-3, -10.0, -10.0, -10.0]))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += x.shape[0]
+        return self.conv(x)
+
+
+def red_slide(path: Path) -> Path:
+    truth = make_truth(100, 130)
+    path = write_slide(path, truth)
+    return path
+
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the CPU look like one with native bf16 (this test machine's answer must not matter)."""
+    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: True)
+
+
+def test_compare_labels_known_answer() -> None:
+    a = torch.tensor([[0, 1, 1, 2]])
+    b = torch.tensor([[0, 1, 2, 2]])
+    agreement, diff = compare_labels(a, b, 3)
+    assert agreement == 0.75 and diff == pytest.approx(0.25)  # class 1: 2/4 vs 1/4
+
+
+def test_auto_keeps_bf16_when_it_agrees(tmp_path: Path, native_bf16: None) -> None:
+    truth = make_truth(100, 130)
+    slide = write_slide(tmp_path / "s.tif", truth)
+    result = predict_slide(slide, oracle_predictor(), InferenceOptions(batch_size=3), progress=False)
+    np.testing.assert_array_equal(np.asarray(result.labels), truth)
+    assert result.precision == "bf16" and result.channels_last
+    check = result.precision_check
+    assert check is not None and check["kept"] and check["agreement"] == 1.0 and check["tiles"] == 3
+
+
+def test_auto_falls_back_to_fp32_with_one_log_line(tmp_path: Path, native_bf16: None) -> None:
+    slide = red_slide(tmp_path / "s.tif")
+    model = Fragile()
+    predictor = Predictor(model, list(CLASSES), mpp=1.0, tile_size=64, margin=8)
+    logger = logging.getLogger("histoseg")
+    handler = logging.handlers.BufferingHandler(100)
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        result = predict_slide(slide, predictor, InferenceOptions(skip_glass=False), progress=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert result.precision == "32" and not result.channels_last
+    check = result.precision_check
+    assert check is not None and not check["kept"] and check["agreement"] < AGREEMENT_MIN
+    lines = [r.getMessage() for r in handler.buffer if "precision auto" in r.getMessage()]
+    assert len(lines) == 1 and "using fp32" in lines[0]
+    # fp32 everywhere: every pixel is interstitium (bias 1e-3 wins); the checked batch ran twice.
+    assert (np.asarray(result.labels) == 1).all()
+    assert model.calls == result.tiles_run + check["tiles"]
+
+
+def test_explicit_bf16_runs_bf16_without_check(tmp_path: Path) -> None:
+    slide = red_slide(tmp_path / "s.tif")
+    predictor = Predictor(Fragile(), list(CLASSES), mpp=1.0, tile_size=64, margin=8)
+    result = predict_slide(
+        slide, predictor, InferenceOptions(precision="bf16", skip_glass=False), progress=False
+    )
+    assert result.precision == "bf16" and result.precision_check is None
+    assert (np.asarray(result.labels) == 0).mean() > 0.5  # the tie: what auto would have caught
+
+
+def test_without_native_bf16_auto_is_fp32_unchecked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: False)
+    slide = red_slide(tmp_path / "s.tif")
+    model = Fragile()
+    predictor = Predictor(model, list(CLASSES), mpp=1.0, tile_size=64, margin=8)
+    result = predict_slide(slide, predictor, InferenceOptions(skip_glass=False), progress=False)
+    assert result.precision == "32" and result.precision_check is None
+    assert model.calls == result.tiles_run
+
+
+def test_cohort_checks_once_and_reports_the_precision_used(tmp_path: Path, native_bf16: None) -> None:
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for seed in (0, 1):
+        write_slide(slides / f"s{seed}.tif", make_truth(100, 130, seed=seed))
+    out = tmp_path / "out"
+    assert run_quantify(oracle_predictor(), str(slides), out, progress=False) == 0
+    results = [json.loads((out / f".s{seed}.result.json").read_text()) for seed in (0, 1)]
+    assert [r["precision"] for r in results] == ["bf16", "bf16"]
+    assert results[0]["precision_check"]["kept"] and results[1]["precision_check"] is None
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["precision"] == "auto" and report["settings"]["precision_used"] == ["bf16"]
+    assert {row["precision"] for row in report["rows"]} == {"bf16"}
+    # A rerun reuses both slides: the requested precision ("auto") is the resume key, not the one used.
+    assert run_quantify(oracle_predictor(), str(slides), out, progress=False) == 0
