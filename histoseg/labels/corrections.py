@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 from histoseg.errors import ConfigError, LabelError
 from histoseg.io.files import atomic_path
-from histoseg.labels.points import feature_class_name, load_geojson_features
+from histoseg.labels.annotations import feature_class_name, load_geojson_features
 
 __all__ = ["CorrectionStats", "extract_corrections", "main", "write_corrections"]
 
