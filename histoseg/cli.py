@@ -88,6 +88,64 @@ def _check_ckpt_argument(argv: list[str]) -> list[str]:
     return out
 
 
+def _get(config: object, dotted: str) -> object:
+    """``config["a"]["b"]`` for ``"a.b"`` (jsonargparse namespaces or dicts), None when absent."""
+    value = config
+    for key in dotted.split("."):
+        try:
+            value = value[key]  # type: ignore[index]
+        except (KeyError, TypeError, AttributeError):
+            return None
+    return value
+
+
+def check_trainer_options(config: object) -> None:
+    """One ``error:`` line for trainer/data/model values Lightning or the scheduler would crash on.
+
+    Raises:
+        ConfigError: negative or zero epochs/steps (-1 = no limit, as in Lightning), negative
+            workers, a learning rate that is not a positive number up to 1, or a
+            ``trainer.default_root_dir`` that is a file.
+    """
+    import math
+    from pathlib import Path
+
+    from histoseg.errors import ConfigError
+
+    for key, zero_ok in (
+        ("max_epochs", False),
+        ("max_steps", False),
+        ("min_epochs", True),
+        ("min_steps", True),
+    ):
+        value = _get(config, f"trainer.{key}")
+        if value is None or value == -1:
+            continue
+        if not isinstance(value, int) or value < (0 if zero_ok else 1):
+            fix = "0 or more" if zero_ok else "at least 1 (or -1 for no limit)"
+            raise ConfigError(f"trainer.{key}={value}: must be {fix}; e.g. --trainer.{key} 10")
+    for key in ("data.init_args.num_workers", "data.num_workers"):
+        value = _get(config, key)
+        if isinstance(value, int) and value < 0:
+            raise ConfigError(
+                f"data.num_workers={value}: must be 0 (load in the main process) or more; e.g. 4"
+            )
+    lr = _get(config, "model.init_args.lr")
+    if isinstance(lr, (int, float)) and not (math.isfinite(lr) and 0 < lr <= 1):
+        raise ConfigError(
+            f"model.lr={lr}: must be a positive learning rate up to 1; e.g. --model.init_args.lr 1e-3"
+        )
+    root = _get(config, "trainer.default_root_dir")
+    if root is not None:
+        path = Path(str(root))
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ConfigError(
+                f"trainer.default_root_dir={root}: {blocker} is a file, not a folder; "
+                "give a folder for the run's checkpoints and logs"
+            )
+
+
 def _lightning_cli(args: list[str] | None) -> None:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -100,6 +158,11 @@ def _lightning_cli(args: list[str] | None) -> None:
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             for key in ("classes", "mpp", "patch_size"):
                 parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+        def before_instantiate_classes(self) -> None:
+            """Trainer, data and model options as users type them, checked before Lightning sees them."""
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            check_trainer_options(config)
 
         def _resolve_ckpt_path(self) -> None:
             """Check ``--ckpt_path`` before Lightning loads it: a histoseg checkpoint of this model.
@@ -222,16 +285,21 @@ def _quantify(argv: list[str]) -> int:
     if not 0 <= parsed.overlap < 1:
         raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
     if parsed.batch_size < 1:
-        raise HistosegError(f"--batch_size {parsed.batch_size} must be at least 1")
+        raise HistosegError(f"--batch_size {parsed.batch_size} must be at least 1; e.g. 4")
+    rank, world = _rank_and_world(parsed.rank, parsed.world_size)
+    if not parsed.slides.strip():
+        raise HistosegError(
+            "--slides '': empty slide path; give a slide file, a folder or a glob such as 'slides/*.svs'"
+        )
     from histoseg.inference.checkpoint import load_predictor
     from histoseg.quantify import run_quantify
 
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=parsed.tile_size)
+    if parsed.mpp is not None:
+        _check_mpp_override(parsed.mpp, predictor.mpp)
     blend = parsed.blend
     if blend == "auto":
         blend = predictor.default_blend
-    rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
-    world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     return run_quantify(
         predictor,
         parsed.slides,
@@ -247,6 +315,46 @@ def _quantify(argv: list[str]) -> int:
         world_size=world,
         points=parsed.points,
     )
+
+
+def _int_option(value: int | None, option: str, variable: str, default: int) -> int:
+    """An option's value, else the environment variable's (an integer), else ``default``."""
+    if value is not None:
+        return value
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HistosegError(
+            f"${variable}={text!r}: not an integer (it sets {option}); unset it or pass {option} N"
+        ) from None
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``--rank``/``--world_size`` (or ``$RANK``/``$WORLD_SIZE``), checked before anything is written."""
+    rank = _int_option(rank, "--rank", "RANK", 0)
+    world = _int_option(world_size, "--world_size", "WORLD_SIZE", 1)
+    if world < 1 or not 0 <= rank < world:
+        raise HistosegError(
+            f"--rank {rank} --world_size {world}: need world_size >= 1 and 0 <= rank < world_size; "
+            "e.g. --rank 0 --world_size 2 and --rank 1 --world_size 2"
+        )
+    return rank, world
+
+
+def _check_mpp_override(mpp: float, model_mpp: float) -> None:
+    """``--mpp`` is a plausible resolution, and not so coarse that the label map would be upsampled."""
+    from histoseg.io.slide import check_mpp
+
+    check_mpp(mpp, "--mpp")
+    if mpp > 8 * model_mpp:
+        raise HistosegError(
+            f"--mpp {mpp:g}: slides this coarse would be upsampled {mpp / model_mpp:.0f}x to the model's "
+            f"{model_mpp:g} microns per pixel (the label map is made at that resolution); "
+            "check the value, or use a model trained at a coarser resolution"
+        )
 
 
 def _synthesize(argv: list[str]) -> int:
@@ -315,6 +423,8 @@ def main(args: Sequence[str] | None = None) -> None:
         name = type(exc).__name__
         if name in ("ArgumentError", "NSKeyError") or "jsonargparse" in type(exc).__module__:
             _fail(_config_message(exc, argv))
+        if name == "MisconfigurationException":
+            _fail(f"trainer: {_one_line(exc)}; check the --trainer.* options (histoseg fit --help)")
         if "HistosegError" in str(exc) or "SlideError" in str(exc) or "LabelError" in str(exc):
             _fail(_one_line(exc))
         raise

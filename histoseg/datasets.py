@@ -25,6 +25,7 @@ override), ``label_offset_x``, ``label_offset_y`` (level-0 position of a dense m
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +39,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError, LabelError
-from histoseg.io.slide import Slide
+from histoseg.io.slide import Slide, check_mpp
+from histoseg.io.text import read_table_text
 from histoseg.labels.dense import load_dense_labels, resample_labels
 from histoseg.models.losses import border_weight_map
 
@@ -70,9 +72,18 @@ def _float_or_none(value: str | None, where: str) -> float | None:
     if value is None or str(value).strip() == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"{where}: {value!r} is not a number; fix the slide table") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: {value!r} is not a finite number; fix the slide table")
+    return number
+
+
+def _table_mpp(value: str | None, where: str) -> float | None:
+    """The ``mpp`` cell: empty (use the slide's metadata) or a plausible resolution (see ``check_mpp``)."""
+    number = _float_or_none(value, where)
+    return None if number is None else check_mpp(number, f"{where}: mpp")
 
 
 def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
@@ -86,7 +97,8 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
         raise ConfigError(f"{path}: slide table not found; set data.slides to a CSV with a 'slide' column")
     base = path.parent
     records: list[SlideRecord] = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    text, _ = read_table_text(path)
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "slide" not in reader.fieldnames:
             raise ConfigError(
@@ -114,7 +126,7 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
                     else None,
                     kind=kind,  # type: ignore[arg-type]
                     split=split,
-                    mpp=_float_or_none(row.get("mpp"), where),
+                    mpp=_table_mpp(row.get("mpp"), where),
                     label_offset=(int(ox), int(oy)),
                 )
             )
