@@ -243,8 +243,15 @@ def _lightning_cli(args: list[str] | None) -> None:
     )
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line with the fix, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise HistosegError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
 def _quantify(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="histoseg quantify",
         description="Predict label maps for slides and write GeoJSON, overlays and the cohort area report.",
     )
@@ -282,6 +289,10 @@ def _quantify(argv: list[str]) -> int:
         "--world_size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)"
     )
     parsed = parser.parse_args(argv)
+    if parsed.mpp is not None:
+        from histoseg.io.slide import check_mpp
+
+        check_mpp(parsed.mpp, "--mpp")
     if not 0 <= parsed.overlap < 1:
         raise HistosegError(f"--overlap {parsed.overlap} must be in [0, 1); e.g. 0.5")
     if parsed.batch_size < 1:

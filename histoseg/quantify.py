@@ -48,7 +48,6 @@ from histoseg.io.files import atomic_path, ensure_writable_dir, real_path
 from histoseg.io.outputs import (
     assign_stems,
     check_cohort_files,
-    claim_cohort_files,
     is_ours,
     marker_path,
     output_paths,
@@ -372,7 +371,6 @@ class Cohort:
 
         try:
             check_cohort_files(self.paths, out_dir)
-            claim_cohort_files(out_dir)
             write_report_json(out_dir / "report.json", results, extra)
             write_report_csv(out_dir / "report.csv", report_rows(results))
             write_cohort_png(out_dir / "cohort.png", results)
@@ -528,8 +526,9 @@ def _quantify_one(
     try:
         _write_marker(marker_path(out, stem), result)
     except OSError as exc:
-        display.error(f"error: {path}: {_failure_message(exc, out)}")
-        result = {**base, "status": "failed", "error": _failure_message(exc, out)}
+        if result["status"] != "failed":  # else its error line is already printed
+            display.error(f"error: {path}: {_failure_message(exc, out)}")
+        result = {**base, "status": "failed", "error": result["error"] or _failure_message(exc, out)}
     return result
 
 

@@ -6,8 +6,8 @@ write. A file in ``OUT`` is histoseg's when:
 - ``<stem>.labels.tif``, ``<stem>.geojson``, ``<stem>.overlay.png``: the slide's result file
   ``.<stem>.result.json`` exists (it is written, status ``running``, before the slide's first output,
   and rewritten last with the slide's status);
-- ``report.csv``, ``report.json``, ``cohort.png``, ``index.html``: the cohort marker
-  ``.histoseg-report.json`` exists (written before the first of them).
+- ``report.csv``, ``report.json``, ``cohort.png``, ``index.html``: ``report.json`` is a histoseg
+  report (a JSON object with ``histoseg_version`` and ``slides``; it is written first).
 
 :func:`assign_stems` gives each slide an output stem whose files collide neither with an input slide,
 nor with a file histoseg did not write, nor with another slide's outputs (the file stem; then the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from collections import Counter
@@ -32,7 +33,6 @@ COHORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
 """Cohort-level outputs (index.html is reserved for an HTML report)."""
 OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
 """Per-slide outputs, ``<stem><suffix>``."""
-COHORT_MARKER = ".histoseg-report.json"
 
 
 def output_paths(out: Path, stem: str) -> dict[str, Path]:
@@ -54,11 +54,20 @@ def is_ours(path: Path, out: Path) -> bool:
     if real_path(path.parent) != real_path(out):
         return False
     if path.name in COHORT_FILES:
-        return (out / COHORT_MARKER).is_file()
+        return _is_histoseg_report(out / "report.json")
     for suffix in OUTPUT_SUFFIXES:
         if path.name.endswith(suffix) and len(path.name) > len(suffix):
             return marker_path(out, path.name[: -len(suffix)]).is_file()
     return False
+
+
+def _is_histoseg_report(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "histoseg_version" in data and isinstance(data.get("slides"), list)
 
 
 def _candidates(path: Path) -> list[str]:
@@ -124,13 +133,6 @@ def check_cohort_files(paths: Iterable[Path], out: Path) -> None:
                 f"{path}: exists and was not written by histoseg, and the cohort {name} would replace it; "
                 "choose another --out folder, or move the file"
             )
-
-
-def claim_cohort_files(out: Path) -> None:
-    """Mark the cohort-level outputs as histoseg's (before the first of them is written)."""
-    marker = out / COHORT_MARKER
-    if not marker.is_file():
-        marker.write_text('{"written_by": "histoseg"}\n', encoding="utf-8")
 
 
 _TEMPORARY = re.compile(r"\.tmp-(\d+)|\.(\d+)-\d+\.raw$")
