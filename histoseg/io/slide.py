@@ -531,14 +531,15 @@ class Slide:
 def _listed(path: Path, in_folder: bool) -> bool:
     """Whether a folder entry or glob match is something the user named as a slide.
 
-    Files, symbolic links (also dangling or looping ones: they are reported, not skipped) and
-    folders named like slides (``x.svs/``) are; hidden files and other folders are not.
+    Files (also pipes and devices), symbolic links (also dangling or looping ones: they are
+    reported, not skipped) and folders named like slides (``x.svs/``) are; hidden files and other
+    folders are not.
     """
     if in_folder and path.name.startswith("."):
         return False
-    if path.is_symlink() or path.is_file():
-        return True
-    return path.is_dir() and path.suffix.lower() in SLIDE_SUFFIXES
+    if path.is_symlink() or not path.is_dir():  # files, links, pipes and devices
+        return path.is_symlink() or path.exists()
+    return path.suffix.lower() in SLIDE_SUFFIXES
 
 
 def find_slides(pattern: str | os.PathLike[str]) -> list[Path]:
