@@ -219,7 +219,7 @@ def _lightning_cli(args: list[str] | None) -> None:
                     "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
                 )
             if self.config_init[self.subcommand].get("ckpt_path") is None:
-                raise HistosegError("predict: give the trained model with --ckpt_path CKPT")
+                raise HistosegError("predict: no checkpoint; give the trained model with --ckpt_path CKPT")
             self._resolve_ckpt_path()
 
         def after_predict(self) -> None:

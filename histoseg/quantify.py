@@ -54,6 +54,7 @@ from histoseg.io.outputs import (
     remove_stale_temporaries,
     slide_stems,
 )
+from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
 from histoseg.report.figures import write_cohort_png, write_overlay_png
@@ -138,52 +139,6 @@ def _error_line(path: Path, message: str) -> tuple[str, str]:
     return f"error: {path}: {message}", message
 
 
-class _Display:
-    """Cohort and per-slide progress bars (rich, on stderr) and error lines that do not garble them."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.cohort = self.bar.add_task("slides", total=total)
-            self.slide = self.bar.add_task("", total=1, visible=False)
-            self.bar.start()
-
-    def start_slide(self, name: str) -> Callable[[int, int], None] | None:
-        if self.bar is None:
-            return None
-        self.bar.reset(self.slide, total=1, description=f"  {name}", visible=True)
-
-        def update(done: int, total: int) -> None:
-            self.bar.update(self.slide, completed=done, total=max(total, 1))
-
-        return update
-
-    def end_slide(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.slide, visible=False)
-            self.bar.advance(self.cohort)
-
-    def error(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def run_quantify(
     predictor: Predictor,
     slides: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -229,7 +184,7 @@ def run_quantify(
     """
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(
-            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
+            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size; e.g. rank=0, world_size=2"
         )
     cohort = Cohort(
         predictor,
