@@ -429,9 +429,14 @@ class Slide:
             (height, width, 3) uint8 RGB.
         """
         if not 0 <= level < self.level_count:
-            raise SlideError(f"{self.path}: level {level} out of range (slide has {self.level_count} levels); use 0 to {self.level_count - 1}")
+            raise SlideError(
+                f"{self.path}: level {level} out of range (slide has {self.level_count} levels); "
+                f"use 0 to {self.level_count - 1}"
+            )
         if width <= 0 or height <= 0:
-            raise SlideError(f"{self.path}: region size must be positive, got {width} x {height}; read at least 1 x 1 pixels")
+            raise SlideError(
+                f"{self.path}: region size must be positive, got {width} x {height}; read at least 1 x 1 pixels"
+            )
         try:
             return self._backend.read(int(x), int(y), int(width), int(height), level)
         except SlideError:

@@ -184,9 +184,13 @@ def write_pyramid_tiff(
     """
     shape = tuple(int(s) for s in image.shape)
     if len(shape) == 3 and shape[2] == 1:
-        raise HistosegError(f"{path}: single-channel images must be 2-D (H, W), got shape {shape}; squeeze the channel axis")
+        raise HistosegError(
+            f"{path}: single-channel images must be 2-D (H, W), got shape {shape}; squeeze the channel axis"
+        )
     if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or min(shape[:2]) < 1:
-        raise HistosegError(f"{path}: image has shape {shape}; give an (H, W) label map or an (H, W, 3) RGB image")
+        raise HistosegError(
+            f"{path}: image has shape {shape}; give an (H, W) label map or an (H, W, 3) RGB image"
+        )
     if np.dtype(image.dtype) != np.uint8:
         raise HistosegError(f"{path}: image dtype is {np.dtype(image.dtype)}; convert it to uint8 first")
     if not (isinstance(mpp, (int, float, np.floating)) and np.isfinite(mpp) and mpp > 0):
@@ -201,7 +205,9 @@ def write_pyramid_tiff(
     if compression not in ("jpeg", "deflate", "none"):
         raise HistosegError(f"compression={compression!r} is unknown; use 'jpeg', 'deflate' or 'none'")
     if compression == "jpeg" and colormap is not None:
-        raise HistosegError(f"{path}: label maps with a colormap need lossless compression; use compression='deflate'")
+        raise HistosegError(
+            f"{path}: label maps with a colormap need lossless compression; use compression='deflate'"
+        )
     if interpolation is None:
         interpolation = "nearest" if colormap is not None else "mean"
     if interpolation not in ("mean", "nearest"):
