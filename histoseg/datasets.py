@@ -126,7 +126,7 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
                     else None,
                     kind=kind,  # type: ignore[arg-type]
                     split=split,
-                    mpp=_table_mpp(row.get("mpp"), where),
+                    mpp=_table_mpp(row.get("mpp"), f"{where} ({slide})"),
                     label_offset=(int(ox), int(oy)),
                 )
             )
