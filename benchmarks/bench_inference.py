@@ -54,9 +54,10 @@ MPP = 1.0
 
 def make_slides(folder: Path, size: int) -> dict[str, Path]:
     """S (generated, size/2), A (S 2 x 2) and B (S 4 x 4), cached by size."""
+    from histoseg.synthetic.generator import generate_slide
+
     from histoseg.io.slide import Slide
     from histoseg.io.tiff import write_pyramid_tiff
-    from histoseg.synthetic.generator import generate_slide
 
     folder.mkdir(parents=True, exist_ok=True)
     half = size // 2

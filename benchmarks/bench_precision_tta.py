@@ -91,10 +91,10 @@ def main() -> None:
     if args.quick:
         args.size, args.tile = 384, 128
     import torch
+    from histoseg.synthetic.generator import generate_slide
 
     from histoseg.inference.forward import cpu_has_native_bf16
     from histoseg.report.areas import interstitial_fraction
-    from histoseg.synthetic.generator import generate_slide
 
     model = predictor(args.ckpt, args.tile)
     with tempfile.TemporaryDirectory() as tmp:

@@ -74,8 +74,15 @@ def _lightning_cli(args: list[str] | None) -> None:
     run(args)
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line with the fix, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise HistosegError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
 def _quantify(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="histoseg quantify",
         description="Predict label maps for slides and write GeoJSON, overlays and the cohort area report.",
     )
@@ -106,12 +113,21 @@ def _quantify(argv: list[str]) -> int:
     )
     parsed = parser.parse_args(argv)
     options = inference_options.from_arguments(parsed)  # every inference option checked here, once
+    if parsed.mpp is not None:
+        from histoseg.io.slide import check_mpp
+
+        check_mpp(parsed.mpp, "--mpp")
+    rank, world = _rank_and_world(parsed.rank, parsed.world_size)
+    if not parsed.slides.strip():
+        raise HistosegError(
+            "--slides '': empty slide path; give a slide file, a folder or a glob such as 'slides/*.svs'"
+        )
     from histoseg.inference.checkpoint import load_predictor
     from histoseg.quantify import run_quantify
 
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=options.tile_size)
-    rank = parsed.rank if parsed.rank is not None else int(os.environ.get("RANK", "0"))
-    world = parsed.world_size if parsed.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    if parsed.mpp is not None:
+        _check_mpp_override(parsed.mpp, predictor.mpp)
     return run_quantify(
         predictor,
         parsed.slides,
@@ -123,6 +139,46 @@ def _quantify(argv: list[str]) -> int:
         world_size=world,
         points=parsed.points,
     )
+
+
+def _int_option(value: int | None, option: str, variable: str, default: int) -> int:
+    """An option's value, else the environment variable's (an integer), else ``default``."""
+    if value is not None:
+        return value
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HistosegError(
+            f"${variable}={text!r}: not an integer (it sets {option}); unset it or pass {option} N"
+        ) from None
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``--rank``/``--world_size`` (or ``$RANK``/``$WORLD_SIZE``), checked before anything is written."""
+    rank = _int_option(rank, "--rank", "RANK", 0)
+    world = _int_option(world_size, "--world_size", "WORLD_SIZE", 1)
+    if world < 1 or not 0 <= rank < world:
+        raise HistosegError(
+            f"--rank {rank} --world_size {world}: need world_size >= 1 and 0 <= rank < world_size; "
+            "e.g. --rank 0 --world_size 2 and --rank 1 --world_size 2"
+        )
+    return rank, world
+
+
+def _check_mpp_override(mpp: float, model_mpp: float) -> None:
+    """``--mpp`` is a plausible resolution, and not so coarse that the label map would be upsampled."""
+    from histoseg.io.slide import check_mpp
+
+    check_mpp(mpp, "--mpp")
+    if mpp > 8 * model_mpp:
+        raise HistosegError(
+            f"--mpp {mpp:g}: slides this coarse would be upsampled {mpp / model_mpp:.0f}x to the model's "
+            f"{model_mpp:g} microns per pixel (the label map is made at that resolution); "
+            "check the value, or use a model trained at a coarser resolution"
+        )
 
 
 def _synthesize(argv: list[str]) -> int:
@@ -207,6 +263,8 @@ def main(args: Sequence[str] | None = None) -> None:
             or "jsonargparse" in type(exc).__module__
         ):
             _fail(_config_message(exc, argv))
+        if name == "MisconfigurationException":
+            _fail(f"trainer: {_one_line(exc)}; check the --trainer.* options (histoseg fit --help)")
         if "HistosegError" in str(exc) or "SlideError" in str(exc) or "LabelError" in str(exc):
             _fail(_one_line(exc))
         raise

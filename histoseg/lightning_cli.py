@@ -10,6 +10,7 @@ not Lightning's traceback) and must pass the one compatibility check,
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from histoseg.console import fit_summary, quiet_lightning
 from histoseg.datamodules import SlideDataModule
-from histoseg.errors import CheckpointError, HistosegError
+from histoseg.errors import CheckpointError, ConfigError, HistosegError
 from histoseg.inference.checkpoint import (
     CHECKPOINT_KEY,
     check_compatible,
@@ -30,6 +31,59 @@ from histoseg.writers import SlideWriter
 log = logging.getLogger(__name__)
 
 
+def _get(config: object, dotted: str) -> object:
+    """``config["a"]["b"]`` for ``"a.b"`` (jsonargparse namespaces or dicts), None when absent."""
+    value = config
+    for key in dotted.split("."):
+        try:
+            value = value[key]  # type: ignore[index]
+        except (KeyError, TypeError, AttributeError):
+            return None
+    return value
+
+
+def check_trainer_options(config: object) -> None:
+    """One ``error:`` line for trainer/data/model values Lightning or the scheduler would crash on.
+
+    Raises:
+        ConfigError: negative or zero epochs/steps (-1 = no limit, as in Lightning), negative
+            workers, a learning rate that is not a positive number up to 1, or a
+            ``trainer.default_root_dir`` that is a file.
+    """
+    for key, zero_ok in (
+        ("max_epochs", False),
+        ("max_steps", False),
+        ("min_epochs", True),
+        ("min_steps", True),
+    ):
+        value = _get(config, f"trainer.{key}")
+        if value is None or value == -1:
+            continue
+        if not isinstance(value, int) or value < (0 if zero_ok else 1):
+            fix = "0 or more" if zero_ok else "at least 1 (or -1 for no limit)"
+            raise ConfigError(f"trainer.{key}={value}: must be {fix}; e.g. --trainer.{key} 10")
+    for key in ("data.init_args.num_workers", "data.num_workers"):
+        value = _get(config, key)
+        if isinstance(value, int) and value < 0:
+            raise ConfigError(
+                f"data.num_workers={value}: must be 0 (load in the main process) or more; e.g. 4"
+            )
+    lr = _get(config, "model.init_args.lr")
+    if isinstance(lr, (int, float)) and not (math.isfinite(lr) and 0 < lr <= 1):
+        raise ConfigError(
+            f"model.lr={lr}: must be a positive learning rate up to 1; e.g. --model.init_args.lr 1e-3"
+        )
+    root = _get(config, "trainer.default_root_dir")
+    if root is not None:
+        path = Path(str(root))
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ConfigError(
+                f"trainer.default_root_dir={root}: {blocker} is a file, not a folder; "
+                "give a folder for the run's checkpoints and logs"
+            )
+
+
 class HistosegCLI(LightningCLI):
     """LightningCLI with the data -> model links that make checkpoints self-describing."""
 
@@ -39,6 +93,11 @@ class HistosegCLI(LightningCLI):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
 
     _ckpt_block: dict | None = None  # the histoseg block of --ckpt_path, read once
+
+    def before_instantiate_classes(self) -> None:
+        """Trainer, data and model options as users type them, checked before Lightning sees them."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_trainer_options(config)
 
     def _parse_ckpt_path(self) -> None:
         """Read ``--ckpt_path`` once, safely, before Lightning reads its hyperparameters.

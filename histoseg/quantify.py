@@ -27,15 +27,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +41,23 @@ import numpy as np
 import torch
 
 from histoseg import __version__
-from histoseg.errors import ConfigError, HistosegError
+from histoseg.errors import ConfigError, HistosegError, SlideError
+from histoseg.inference.health import FiniteWatch, prediction_problem, slide_problem
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import SlidePrediction, predict_slide
 from histoseg.inference.predictor import Predictor
-from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
-from histoseg.io.slide import Slide, find_slides
+from histoseg.io.files import atomic_path, ensure_writable_dir, real_path
+from histoseg.io.outputs import (
+    assign_stems,
+    check_cohort_files,
+    is_ours,
+    marker_path,
+    output_paths,
+    remove_stale_temporaries,
+    slide_stems,
+)
+from histoseg.io.progress import Display as _Display
+from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.labels.points import level0_to_mask_index, read_points
 from histoseg.report.areas import interstitial_fraction, label_map_values_at, read_label_level
 from histoseg.report.figures import write_cohort_png, write_overlay_png
@@ -59,10 +68,8 @@ from histoseg.report.ppi import ppi_interstitial_fraction
 from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
-__all__ = ["Cohort", "collect_slides", "run_quantify", "slide_stems"]
+__all__ = ["Cohort", "collect_slides", "remove_stale_temporaries", "run_quantify", "slide_stems"]
 
-REPORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
-OUTPUT_SUFFIXES = (".labels.tif", ".geojson", ".overlay.png")
 RESULT_OPTIONS = (
     "tile_size",
     "overlap",
@@ -81,90 +88,41 @@ def collect_slides(
 ) -> list[Path]:
     """Expand slide arguments (files, folders, globs) into a sorted, de-duplicated list.
 
-    Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports)
-    are left out, so ``OUT`` may be the slide folder itself.
+    Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports,
+    see :func:`histoseg.io.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
+    itself; a file merely named like an output is a slide like any other.
 
     Raises:
-        SlideError: a single pattern matches nothing.
+        SlideError: an empty or a single pattern that matches nothing.
     """
     items = [slides] if isinstance(slides, (str, os.PathLike)) else list(slides)
     found: list[Path] = []
+    if not items:
+        raise HistosegError(
+            "--slides: no slide given; give a slide file, a folder or a glob such as 'slides/*.svs'"
+        )
     for item in items:
         text = str(item)
-        if Path(text).is_dir() or any(ch in text for ch in "*?["):
+        if not text.strip() or Path(text).is_dir() or any(ch in text for ch in "*?["):
             found.extend(find_slides(text))
         else:
             found.append(Path(text))
-    out_resolved = out.resolve()
+    out_resolved = real_path(out)
     unique: dict[str, Path] = {}
     for path in found:
-        resolved = path.resolve()
-        if resolved.parent == out_resolved and (
-            path.name in REPORT_FILES or any(path.name.endswith(s) for s in OUTPUT_SUFFIXES)
-        ):
+        resolved = real_path(path)
+        if resolved.parent == out_resolved and is_ours(resolved, out):
             continue
         unique.setdefault(str(resolved), path)
     return sorted(unique.values(), key=lambda p: str(p))
 
 
-def slide_stems(paths: Sequence[Path]) -> list[str]:
-    """Output stems: ``safe_stem`` of the file stem; the full name, then a path hash, on collisions."""
-    stems = [safe_stem(p.stem) for p in paths]
-    counts = Counter(stems)
-    stems = [safe_stem(p.name) if counts[s] > 1 else s for s, p in zip(stems, paths, strict=True)]
-    counts = Counter(stems)
-    return [
-        f"{s}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}" if counts[s] > 1 else s
-        for s, p in zip(stems, paths, strict=True)
-    ]
-
-
-_TEMPORARY = re.compile(r"\.tmp-(\d+)|\.(\d+)-\d+\.raw$")
-
-
-def remove_stale_temporaries(out: Path) -> list[Path]:
-    """Delete temporary files left in ``out`` by killed runs (their process is gone).
-
-    Temporary names carry the writer's process id (``.name.tmp-<pid>.ext``, ``*.<pid>-<tid>.raw``);
-    files of processes still alive (another rank) are kept.
-    """
-    removed = []
-    for path in out.iterdir():
-        match = _TEMPORARY.search(path.name)
-        if not match or not path.is_file():
-            continue
-        pid = int(match.group(1) or match.group(2))
-        try:
-            os.kill(pid, 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed.append(path)
-    return removed
-
-
 def _slide_identity(path: Path) -> dict[str, Any]:
     try:
         stat = path.stat()
-        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        return {"path": str(real_path(path)), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     except OSError:
-        return {"path": str(path.resolve()), "size": None, "mtime_ns": None}
-
-
-def _outputs(out: Path, stem: str) -> dict[str, Path]:
-    return {
-        "labels": out / f"{stem}.labels.tif",
-        "geojson": out / f"{stem}.geojson",
-        "overlay": out / f"{stem}.overlay.png",
-    }
-
-
-def _marker(out: Path, stem: str) -> Path:
-    return out / f".{stem}.result.json"
+        return {"path": str(real_path(path)), "size": None, "mtime_ns": None}
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:
@@ -187,63 +145,17 @@ def _write_marker(path: Path, result: dict[str, Any]) -> None:
 def _is_complete(result: dict[str, Any] | None, key: dict[str, Any], out: Path, stem: str) -> bool:
     if not result or result.get("status") != "ok" or result.get("key") != key:
         return False
-    return all(p.is_file() for p in _outputs(out, stem).values())
+    return all(p.is_file() for p in output_paths(out, stem).values())
 
 
 def _error_line(path: Path, message: str) -> tuple[str, str]:
     """``(line for stderr, reason for the report)``; the message may already start with the path."""
     message = " ".join(str(message).split())
-    for prefix in (str(path), str(path.resolve())):
+    for prefix in (str(path), str(real_path(path))):
         if message.startswith(prefix + ":"):
             reason = message[len(prefix) + 1 :].strip()
             return f"error: {prefix}: {reason}", reason
     return f"error: {path}: {message}", message
-
-
-class _Display:
-    """Cohort and per-slide progress bars (rich, on stderr) and error lines that do not garble them."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.cohort = self.bar.add_task("slides", total=total)
-            self.slide = self.bar.add_task("", total=1, visible=False)
-            self.bar.start()
-
-    def start_slide(self, name: str) -> Callable[[int, int], None] | None:
-        if self.bar is None:
-            return None
-        self.bar.reset(self.slide, total=1, description=f"  {name}", visible=True)
-
-        def update(done: int, total: int) -> None:
-            self.bar.update(self.slide, completed=done, total=max(total, 1))
-
-        return update
-
-    def end_slide(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.slide, visible=False)
-            self.bar.advance(self.cohort)
-
-    def error(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def run_quantify(
@@ -284,7 +196,7 @@ def run_quantify(
     """
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(
-            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size"
+            f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size; e.g. rank=0, world_size=2"
         )
     cohort = Cohort(predictor, slides, out, options, mpp=mpp, points=points)
     mine = list(range(rank, len(cohort.paths), world_size))
@@ -320,21 +232,24 @@ class Cohort:
         mpp: float | None = None,
         points: str | os.PathLike[str] | None = None,
     ) -> None:
-        if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-            raise ConfigError(f"--mpp {mpp}: must be a positive number of microns per pixel")
+        if mpp is not None:
+            mpp = check_mpp(mpp, "--mpp")
         self.started = time.time()
-        self.predictor = predictor
-        self.out_dir = ensure_writable_dir(out)
-        self.paths = collect_slides(slides, self.out_dir)
+        self.predictor = replace(predictor, model=FiniteWatch(predictor.model))
+        out_path = Path(out)
+        self.paths = collect_slides(slides, out_path)
         if not self.paths:
             raise HistosegError(f"{slides}: no slide files found; give a slide file, a folder or a glob")
-        self.stems = slide_stems(self.paths)
-        remove_stale_temporaries(self.out_dir)
+        check_cohort_files(self.paths, out_path)
         self.points = Path(points) if points else None
         if self.points is not None and not self.points.is_dir():
             raise HistosegError(
-                f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files"
+                f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files; "
+                "give that folder, or leave --points out"
             )
+        self.out_dir = ensure_writable_dir(out_path)
+        self.stems = assign_stems(self.paths, self.out_dir)
+        remove_stale_temporaries(self.out_dir)
         self.options = (options if options is not None else InferenceOptions()).resolve(predictor)
         self.mpp = mpp
         self.settings = {
@@ -353,7 +268,7 @@ class Cohort:
         display = display or _Display(False, 1)
         path, stem = self.paths[index], self.stems[index]
         key = {**self.settings, "slide": _slide_identity(path)}
-        previous = _read_marker(_marker(self.out_dir, stem))
+        previous = _read_marker(marker_path(self.out_dir, stem))
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
             self.reused_stems.add(stem)
@@ -407,16 +322,23 @@ class Cohort:
             "training_seed": self.predictor.metadata.get("seed"),
             "world_size": world_size,
         }
-        write_report_json(out_dir / "report.json", results, extra)
         from histoseg.report.tables import report_rows
 
-        write_report_csv(out_dir / "report.csv", report_rows(results))
-        write_cohort_png(out_dir / "cohort.png", results)
-        page = write_html_report(out_dir, results, extra)
+        try:
+            check_cohort_files(self.paths, out_dir)
+            write_report_json(out_dir / "report.json", results, extra)
+            write_report_csv(out_dir / "report.csv", report_rows(results))
+            write_cohort_png(out_dir / "cohort.png", results)
+            page = write_html_report(out_dir, results, extra)
+        except OSError as exc:
+            raise HistosegError(
+                f"{out_dir}: cannot write the cohort report ({exc.strerror or exc}); free disk space or "
+                "choose a writable --out folder, then run again (finished slides are reused)"
+            ) from None
         failed = sum(r["status"] != "ok" for r in results)
         if progress:  # also when stderr is not a terminal: a batch log says how the run ended
             fresh = [
-                s not in self.reused_stems and written_since(_marker(out_dir, s), self.started)
+                s not in self.reused_stems and written_since(marker_path(out_dir, s), self.started)
                 for s in self.stems
             ]
             for line in run_summary(results, fresh, time.time() - self.started, page):
@@ -439,9 +361,9 @@ def _gather(
         results: list[dict[str, Any] | None] = []
         for path, stem in zip(paths, stems, strict=True):
             key = {**settings, "slide": _slide_identity(path)}
-            marker = _marker(out, stem)
+            marker = marker_path(out, stem)
             data = _read_marker(marker)
-            if data is None or data.get("key") != key:
+            if data is None or data.get("key") != key or data.get("status") == "running":
                 results.append(None)
                 continue
             if data.get("status") != "ok":
@@ -565,8 +487,12 @@ def _quantify_one(
     display: _Display,
     points: Path | None = None,
 ) -> dict[str, Any]:
-    """Process one slide; never raises for a bad slide (the failure is recorded and returned)."""
-    outputs = _outputs(out, stem)
+    """Process one slide; never raises for a bad slide (the failure is recorded and returned).
+
+    The result file is written first with status ``running`` (claiming the slide's output names,
+    see :mod:`histoseg.io.outputs`) and last with the slide's status.
+    """
+    outputs = output_paths(out, stem)
     base: dict[str, Any] = {
         "slide": path.name,
         "path": str(path),
@@ -577,74 +503,106 @@ def _quantify_one(
         "key": key,
     }
     try:
-        with Slide(path, mpp=mpp) as slide:
-            pred = predict_slide(
-                slide,
-                predictor,
-                options,
-                out_path=outputs["labels"],
-                progress=False,
-                on_progress=on_progress,
-            )
-        background = predictor.background_class
-        rows = pred.areas(background=background)
-        point_estimate = _point_counts(points, path, pred, outputs["labels"], rows, background)
-        collection, geo_info = labels_tif_to_geojson(
-            outputs["labels"],
-            pred.classes,
-            slide_mpp=pred.slide_mpp,
-            label_mpp=pred.mpp,
-            background=background,
-        )
-        write_geojson(outputs["geojson"], collection)
-        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
-        assert pred.thumbnail is not None
-        write_overlay_png(
-            outputs["overlay"],
-            pred.thumbnail,
-            small,
-            pred.classes,
-            rows=rows,
-            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
-            background=background,
-            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
-        )
-        result = {
-            **base,
-            "status": "ok",
-            "error": "",
-            "mpp": pred.slide_mpp,
-            "mpp_source": pred.mpp_source,
-            "label_mpp": pred.mpp,
-            "slide_dimensions": list(pred.slide_dimensions),
-            "label_shape": list(pred.shape),
-            "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes),
-            **_uncertainty(pred, rows),
-            "precision": pred.precision,
-            "channels_last": pred.channels_last,
-            "precision_check": pred.precision_check,
-            "point_counting": point_estimate,
-            "unlabelled_pixels": pred.unlabelled_pixels,
-            "tiles_run": pred.tiles_run,
-            "tiles_total": pred.tiles_total,
-            "seconds": round(pred.seconds, 3),
-            "geojson": geo_info,
-            "outputs": {name: p.name for name, p in outputs.items()},
-            "rows": rows,
-        }
+        _write_marker(marker_path(out, stem), {**base, "status": "running", "error": ""})
+        result = {**base, **_predict_and_write(predictor, path, outputs, mpp, points, options, on_progress)}
+        if result["status"] != "ok":
+            display.error(f"warning: {path}: {result['error']}")
     except Exception as exc:  # noqa: BLE001 - one bad slide must not stop the cohort
-        if isinstance(exc, HistosegError):
-            message = str(exc)
-        elif isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-            message = f"out of memory ({exc}); lower --batch_size or --tile_size"
-        else:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            message = f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
-        line, reason = _error_line(path, message)
+        line, reason = _error_line(path, _failure_message(exc, out))
         display.error(line)
         for output in outputs.values():
             with contextlib.suppress(OSError):
                 output.unlink()
         result = {**base, "status": "failed", "error": reason}
-    _write_marker(_marker(out, stem), result)
+    try:
+        _write_marker(marker_path(out, stem), result)
+    except OSError as exc:
+        if result["status"] != "failed":  # else its error line is already printed
+            display.error(f"error: {path}: {_failure_message(exc, out)}")
+        result = {**base, "status": "failed", "error": result["error"] or _failure_message(exc, out)}
     return result
+
+
+def _failure_message(exc: BaseException, out: Path) -> str:
+    """The report's reason for a slide that failed with ``exc``."""
+    if isinstance(exc, HistosegError):
+        return str(exc)
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return f"out of memory ({exc}); lower --batch_size or --tile_size"
+    if isinstance(exc, OSError):
+        folder = Path(exc.filename).parent if exc.filename else out
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot write in {folder} ({reason}); free disk space or choose a writable --out folder"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
+
+
+def _predict_and_write(
+    predictor: Predictor,
+    path: Path,
+    outputs: dict[str, Path],
+    mpp: float | None,
+    points: Path | None,
+    options: InferenceOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Predict one slide and write its label map, GeoJSON and overlay; the slide's result fields."""
+    watch = predictor.model
+    if isinstance(watch, FiniteWatch):
+        watch.reset()
+    with Slide(path, mpp=mpp) as slide:
+        problem = slide_problem(slide, predictor.mpp)
+        if problem is not None:
+            raise SlideError(f"{path}: {problem}")
+        pred = predict_slide(
+            slide, predictor, options, out_path=outputs["labels"], progress=False, on_progress=on_progress
+        )
+    background = predictor.background_class
+    rows = pred.areas(background=background)
+    point_estimate = _point_counts(points, path, pred, outputs["labels"], rows, background)
+    collection, geo_info = labels_tif_to_geojson(
+        outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
+    )
+    write_geojson(outputs["geojson"], collection)
+    small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+    assert pred.thumbnail is not None
+    write_overlay_png(
+        outputs["overlay"],
+        pred.thumbnail,
+        small,
+        pred.classes,
+        rows=rows,
+        title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+        background=background,
+        thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+    )
+    foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
+    problem_status = prediction_problem(
+        pred.tiles_run,
+        watch.bad_tiles if isinstance(watch, FiniteWatch) else 0,
+        foreground,
+        int(pred.tissue.sum()) if pred.tissue is not None else 1,
+    )
+    status, error = problem_status if problem_status is not None else ("ok", "")
+    return {
+        "status": status,
+        "error": error,
+        "mpp": pred.slide_mpp,
+        "mpp_source": pred.mpp_source,
+        "label_mpp": pred.mpp,
+        "slide_dimensions": list(pred.slide_dimensions),
+        "label_shape": list(pred.shape),
+        "interstitial_fraction": interstitial_fraction(pred.counts, pred.classes) if status == "ok" else None,
+        **_uncertainty(pred, rows),
+        "precision": pred.precision,
+        "channels_last": pred.channels_last,
+        "precision_check": pred.precision_check,
+        "point_counting": point_estimate,
+        "unlabelled_pixels": pred.unlabelled_pixels,
+        "tiles_run": pred.tiles_run,
+        "tiles_total": pred.tiles_total,
+        "seconds": round(pred.seconds, 3),
+        "geojson": geo_info,
+        "outputs": {name: p.name for name, p in outputs.items()},
+        "rows": rows if status == "ok" else [],
+    }

@@ -29,7 +29,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from histoseg import IGNORE_INDEX, KIDNEY_CLASSES, __version__
-from histoseg.errors import ConfigError
+from histoseg.errors import ConfigError, HistosegError
 from histoseg.inference.checkpoint import CHECKPOINT_KEY, ModelSpec
 from histoseg.models import regularizers
 from histoseg.models.losses import weighted_cross_entropy
@@ -168,8 +168,15 @@ class BaseTask(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One training batch."""
-        return self._step(batch, "train")
+        """One training batch; stops the fit with one line when the loss is NaN or infinite."""
+        loss = self._step(batch, "train")
+        if not bool(torch.isfinite(loss.detach())):
+            raise HistosegError(
+                f"training step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}): the loss is "
+                f"{float(loss.detach())}, so the training diverged (usually a learning rate too high for "
+                "this batch size, or images/labels with NaN values); lower model.lr (e.g. by 10x) and train again"
+            )
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """One validation batch."""

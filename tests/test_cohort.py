@@ -252,7 +252,10 @@ def test_collect_and_stems(tmp_path: Path) -> None:
     for folder in ("a", "b"):
         (tmp_path / folder / "x.svs").write_bytes(b"1")
     (tmp_path / "a" / "x.tif").write_bytes(b"1")
-    (tmp_path / "a" / "x.labels.tif").write_bytes(b"1")  # our own output in OUT: left out
+    (tmp_path / "a" / "x.labels.tif").write_bytes(
+        b"1"
+    )  # our own output in OUT (claimed by its result file): left out
+    (tmp_path / "a" / ".x.result.json").write_text("{}")
     paths = collect_slides([str(tmp_path / "a"), str(tmp_path / "b" / "x.svs")], tmp_path / "a")
     assert [p.name for p in paths] == ["x.svs", "x.tif", "x.svs"]
     stems = slide_stems(paths)

@@ -11,8 +11,8 @@ from scipy import ndimage
 
 from histoseg.cli import main
 from histoseg.errors import ConfigError, LabelError
-from histoseg.labels.corrections import extract_corrections, write_corrections
 from histoseg.labels.annotations import feature_class_name
+from histoseg.labels.corrections import extract_corrections, write_corrections
 from histoseg.labels.scribbles import read_scribbles_geojson
 from histoseg.report.geojson import PREDICTION_NAME, label_map_to_features
 

@@ -119,9 +119,7 @@ def test_quantify_points_ppi_with_a_perfect_model_has_zero_width_at_the_truth(sl
     )
     out = tmp_path / "out"
     predictor = oracle_predictor(slide.mpp)
-    assert (
-        run_quantify(predictor, [slide.label_path], out, CROP, progress=False, points=points_dir) == 0
-    )
+    assert run_quantify(predictor, [slide.label_path], out, CROP, progress=False, points=points_dir) == 0
     rows = list(csv.DictReader(open(out / "report.csv")))
     a = {c: slide.areas_um2[c] for c in ("interstitium", "tubules", "glomeruli")}
     exact = a["interstitium"] / sum(a.values())

@@ -205,7 +205,49 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool"
             )
+    _check_block(path, block)
     return checkpoint
+
+
+def _check_block(path: Path, block: dict[str, Any]) -> None:
+    """The checkpoint's own facts (classes, mpp, patch size, network) are usable, before any output exists.
+
+    Raises:
+        CheckpointError: naming the bad entry.
+    """
+    import math
+
+    from histoseg.io.slide import MPP_RANGE
+
+    damaged = "the checkpoint is damaged or was edited; use the .ckpt written by 'histoseg fit'"
+    classes = block["classes"]
+    if (
+        not isinstance(classes, (list, tuple))
+        or not 2 <= len(classes) <= 255
+        or not all(isinstance(c, str) and c.strip() for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise CheckpointError(f"{path}: classes {classes!r} must be 2 to 255 distinct names; {damaged}")
+    mpp = block["mpp"]
+    low, high = MPP_RANGE
+    if (
+        isinstance(mpp, bool)
+        or not isinstance(mpp, (int, float))
+        or not (math.isfinite(mpp) and low <= mpp <= high)
+    ):
+        raise CheckpointError(f"{path}: mpp {mpp!r} must be {low:g}-{high:g} microns per pixel; {damaged}")
+    patch = block["patch_size"]
+    if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
+        raise CheckpointError(f"{path}: patch_size {patch!r} must be 1-8192 pixels; {damaged}")
+    network = block["network"]
+    depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
+    if (
+        not isinstance(network, dict)
+        or isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or not 1 <= depth <= 8
+    ):
+        raise CheckpointError(f"{path}: network {network!r} is not a valid network description; {damaged}")
 
 
 def build_network(block: dict[str, Any]) -> torch.nn.Module:

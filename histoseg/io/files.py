@@ -70,6 +70,16 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def real_path(path: str | os.PathLike[str]) -> Path:
+    """The absolute path with symbolic links followed; never raises (a link loop stays as is)."""
+    return Path(os.path.realpath(path))
+
+
+def path_keys(path: str | os.PathLike[str]) -> set[str]:
+    """Both names of a path for identity checks: absolute as given, and with links followed."""
+    return {os.path.abspath(path), str(real_path(path))}
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -19,9 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +31,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from histoseg.errors import SlideError
+from histoseg.errors import ConfigError, SlideError
+from histoseg.io.pixels import check_dtype, pil_to_rgb, to_rgb_uint8
 
 OPENSLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm"}
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".qptiff"}
@@ -61,6 +64,74 @@ def _resolution_to_mpp(resolution: Any, unit: int | None) -> float | None:
         return None
     # 72/96/300 dpi defaults written by image tools are not microscope resolutions.
     return mpp if 0.01 <= mpp <= 100.0 else None
+
+
+MPP_RANGE = (0.05, 100.0)
+"""Accepted level-0 resolutions in microns per pixel. 0.05 is finer than any optical microscope
+resolves (a 100x oil objective, NA 1.4, resolves about 0.2 um, and scanners sample it at 0.1-0.25);
+100 is a 0.1x macro photograph of the whole glass slide. Values outside are unit mistakes (nm, mm,
+pixels per micron) or screen DPI defaults, and would make the label map absurdly small or large."""
+
+
+def check_mpp(value: Any, where: str) -> float:
+    """``value`` as a float within :data:`MPP_RANGE`.
+
+    Args:
+        value: The mpp given by the user (option, slide table cell, override).
+        where: The option or ``file:line`` named in the error.
+
+    Raises:
+        ConfigError: not a number, not finite, or outside 0.05-100 microns per pixel.
+    """
+    try:
+        mpp = float(value)
+    except (TypeError, ValueError):
+        mpp = math.nan
+    low, high = MPP_RANGE
+    if not (math.isfinite(mpp) and low <= mpp <= high):
+        raise ConfigError(
+            f"{where} {value}: must be a positive resolution between {low:g} and {high:g} microns per pixel "
+            "(0.25 at 40x, 0.5 at 20x, 1 at 10x); give the slide's microns per pixel, not nm, mm or dpi"
+        )
+    return mpp
+
+
+def check_slide_path(path: Path) -> None:
+    """Refuse a path that is not a readable slide file, naming why (before any reader sees it).
+
+    Raises:
+        SlideError: missing, dangling or looping symbolic link, a folder, not a regular file,
+            empty, or not readable.
+    """
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SlideError(f"{path}: symbolic link loop; point the link at the slide file") from None
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise SlideError(
+                f"{path}: dangling symbolic link (its target {target} does not exist); "
+                "fix the link or copy the slide"
+            ) from None
+        if exc.errno == errno.ENOENT:
+            raise SlideError(f"{path}: slide file not found; check the path") from None
+        raise SlideError(f"{path}: cannot open ({exc.strerror}); check the path and permissions") from None
+    if stat.S_ISDIR(info.st_mode):
+        if path.suffix.lower() == ".mrxs":
+            return
+        raise SlideError(f"{path}: is a folder, not a slide file; give a slide file or a glob")
+    if not stat.S_ISREG(info.st_mode):
+        raise SlideError(f"{path}: not a regular file (a device or pipe); give a slide file")
+    if info.st_size == 0:
+        raise SlideError(f"{path}: empty file (0 bytes); re-export or re-copy the slide")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise SlideError(
+            f"{path}: cannot open ({exc.strerror}); check the file's permissions (chmod a+r)"
+        ) from None
 
 
 class _Backend:
@@ -115,8 +186,12 @@ class _TiffBackend(_Backend):
         import tifffile
         import zarr
 
+        self._path = path
         self._tif = tifffile.TiffFile(str(path))
         series = self._tif.series[0]
+        check_dtype(path, np.dtype(series.dtype))
+        photometric = getattr(series.pages[0], "photometric", None) if series.pages else None
+        self._photometric = photometric.name.lower() if photometric is not None else None
         levels = list(series.levels) if series.levels else [series]
         self._arrays = []
         self.level_dimensions = []
@@ -180,7 +255,10 @@ class _TiffBackend(_Backend):
         data = np.asarray(self._arrays[level][tuple(index)])
         if data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[-1] not in (3, 4):
             data = np.moveaxis(data, 0, -1)
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = _to_rgb_uint8(data)
+        page = self._pages[level]
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = to_rgb_uint8(
+            data, self._photometric, getattr(page, "colormap", None), self._path
+        )
         return out
 
     def close(self) -> None:
@@ -191,7 +269,7 @@ class _ImageBackend(_Backend):
     def __init__(self, path: Path) -> None:
         with Image.open(path) as image:
             image.load()
-            self._data = _to_rgb_uint8(np.asarray(image.convert("RGB")))
+            self._data = pil_to_rgb(image, path)
         h, w = self._data.shape[:2]
         self.level_dimensions = [(w, h)]
         self.level_downsamples = [1.0]
@@ -206,23 +284,6 @@ class _ImageBackend(_Backend):
         if sx1 > sx0 and sy1 > sy0:
             out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = self._data[sy0:sy1, sx0:sx1]
         return out
-
-
-def _to_rgb_uint8(data: np.ndarray) -> np.ndarray:
-    """Coerce (H, W), (H, W, 1|3|4) arrays of any integer/float dtype to (H, W, 3) uint8."""
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.shape[-1] == 1:
-        data = np.repeat(data, 3, axis=-1)
-    data = data[..., :3]
-    if data.dtype == np.uint8:
-        return data
-    if data.dtype == np.uint16:
-        return (data >> 8).astype(np.uint8)
-    if np.issubdtype(data.dtype, np.floating):
-        scale = 255.0 if float(np.nanmax(data, initial=0.0)) <= 1.0 else 1.0
-        return np.clip(data * scale, 0, 255).astype(np.uint8)
-    return np.clip(data, 0, 255).astype(np.uint8)
 
 
 TIFF_BASED_SUFFIXES = TIFF_SUFFIXES | {".svs", ".ndpi", ".scn", ".bif", ".svslide"}
@@ -292,16 +353,9 @@ class Slide:
 
     def __init__(self, path: str | os.PathLike[str], mpp: float | None = None) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise SlideError(f"{self.path}: slide file not found; check the path")
-        if self.path.is_dir() and self.path.suffix.lower() != ".mrxs":
-            raise SlideError(f"{self.path}: is a folder, not a slide file; give a slide file or a glob")
-        if self.path.stat().st_size == 0:
-            raise SlideError(f"{self.path}: empty file (0 bytes); re-export or re-copy the slide")
-        if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-            raise SlideError(
-                f"{self.path}: mpp override must be a positive number of microns per pixel, got {mpp}"
-            )
+        check_slide_path(self.path)
+        if mpp is not None:
+            mpp = check_mpp(mpp, f"{self.path}: mpp override")
         backend_cls = _choose_backend(self.path)
         if self.path.suffix.lower() in TIFF_BASED_SUFFIXES:
             _check_tiff_complete(self.path)
@@ -375,9 +429,14 @@ class Slide:
             (height, width, 3) uint8 RGB.
         """
         if not 0 <= level < self.level_count:
-            raise SlideError(f"{self.path}: level {level} out of range (slide has {self.level_count} levels)")
+            raise SlideError(
+                f"{self.path}: level {level} out of range (slide has {self.level_count} levels); "
+                f"use 0 to {self.level_count - 1}"
+            )
         if width <= 0 or height <= 0:
-            raise SlideError(f"{self.path}: region size must be positive, got {width} x {height}")
+            raise SlideError(
+                f"{self.path}: region size must be positive, got {width} x {height}; read at least 1 x 1 pixels"
+            )
         try:
             return self._backend.read(int(x), int(y), int(width), int(height), level)
         except SlideError:
@@ -474,23 +533,43 @@ class Slide:
         return f"Slide({str(self.path)!r}, {w}x{h}, levels={self.level_count}, mpp={self.mpp:g} [{self.mpp_source}])"
 
 
+def _listed(path: Path, in_folder: bool) -> bool:
+    """Whether a folder entry or glob match is something the user named as a slide.
+
+    Files (also pipes and devices), symbolic links (also dangling or looping ones: they are
+    reported, not skipped) and folders named like slides (``x.svs/``) are; hidden files and other
+    folders are not.
+    """
+    if in_folder and path.name.startswith("."):
+        return False
+    if path.is_symlink() or not path.is_dir():  # files, links, pipes and devices
+        return path.is_symlink() or path.exists()
+    return path.suffix.lower() in SLIDE_SUFFIXES
+
+
 def find_slides(pattern: str | os.PathLike[str]) -> list[Path]:
     """Expand a slide path, folder or glob into a sorted list of files.
 
     A folder lists every file in it (not only known slide suffixes, so that a non-slide file is
-    reported, not silently skipped); a glob expands to the files it matches.
+    reported, not silently skipped); a glob expands to the files it matches. Dangling or looping
+    symbolic links and folders named like slides are listed too, so that :class:`Slide` reports
+    them by name.
 
     Raises:
-        SlideError: nothing matches.
+        SlideError: an empty pattern, or nothing matches.
     """
     import glob
 
     text = str(pattern)
+    if not text.strip():
+        raise SlideError(
+            "--slides '': empty slide path; give a slide file, a folder or a glob such as 'slides/*.svs'"
+        )
     path = Path(text)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if path.is_dir() and path.suffix.lower() not in SLIDE_SUFFIXES - {".mrxs"}:
+        files = sorted(p for p in path.iterdir() if _listed(p, in_folder=True))
     elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if _listed(Path(p), in_folder=False))
     else:
         files = [path]
     if not files:

@@ -184,28 +184,34 @@ def write_pyramid_tiff(
     """
     shape = tuple(int(s) for s in image.shape)
     if len(shape) == 3 and shape[2] == 1:
-        raise HistosegError(f"{path}: single-channel images must be 2-D (H, W), got shape {shape}")
+        raise HistosegError(
+            f"{path}: single-channel images must be 2-D (H, W), got shape {shape}; squeeze the channel axis"
+        )
     if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or min(shape[:2]) < 1:
-        raise HistosegError(f"{path}: image must have shape (H, W) or (H, W, 3), got {shape}")
+        raise HistosegError(
+            f"{path}: image has shape {shape}; give an (H, W) label map or an (H, W, 3) RGB image"
+        )
     if np.dtype(image.dtype) != np.uint8:
         raise HistosegError(f"{path}: image dtype is {np.dtype(image.dtype)}; convert it to uint8 first")
     if not (isinstance(mpp, (int, float, np.floating)) and np.isfinite(mpp) and mpp > 0):
-        raise HistosegError(f"{path}: mpp must be a positive number of microns per pixel, got {mpp!r}")
+        raise HistosegError(f"{path}: mpp {mpp!r} is not positive; give the microns per pixel")
     if tile < 16 or tile % 16:
-        raise HistosegError(f"tile={tile}: the tile size must be a positive multiple of 16 (e.g. 256)")
+        raise HistosegError(f"tile={tile}: not a positive multiple of 16; use e.g. 256")
     is_rgb = len(shape) == 3
     if colormap is not None and is_rgb:
-        raise HistosegError(f"{path}: a colormap applies to 2-D label maps only, not RGB images")
+        raise HistosegError(f"{path}: a colormap applies to 2-D label maps only; drop it for RGB images")
     if compression is None:
         compression = "jpeg" if is_rgb else "deflate"
     if compression not in ("jpeg", "deflate", "none"):
-        raise HistosegError(f"compression={compression!r}: use 'jpeg', 'deflate' or 'none'")
+        raise HistosegError(f"compression={compression!r} is unknown; use 'jpeg', 'deflate' or 'none'")
     if compression == "jpeg" and colormap is not None:
-        raise HistosegError(f"{path}: label maps with a colormap must use lossless compression='deflate'")
+        raise HistosegError(
+            f"{path}: label maps with a colormap need lossless compression; use compression='deflate'"
+        )
     if interpolation is None:
         interpolation = "nearest" if colormap is not None else "mean"
     if interpolation not in ("mean", "nearest"):
-        raise HistosegError(f"interpolation={interpolation!r}: use 'mean' or 'nearest'")
+        raise HistosegError(f"interpolation={interpolation!r} is unknown; use 'mean' or 'nearest'")
 
     kwargs: dict[str, Any] = {}
     if compression == "jpeg":

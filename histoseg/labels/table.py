@@ -20,11 +20,15 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from histoseg.errors import ConfigError
+from histoseg.io.slide import check_mpp
+from histoseg.io.text import read_table_text
 from histoseg.labels.grid import label_kinds
 
 SPLITS = ("train", "val", "test", "predict")
@@ -56,9 +60,18 @@ def _float_or_none(value: str | None, where: str) -> float | None:
     if value is None or str(value).strip() == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"{where}: {value!r} is not a number; fix the slide table") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: {value!r} is not a finite number; fix the slide table")
+    return number
+
+
+def _table_mpp(value: str | None, where: str) -> float | None:
+    """The ``mpp`` cell: empty (use the slide's metadata) or a plausible resolution (see ``check_mpp``)."""
+    number = _float_or_none(value, where)
+    return None if number is None else check_mpp(number, f"{where}: mpp")
 
 
 def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
@@ -76,7 +89,8 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
         raise ConfigError(f"{path}: slide table not found; set data.slides to a CSV with a 'slide' column")
     base = path.parent
     records: list[SlideRecord] = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    text, _ = read_table_text(path)
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "slide" not in reader.fieldnames:
             raise ConfigError(
@@ -104,7 +118,7 @@ def read_slide_table(path: str | os.PathLike[str]) -> list[SlideRecord]:
                     else None,
                     kind=kind,
                     split=split,
-                    mpp=_float_or_none(row.get("mpp"), where),
+                    mpp=_table_mpp(row.get("mpp"), f"{where} ({slide})"),
                     label_offset=(int(ox), int(oy)),
                 )
             )

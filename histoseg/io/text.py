@@ -1,0 +1,74 @@
+"""Text tables as they come from real labs: UTF-8 with or without BOM, UTF-16 and Excel's Windows-1252.
+
+Example:
+    >>> from histoseg.io.text import read_table_text
+    >>> text, encoding = read_table_text("slides.csv")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from histoseg.errors import ConfigError
+
+_LOG = logging.getLogger("histoseg")
+_FIX = "save it as 'CSV UTF-8' (Excel: File > Save As > CSV UTF-8)"
+
+
+def decode_table(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Decode a table's bytes; ``(text, encoding name)``.
+
+    UTF-8 (a BOM is dropped) and UTF-16 with a BOM are read as such. Other bytes are read as
+    Windows-1252 (what Excel writes as "CSV" on Windows; a superset of Latin-1's printable
+    characters), with a warning naming the encoding, or as Latin-1 when Windows-1252 cannot decode
+    them. Line ends (LF, CRLF, CR) are left to the CSV reader.
+
+    Raises:
+        ConfigError: a binary file (NUL bytes: a spreadsheet, not a CSV).
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "UTF-16"
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid UTF-16 text despite its byte-order mark; {_FIX}") from None
+    if b"\x00" in data or data.startswith(b"PK\x03\x04"):
+        raise ConfigError(f"{path}: a binary file (an Excel .xlsx workbook?), not a CSV text table; {_FIX}")
+    try:
+        return data.decode("utf-8-sig"), "UTF-8"
+    except UnicodeDecodeError as exc:
+        where = data[: exc.start].count(b"\n") + 1
+        for encoding in ("cp1252", "latin-1"):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            name = "Windows-1252" if encoding == "cp1252" else "Latin-1"
+            _LOG.warning(
+                "%s: not UTF-8 (byte 0x%02x on line %d); read as %s. To be sure of the names, %s",
+                path,
+                data[exc.start],
+                where,
+                name,
+                _FIX,
+            )
+            return text, name
+    raise ConfigError(
+        f"{path}: cannot decode the table; {_FIX}"
+    )  # pragma: no cover - latin-1 decodes anything
+
+
+def read_table_text(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Read and decode a text table (see :func:`decode_table`).
+
+    Raises:
+        ConfigError: unreadable or binary file.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the table ({exc.strerror}); check the path and permissions"
+        ) from None
+    return decode_table(data, path)
