@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from histoseg.datasets import read_slide_table
+from histoseg.labels.table import read_slide_table
 from histoseg.errors import ConfigError, SlideError
 from histoseg.io.slide import Slide
 
