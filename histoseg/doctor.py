@@ -28,23 +28,14 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 
 from histoseg import __version__
+from histoseg.report.tables import REPORTED_PACKAGES
 
 __all__ = ["CHECKS", "MIN_FREE_BYTES", "Check", "cache_folder", "main", "run_doctor"]
 
 MIN_FREE_BYTES = 2 * 2**30
 """Free disk space below this (bytes) in the cache folder's file system is a problem."""
 
-PACKAGES = (
-    "torch",
-    "lightning",
-    "segmentation-models-pytorch",
-    "timm",
-    "monai",
-    "numpy",
-    "tifffile",
-    "openslide-python",
-    "openslide-bin",
-)
+PACKAGES = REPORTED_PACKAGES
 REQUIRED = ("torch", "lightning", "segmentation-models-pytorch", "timm", "numpy", "tifffile")
 
 

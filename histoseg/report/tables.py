@@ -200,24 +200,28 @@ def write_report_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, A
     return final
 
 
+REPORTED_PACKAGES: tuple[str, ...] = (
+    "torch",
+    "lightning",
+    "segmentation-models-pytorch",
+    "timm",
+    "monai",
+    "numpy",
+    "scipy",
+    "tifffile",
+    "openslide-python",
+    "openslide-bin",
+)
+"""The packages whose versions determine the numbers (in report.json and ``histoseg doctor``)."""
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages that determine the numbers."""
     import platform
     from importlib import metadata
 
     versions = {"python": platform.python_version(), "histoseg": __version__}
-    for name in (
-        "torch",
-        "lightning",
-        "segmentation-models-pytorch",
-        "timm",
-        "monai",
-        "numpy",
-        "scipy",
-        "tifffile",
-        "openslide-python",
-        "openslide-bin",
-    ):
+    for name in REPORTED_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
