@@ -9,7 +9,7 @@ On one random 1024 x 1024 region and the project's default classifier
   timed on a random sample of pixels and extrapolated to the whole region,
 - ``upsample``: one FCN pass + bilinear upsampling (a non-exact baseline, for reference),
 
-with the multiply-adds of each (``histoseg.models.fcn.count_macs``), and checks that atrous is the
+with the multiply-adds of each (``histoseg.models.dense.count_macs``), and checks that atrous is the
 fastest exact method, that its speed-up over per-pixel classification is at least half the
 MAC ratio, and that both exact maps equal the per-pixel logits at the sampled pixels.
 
@@ -26,8 +26,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from histoseg.models.atrous import atrous_network
 from histoseg.models.classifiers import PlainPatchClassifier
-from histoseg.models.fcn import atrous_network, convolutionalize, count_macs, dense_predict
+from histoseg.models.convolutionalize import convolutionalize
+from histoseg.models.dense import count_macs, dense_predict
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -265,7 +265,7 @@ def train_fold(
     trainer.fit(task, dm)
     network = task.network.eval()
     if grid:
-        from histoseg.models.fcn import DensePredictor
+        from histoseg.models.dense import DensePredictor
 
         network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
         network.size_multiple = 1  # type: ignore[assignment]

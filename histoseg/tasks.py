@@ -429,8 +429,9 @@ class PatchClassificationTask(BaseTask):
 
     Trained on patches centred on labelled points (``data.centered: true``; the label is
     ``mask[P // 2, P // 2]``). For slide inference the classifier is convolutionalized and run
-    densely (:mod:`histoseg.models.fcn`), so the same ``quantify`` command serves it. Logged: ``val_acc``
-    (point accuracy) and per-class F1 as ``val_dice_<class>`` (F1 = Dice on points).
+    densely (:mod:`histoseg.models.convolutionalize`, :mod:`histoseg.models.dense`), so the same
+    ``quantify`` command serves it. Logged: ``val_acc`` (point accuracy) and per-class F1 as
+    ``val_dice_<class>`` (F1 = Dice on points).
 
     Args:
         classes: Class names (linked from ``data.classes``).

@@ -16,7 +16,8 @@ from histoseg.models.classifiers import (
     build_classifier,
     plain_feature_size,
 )
-from histoseg.models.fcn import DensePredictor, convolutionalize, dense_predict
+from histoseg.models.convolutionalize import convolutionalize
+from histoseg.models.dense import DensePredictor, dense_predict
 from histoseg.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from histoseg.models.segmentation import build_segmentation_model
 from histoseg.models.weights import load_encoder_weights, match_state_dict

@@ -1,4 +1,4 @@
-"""Known answers for histoseg.models.fcn: convolutionalize, atrous / shift-and-stitch dense maps."""
+"""Known answers for histoseg.models.convolutionalize, .atrous and .dense (shift-and-stitch, atrous maps)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from histoseg.errors import ConfigError
+from histoseg.models.atrous import atrous_network
 from histoseg.models.classifiers import PlainPatchClassifier
-from histoseg.models.fcn import DensePredictor, atrous_network, convolutionalize, count_macs, dense_predict
+from histoseg.models.convolutionalize import convolutionalize
+from histoseg.models.dense import DensePredictor, count_macs, dense_predict
 from histoseg.models.normalize import Normalize
 
 TOL = 1e-4

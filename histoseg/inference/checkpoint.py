@@ -275,7 +275,7 @@ def load_predictor(
     Args:
         path: Checkpoint file.
         method: Patch classifiers only: dense prediction method (``atrous``,
-            ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.models.fcn`).
+            ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.models.dense`).
         tile_size: Inference tile side in pixels (default: 512 for U-Nets, larger for classifiers).
 
     Raises:
@@ -304,7 +304,7 @@ def make_predictor(
     """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
 
     U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
-    classifiers are convolutionalized (:class:`histoseg.models.fcn.DensePredictor`) with a margin of
+    classifiers are convolutionalized (:class:`histoseg.models.dense.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """
     network.eval()
@@ -323,10 +323,10 @@ def make_predictor(
         model: torch.nn.Module = network
         margin = min(64, size // 8)
     else:
-        from histoseg.models.fcn import DensePredictor
+        from histoseg.models.dense import DensePredictor
 
         if block["network"].get("arch") == "encoder" and method == "atrous":
-            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.models.fcn)
+            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.models.atrous)
         model = DensePredictor(network, patch_size=patch, method=method)  # type: ignore[arg-type]
         multiple = 1
         size = tile_size or 512

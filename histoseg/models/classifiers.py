@@ -4,7 +4,7 @@ This module owns the pure ``nn.Module`` patch classifiers of the classifier rout
 (docs/methods.md section 3): a CNN maps a float32 patch ``(N, 3, P, P)`` in [0, 1] to class
 logits ``(N, C)`` (the class of the patch's centre pixel). Both classifiers keep the spatial
 layout up to a *flattened* final feature map (no global pooling), so
-:func:`histoseg.models.fcn.convolutionalize` can turn them into fully convolutional networks
+:func:`histoseg.models.convolutionalize.convolutionalize` can turn them into fully convolutional networks
 (Long, Shelhamer, Darrell, CVPR 2015) that score every pixel of a large image.
 
 - :class:`PlainPatchClassifier`: an ``nn.Sequential`` of 'valid' (unpadded) 3x3 conv /
@@ -195,14 +195,14 @@ class EncoderPatchClassifier(nn.Module):
     ``features`` = ``Sequential(normalize, encoder)`` maps ``(N, 3, H, W)`` in [0, 1] to the
     encoder's last feature map ``(N, C_f, h, w)`` at stride ``output_stride`` (32 for
     ResNets); ``head`` = ``Sequential(Flatten, [Linear, ReLU, Dropout]*, Linear)``. No global
-    pooling, so :func:`histoseg.models.fcn.convolutionalize` can turn the head into convolutions
+    pooling, so :func:`histoseg.models.convolutionalize.convolutionalize` can turn the head into convolutions
     (the first Linear becomes an ``h x w`` conv).
 
     Exactness (honest caveat): timm trunks zero-pad their convolutions and pooling, so the
     convolutionalized network applied to a large image is *not* the patch classifier applied
     at each position: a patch sees zeros at its own borders, the large image sees the
     neighbouring tissue. Only the pass on an input of exactly ``patch_size`` is exact, and
-    :func:`histoseg.models.fcn.dense_predict` supports ``"upsample"`` and ``"shift_and_stitch"``
+    :func:`histoseg.models.dense.dense_predict` supports ``"upsample"`` and ``"shift_and_stitch"``
     (``output_stride ** 2`` passes) but not ``"atrous"`` for it. Prefer
     :class:`PlainPatchClassifier` when exact dense maps matter.
 

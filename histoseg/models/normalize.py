@@ -30,7 +30,7 @@ class Normalize(nn.Module):
     """Fixed per-channel normalisation ``(x - mean) / std`` (no parameters, two buffers).
 
     A pointwise layer: it commutes with cropping and padding, so
-    :func:`histoseg.models.fcn.convolutionalize` keeps it as it is. The buffers (state-dict keys
+    :func:`histoseg.models.convolutionalize.convolutionalize` keeps it as it is. The buffers (state-dict keys
     ``mean`` and ``std``, shape (1, C, 1, 1), float32) are cast to the input's dtype.
 
     Args:
