@@ -1,6 +1,6 @@
 """Where the time of slide inference goes: one run, one synthetic slide family, one model.
 
-Slides (``histoseg.synthetic.generator.generate_slide``, seed 0, generated at the model's
+Slides (``histoseg.synthetic.generate_slide``, seed 0, generated at the model's
 resolution, 1.0 um/px, JPEG pyramid; cached in ``--cache-dir``):
 
 - ``S``: a generated ``size/2`` square slide (real tissue and glass) for the model arms;
@@ -54,10 +54,9 @@ MPP = 1.0
 
 def make_slides(folder: Path, size: int) -> dict[str, Path]:
     """S (generated, size/2), A (S 2 x 2) and B (S 4 x 4), cached by size."""
-    from histoseg.synthetic.generator import generate_slide
-
     from histoseg.io.slide import Slide
     from histoseg.io.tiff import write_pyramid_tiff
+    from histoseg.synthetic import generate_slide
 
     folder.mkdir(parents=True, exist_ok=True)
     half = size // 2

@@ -1,7 +1,7 @@
 """Precision and test-time augmentation of ``quantify`` on one synthetic slide: time, agreement, areas.
 
 Runs :func:`histoseg.inference.predict.predict_slide` on the same generated slide
-(``histoseg.synthetic.generator.generate_slide``, seed 0, at the model's mpp) with the same model:
+(``histoseg.synthetic.generate_slide``, seed 0, at the model's mpp) with the same model:
 
 1. ``--precision 32`` (fp32, contiguous);
 2. the default, ``--precision auto`` (bf16 autocast + channels-last on a CPU with native bf16 when
@@ -91,10 +91,10 @@ def main() -> None:
     if args.quick:
         args.size, args.tile = 384, 128
     import torch
-    from histoseg.synthetic.generator import generate_slide
 
     from histoseg.inference.forward import cpu_has_native_bf16
     from histoseg.report.areas import interstitial_fraction
+    from histoseg.synthetic import generate_slide
 
     model = predictor(args.ckpt, args.tile)
     with tempfile.TemporaryDirectory() as tmp:

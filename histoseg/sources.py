@@ -1,7 +1,7 @@
 """Slide-table sources: where a datamodule's slide table comes from when it is not a CSV file.
 
 :class:`SyntheticSlides` generates (once, into a cache folder) a seeded set of synthetic
-kidney-like pyramidal TIFF slides with exact dense labels (:mod:`histoseg.synthetic.generator`),
+kidney-like pyramidal TIFF slides with exact dense labels (:mod:`histoseg.synthetic`),
 optionally turns the training slides' labels into grid points or simulated scribbles, and writes
 the slide table (:mod:`histoseg.datasets`) next to them. ``SlideDataModule(synthetic=...)`` takes
 one (``data.synthetic.*`` in a config); ``SyntheticKidneyDataModule`` is a datamodule with one by
@@ -40,7 +40,7 @@ def default_cache_dir() -> Path:
 class SyntheticSlides:
     """Synthetic kidney-like slides generated once into a cache folder, and their slide table.
 
-    The generator (:mod:`histoseg.synthetic.generator`) paints tubules, glomeruli, interstitium,
+    The generator (:mod:`histoseg.synthetic`) paints tubules, glomeruli, interstitium,
     vessels and glass with PAS-like colours and writes pyramidal TIFFs with their mpp and exact
     dense labels. The first ``n_val`` slides are for validation (dense labels), the rest for
     training (labels of ``label_kind``).

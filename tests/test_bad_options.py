@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT, make_labelled_slide, write_tiff_pyramid
 from reliability_helpers import expect_one_error, library_logs_follow_capture, run, tiny_checkpoint  # noqa: F401
 
-from histoseg.labels.table import read_slide_table
 from histoseg.errors import ConfigError
+from histoseg.labels.table import read_slide_table
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 

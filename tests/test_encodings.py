@@ -8,9 +8,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from histoseg.labels.table import read_slide_table
 from histoseg.errors import ConfigError, SlideError
 from histoseg.io.slide import Slide
+from histoseg.labels.table import read_slide_table
 
 TEXT = "slide,labels,split\nbiopsie_é_ü.tif,maske_é.png,train\nµ-probe.tif,,val\n"
 
