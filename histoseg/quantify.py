@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -37,14 +36,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from histoseg import __version__
 from histoseg.errors import ConfigError, HistosegError, SlideError
 from histoseg.inference.health import FiniteWatch, prediction_problem, slide_problem
 from histoseg.inference.options import InferenceOptions
-from histoseg.inference.predict import SlidePrediction, predict_slide
+from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, real_path
 from histoseg.io.outputs import (
@@ -58,13 +56,11 @@ from histoseg.io.outputs import (
 )
 from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp, find_slides
-from histoseg.labels.points import level0_to_mask_index, read_points
-from histoseg.report.areas import interstitial_fraction, label_map_values_at, read_label_level
+from histoseg.report.areas import interstitial_fraction, read_label_level
+from histoseg.report.estimates import slide_point_estimates
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
 from histoseg.report.html import write_html_report
-from histoseg.report.point_counts import point_count_fractions
-from histoseg.report.ppi import ppi_interstitial_fraction
 from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
@@ -394,78 +390,6 @@ def _gather(
     return final
 
 
-def _point_counts(
-    folder: Path | None,
-    slide: Path,
-    pred: SlidePrediction,
-    labels_path: Path,
-    rows: list[dict[str, Any]],
-    background: int | None,
-) -> dict[str, Any] | None:
-    """Point-count and prediction-powered estimates from the slide's grid points, added to its rows.
-
-    Looks for ``<folder>/<slide stem>.points.csv`` (or ``.geojson``). Adds to each class row
-    ``point_fraction``, ``point_ci_low``, ``point_ci_high`` (Wilson 95 %) and ``point_count``
-    beside the segmentation's ``fraction_of_tissue``, and to every row of the slide the
-    interstitial fraction by points alone (``point_if``, Wilson 95 % ``point_if_ci_low/high``) and
-    by prediction-powered inference (``ppi_if``, delta-method 95 % ``ppi_if_ci_low/high``, over
-    ``ppi_points`` points of the ``ppi_domain``; :mod:`histoseg.report.ppi`). Returns the estimates
-    (None without a points file).
-    """
-    if folder is None:
-        return None
-    candidates = [folder / f"{slide.stem}.points{suffix}" for suffix in (".csv", ".geojson", ".json")]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        return None
-    classes = pred.classes
-    size = pred.slide_dimensions
-    points = read_points(found, classes, slide_size=(int(size[0]), int(size[1])))
-    estimate = point_count_fractions(points, classes)
-    for row in rows:
-        value = estimate.get(row["class"])
-        row["point_fraction"] = value.fraction if value else math.nan
-        row["point_ci_low"] = value.ci_low if value else math.nan
-        row["point_ci_high"] = value.ci_high if value else math.nan
-        row["point_count"] = value.n if value else 0
-    total = estimate.get("interstitial_fraction")
-    result: dict[str, Any] = {
-        "file": found.name,
-        "interstitial_fraction": total.fraction if total else math.nan,
-        "interstitial_fraction_ci": [total.ci_low, total.ci_high] if total else [math.nan, math.nan],
-    }
-    per_slide = {
-        "point_if": result["interstitial_fraction"],
-        "point_if_ci_low": result["interstitial_fraction_ci"][0],
-        "point_if_ci_high": result["interstitial_fraction_ci"][1],
-    }
-    if total is not None:
-        scale = pred.mpp / pred.slide_mpp
-        height, width = pred.shape
-        r = np.clip(level0_to_mask_index(points.y, scale), 0, height - 1)
-        c = np.clip(level0_to_mask_index(points.x, scale), 0, width - 1)
-        at_points = label_map_values_at(labels_path, r, c)
-        ppi, domain = ppi_interstitial_fraction(
-            pred.counts,
-            at_points,
-            points.label,
-            classes,
-            unlabelled_pixels=pred.unlabelled_pixels,
-            background=classes[background] if background is not None else None,
-        )
-        result["ppi"] = {**ppi._asdict(), "domain": domain, "interval": "delta method, 95 %"}
-        per_slide.update(
-            ppi_if=ppi.estimate,
-            ppi_if_ci_low=ppi.ci_low,
-            ppi_if_ci_high=ppi.ci_high,
-            ppi_points=ppi.n,
-            ppi_domain=domain,
-        )
-    for row in rows:
-        row.update(per_slide)
-    return result
-
-
 def _uncertainty(pred: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """:meth:`SlidePrediction.uncertainty` of the slide, its slide-level columns copied to every row."""
     values = pred.uncertainty()
@@ -559,7 +483,7 @@ def _predict_and_write(
         )
     background = predictor.background_class
     rows = pred.areas(background=background)
-    point_estimate = _point_counts(points, path, pred, outputs["labels"], rows, background)
+    point_estimate = slide_point_estimates(points, path, pred, outputs["labels"], rows, background)
     collection, geo_info = labels_tif_to_geojson(
         outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
     )
