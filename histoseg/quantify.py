@@ -503,7 +503,8 @@ def _predict_and_write(
     foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
     problem_status = prediction_problem(
         pred.tiles_run,
-        watch.bad_tiles if isinstance(watch, FiniteWatch) else 0,
+        # the precision check of --precision auto evaluates its batch twice: count each tile once
+        min(watch.bad_tiles, pred.tiles_run) if isinstance(watch, FiniteWatch) else 0,
         foreground,
         int(pred.tissue.sum()) if pred.tissue is not None else 1,
     )

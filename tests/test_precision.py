@@ -76,6 +76,9 @@ def test_auto_falls_back_to_fp32_with_one_log_line(tmp_path: Path, native_bf16: 
     model = Fragile()
     predictor = Predictor(model, list(CLASSES), mpp=1.0, tile_size=64, margin=8)
     logger = logging.getLogger("histoseg")
+    for name in list(logging.root.manager.loggerDict):  # a library's dictConfig may have disabled them
+        if name.startswith("histoseg"):
+            logging.getLogger(name).disabled = False
     handler = logging.handlers.BufferingHandler(100)
     logger.addHandler(handler)
     level, logger.level = logger.level, logging.INFO

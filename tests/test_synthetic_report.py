@@ -10,14 +10,20 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_areas, label_map_counts
-from histoseg.synthetic import generate_dataset
+from histoseg.synthetic import KIDNEY_COLORS, generate_dataset
 
 
 class IndexOracle(torch.nn.Module):
-    """Reads the class index stored in the pixel value (a label map opened as an image) -> one-hot logits."""
+    """Reads the class back from a palette label map opened as an image -> one-hot logits.
+
+    The slide reader applies the TIFF's palette (``KIDNEY_COLORS``), so each pixel's RGB is its
+    class colour; the oracle maps it to the nearest class colour (exact: the colours are distinct).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        index = (x[:, 0] * 255).round().long().clamp(0, len(KIDNEY_CLASSES) - 1)
+        colours = torch.as_tensor(KIDNEY_COLORS[: len(KIDNEY_CLASSES)], dtype=torch.float32)  # (C, 3)
+        rgb = (x * 255).round().permute(0, 2, 3, 1)  # (N, H, W, 3)
+        index = ((rgb[..., None, :] - colours) ** 2).sum(-1).argmin(-1)  # (N, H, W)
         return torch.nn.functional.one_hot(index, len(KIDNEY_CLASSES)).permute(0, 3, 1, 2).float() * 50
 
 

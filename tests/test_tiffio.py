@@ -163,7 +163,7 @@ def test_memmap_input_bounded_memory(tmp_path: Path) -> None:
     ("image", "kwargs", "message"),
     [
         (np.zeros((10, 10), np.float32), {}, "uint8"),
-        (np.zeros((10, 10, 4), np.uint8), {}, "(H, W) or (H, W, 3)"),
+        (np.zeros((10, 10, 4), np.uint8), {}, "(H, W) label map or an (H, W, 3) RGB image"),
         (np.zeros((10, 10), np.uint8), {"mpp": 0.0}, "mpp"),
         (np.zeros((10, 10), np.uint8), {"colormap": COLORS, "compression": "jpeg"}, "deflate"),
         (np.zeros((10, 10, 3), np.uint8), {"colormap": COLORS}, "2-D label maps"),
