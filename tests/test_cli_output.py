@@ -86,7 +86,9 @@ def test_bad_option_is_one_stderr_line(slides, capsys):
     assert code == 2
     lines = captured.err.strip().splitlines()
     # histoseg's own check names the option before Lightning sees it (no Lightning banner, no traceback)
-    assert lines == ["error: trainer.max_steps=-3: must be at least 1 (or -1 for no limit); e.g. --trainer.max_steps 10"]
+    assert lines == [
+        "error: trainer.max_steps=-3: must be at least 1 (or -1 for no limit); e.g. --trainer.max_steps 10"
+    ]
 
 
 def test_fit_is_quiet_and_ends_with_the_summary(slides, capsys):
