@@ -41,9 +41,7 @@ __all__ = [
     "write_report_json",
 ]
 
-REPORT_COLUMNS: tuple[str, ...] = (
-    "slide",
-    "class",
+AREA_COLUMNS: tuple[str, ...] = (
     "pixels",
     "area_um2",
     "area_mm2",
@@ -53,6 +51,13 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "tta_fraction_min",
     "tta_fraction_max",
     "expected_area_um2",
+)
+"""The columns measured from the label map: NaN on the row of a slide that has no areas."""
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "slide",
+    "class",
+    *AREA_COLUMNS,
     "point_fraction",
     "point_ci_low",
     "point_ci_high",
@@ -161,17 +166,7 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if base["status"] != "ok" or not class_rows:
             row = {key: "" for key in REPORT_COLUMNS}
             row.update(base)
-            for key in (
-                "pixels",
-                "area_um2",
-                "area_mm2",
-                "fraction_of_tissue",
-                "interstitial_fraction",
-                "expected_interstitial_fraction",
-                "tta_fraction_min",
-                "tta_fraction_max",
-                "expected_area_um2",
-            ):
+            for key in AREA_COLUMNS:
                 row[key] = math.nan
             out.append(row)
             continue
