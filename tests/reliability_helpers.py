@@ -100,14 +100,23 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-@pytest.fixture(autouse=True)
-def library_logs_follow_capture():
-    """Library log handlers keep the stderr of the first in-process run; make them follow the test's."""
+def point_library_logs_at_current_stderr() -> None:
+    """Point every plain StreamHandler of every logger at whatever ``sys.stderr`` is now."""
     import logging
 
-    yield
     loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
     for logger in [*loggers, logging.getLogger()]:
         for handler in logger.handlers:
             if type(handler) is logging.StreamHandler:
                 handler.stream = _CurrentStderr()
+
+
+@pytest.fixture(autouse=True)
+def library_logs_follow_capture():
+    """Library log handlers keep the stderr of the first in-process run; make them follow the test's.
+
+    Before the test (handlers left by earlier tests) and after it (handlers this test's run made).
+    """
+    point_library_logs_at_current_stderr()
+    yield
+    point_library_logs_at_current_stderr()

@@ -8,37 +8,11 @@ import pytest
 import torch
 from conftest import ROOT, make_labelled_slide
 from PIL import Image
+from reliability_helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 from histoseg.cli import main
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
-
-
-class _CurrentStderr:
-    """A stream that writes to whatever sys.stderr is now (pytest swaps it per test)."""
-
-    def write(self, text):
-        import sys
-
-        return sys.stderr.write(text)
-
-    def flush(self):
-        import sys
-
-        sys.stderr.flush()
-
-
-@pytest.fixture(autouse=True)
-def library_logs_to_captured_stderr(capsys):
-    """Library log handlers keep the stderr of the first in-process run; make them follow the test's."""
-    import logging
-
-    yield
-    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    for logger in [*loggers, logging.getLogger()]:
-        for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.stream = _CurrentStderr()
 
 
 def run(capsys, *args):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, make_labelled_slide
+from reliability_helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 from histoseg.cli import main
 from histoseg.console import LightningNoise, fit_summary
@@ -15,29 +16,6 @@ from histoseg.console import LightningNoise, fit_summary
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 BANNERS = ("GPU available", "TPU available", "HPU available", "Tip:", "litlogger", "litmodels", "Seed set to")
-
-
-class _CurrentStderr:
-    def write(self, text):
-        import sys
-
-        return sys.stderr.write(text)
-
-    def flush(self):
-        import sys
-
-        sys.stderr.flush()
-
-
-@pytest.fixture(autouse=True)
-def library_logs_to_captured_stderr():
-    """Library log handlers keep the stderr of the first in-process run; make them follow the test's."""
-    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    for logger in [*loggers, logging.getLogger()]:
-        for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.stream = _CurrentStderr()
-    yield
 
 
 def run(*args):
