@@ -32,7 +32,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ import torch
 
 from histoseg import __version__
 from histoseg.errors import ConfigError, HistosegError, SlideError
-from histoseg.inference.health import FiniteWatch, prediction_problem, slide_problem
+from histoseg.inference.health import prediction_problem, slide_problem
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
@@ -231,7 +230,7 @@ class Cohort:
         if mpp is not None:
             mpp = check_mpp(mpp, "--mpp")
         self.started = time.time()
-        self.predictor = replace(predictor, model=FiniteWatch(predictor.model))
+        self.predictor = predictor
         out_path = Path(out)
         self.paths = collect_slides(slides, out_path)
         if not self.paths:
@@ -471,9 +470,6 @@ def _predict_and_write(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict one slide and write its label map, GeoJSON and overlay; the slide's result fields."""
-    watch = predictor.model
-    if isinstance(watch, FiniteWatch):
-        watch.reset()
     with Slide(path, mpp=mpp) as slide:
         problem = slide_problem(slide, predictor.mpp)
         if problem is not None:
@@ -503,8 +499,7 @@ def _predict_and_write(
     foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
     problem_status = prediction_problem(
         pred.tiles_run,
-        # the precision check of --precision auto evaluates its batch twice: count each tile once
-        min(watch.bad_tiles, pred.tiles_run) if isinstance(watch, FiniteWatch) else 0,
+        pred.nonfinite_tiles,
         foreground,
         int(pred.tissue.sum()) if pred.tissue is not None else 1,
     )

@@ -1,10 +1,10 @@
 """Sanity checks on a slide prediction, so that a broken model or slide never yields areas that look valid.
 
-- :class:`FiniteWatch` wraps a model and counts NaN/infinite logits (a diverged training produces
-  them; their argmax is meaningless);
 - :func:`slide_problem`: a slide resolution outside :data:`histoseg.io.slide.MPP_RANGE`, or so much
   coarser than the model's that the label map would be a huge upsampling;
-- :func:`prediction_problem`: non-finite logits, no tissue found on the thumbnail, or tissue found
+- :func:`prediction_problem`: non-finite logits (counted per tile by
+  :func:`histoseg.inference.predict.predict_slide`; a diverged training produces them and their
+  argmax is meaningless), no tissue found on the thumbnail, or tissue found
   but every pixel predicted background (glass).
 
 Each problem is a ``(status, reason)`` pair that :mod:`histoseg.quantify` records in the report.
@@ -12,44 +12,11 @@ Each problem is a ``(status, reason)`` pair that :mod:`histoseg.quantify` record
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
-
 from histoseg.io.slide import MPP_RANGE, Slide
 
 MAX_UPSAMPLING = 8.0
 """A slide may be at most this many times coarser than the model's resolution (the label map is made
 at the model's mpp: a coarser slide is upsampled, and the label map grows with the square)."""
-
-
-class FiniteWatch(nn.Module):
-    """Runs ``model`` unchanged and counts the tiles whose logits hold NaN or infinite values.
-
-    Args:
-        model: Maps (N, 3, H, W) images to (N, C, H, W) logits.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.tiles = 0
-        self.bad_tiles = 0
-
-    def reset(self) -> None:
-        """Start counting a new slide."""
-        self.tiles = 0
-        self.bad_tiles = 0
-
-    def forward(self, x: torch.Tensor) -> Any:
-        """The wrapped model's logits, counted."""
-        logits = self.model(x)
-        if isinstance(logits, torch.Tensor) and logits.ndim >= 1:
-            finite = torch.isfinite(logits.reshape(logits.shape[0], -1)).all(dim=1)
-            self.tiles += int(finite.numel())
-            self.bad_tiles += int((~finite).sum())
-        return logits
 
 
 def slide_problem(slide: Slide, model_mpp: float) -> str | None:

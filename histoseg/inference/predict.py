@@ -185,6 +185,8 @@ class SlidePrediction:
         labels: (H, W) uint8 memory map of the label map when no ``out_path`` was given, else None.
         tiles_total: Tiles in the grid.
         tiles_run: Tiles run through the model (the others were glass).
+        nonfinite_tiles: Of those, tiles whose merged scores held NaN or infinite values (a
+            diverged model): counted on what the merger used, so once per tile.
         thumbnail: The (h, w, 3) uint8 thumbnail used for the tissue mask.
         thumbnail_downsample: Level-0 pixels per thumbnail pixel.
         tissue: (h, w) bool tissue mask of the thumbnail.
@@ -215,6 +217,7 @@ class SlidePrediction:
     labels: np.ndarray | None = None
     tiles_total: int = 0
     tiles_run: int = 0
+    nonfinite_tiles: int = 0
     thumbnail: np.ndarray | None = field(default=None, repr=False)
     thumbnail_downsample: float = 1.0
     tissue: np.ndarray | None = field(default=None, repr=False)
@@ -408,8 +411,9 @@ def _predict(
     batches = iter_batches(slide, plan, batch_size, workers=options.workers, pin_memory=device.type == "cuda")
     tiff = BackgroundTiff(out_path, sink, out_mpp, predictor, slide) if out_path is not None else None
     timings: dict[str, float] = {}
+    nonfinite = 0
     try:
-        timings = _run_tiles(batches, runner, merger, advance, on_progress, len(to_run))
+        timings, nonfinite = _run_tiles(batches, runner, merger, advance, on_progress, len(to_run))
         stop_bar()
         labels_path = None
         if tiff is not None:
@@ -444,6 +448,7 @@ def _predict(
         labels=labels_memmap,
         tiles_total=len(tiles),
         tiles_run=len(to_run),
+        nonfinite_tiles=nonfinite,
         thumbnail=thumb,
         thumbnail_downsample=float(thumb_ds),
         tissue=tissue,
@@ -482,10 +487,15 @@ def _run_tiles(
     advance: Callable[[int], None],
     on_progress: Callable[[int, int], None] | None,
     total: int,
-) -> dict[str, float]:
-    """Run every batch through the model and the merger; seconds spent waiting for tiles, in the model, merging."""
+) -> tuple[dict[str, float], int]:
+    """Run every batch through the model and the merger.
+
+    Returns:
+        Seconds spent waiting for tiles, in the model and merging; and the number of tiles whose
+        scores held NaN or infinite values.
+    """
     timings = {"read_wait": 0.0, "forward": 0.0, "merge": 0.0}
-    done = 0
+    done = nonfinite = 0
     merged = time.perf_counter()
     for batch, images in batches:
         read = time.perf_counter()
@@ -493,6 +503,7 @@ def _run_tiles(
         scores, view_labels = runner(images)
         forwarded = time.perf_counter()
         timings["forward"] += forwarded - read
+        nonfinite += int((~torch.isfinite(scores.reshape(scores.shape[0], -1)).all(dim=1)).sum())
         for index, item in enumerate(batch):
             merger.add(scores[index], item, None if view_labels is None else view_labels[index])
         done += len(batch)
@@ -504,4 +515,4 @@ def _run_tiles(
     clock = merged
     merger.finish()
     timings["merge"] += time.perf_counter() - clock
-    return timings
+    return timings, nonfinite
