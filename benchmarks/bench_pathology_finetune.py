@@ -268,10 +268,10 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
         net, wall, cpu = fit(
             args, base_table(folder, tile), seed, args.base_steps, dense=True, init=None, save=ckpt
         )
-        results["base"] = score(ref, predict_tile(net, tile, args.mpp)) | {
-            "train_cpu_s": cpu,
-            "train_wall_s": wall,
-        }
+        base_pred = predict_tile(net, tile, args.mpp)
+        results["base"] = score(ref, base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
+        # The same base scored on the whole held-out tile: configs/flash.yaml's leave-one-tile-out figure.
+        results["base, whole tile"] = score(reference(tile), base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
         dense_table, scribbles = adaptation_tables(
             folder, tile, args.split, args.fractions, args.brush_um, seed
         )
@@ -347,7 +347,7 @@ def table(results: dict[int, dict[str, dict[str, dict]]], models: list[str], sum
             d = dice(np.sum([np.array(r["confusion"]) for r in rows], axis=0))
             err = float(np.mean([r["if_error_pp"] for r in rows]))
             cpu = float(np.mean([r["train_cpu_s"] for r in rows]))
-            cells = [_cell(d[c]) for c in SCORED] + [f"{err:+.1f}", "—" if model == "base" else f"{cpu:.1f}"]
+            cells = [_cell(d[c]) for c in SCORED] + [f"{err:+.1f}", "—" if model.startswith("base") else f"{cpu:.1f}"]
             lines.append(f"| {tile} | {model} | " + " | ".join(cells) + " |")
     for model in models:
         s = summary[model]
@@ -357,7 +357,7 @@ def table(results: dict[int, dict[str, dict[str, dict]]], models: list[str], sum
             f" (signed {s['mean_if_error_pp']['mean']:+.1f})"
         )
         cells.append(
-            "—" if model == "base" else _cell(s["train_cpu_s"]["mean"], s["train_cpu_s"]["sd"], ".1f")
+            "—" if model.startswith("base") else _cell(s["train_cpu_s"]["mean"], s["train_cpu_s"]["sd"], ".1f")
         )
         lines.append(f"| **pooled** | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -391,6 +391,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--out", default=None, help="write all numbers to this JSON file")
     parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="print the table of earlier --out files together (runs split by tile or seed)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: iri, 3 %%, 4 + 2 steps, 2 x 64^2 px at 1 um/px"
     )
     args = parser.parse_args(argv)
@@ -408,9 +415,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def report(results: dict[int, dict[str, dict[str, dict]]], models: list[str]) -> dict[str, dict]:
+    """Print the markdown table and the target verdict; returns the pooled summary."""
+    summary = pooled(results, models)
+    print(table(results, models, summary))
+    target = summary["base"]["mean_abs_if_error_pp"]["mean"] / 2
+    if "finetuned 3 %" in summary:
+        got = summary["finetuned 3 %"]["mean_abs_if_error_pp"]["mean"]
+        verdict = "PASS" if got <= target else "FAIL"
+        print(
+            f"\ntarget: 3 % scribbles halve the base's mean |IF error|: {got:.1f} <= {target:.1f} pp -> {verdict}"
+        )
+    return summary
+
+
+def combine(paths: list[str]) -> int:
+    """Merge the per-seed, per-tile results of several ``--out`` files and print one table."""
+    results: dict[int, dict[str, dict[str, dict]]] = {}
+    models: list[str] = []
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        for seed, tiles in payload["per_seed"].items():
+            results.setdefault(int(seed), {}).update(tiles)
+            for per_model in tiles.values():
+                models += [m for m in per_model if m not in models]
+    counts = {seed: sorted(tiles) for seed, tiles in results.items()}
+    if len({tuple(t) for t in counts.values()}) != 1:
+        print(f"warning: seeds cover different tiles: {counts}")
+    print(f"combined {len(paths)} files: seeds {sorted(results)}, tiles {next(iter(counts.values()))}\n")
+    report({s: results[s] for s in sorted(results)}, models)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the markdown table; write ``--out``."""
     args = parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
     if not FLASH.exists():
         print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
         return 0
@@ -423,21 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             results[seed][tile] = run_tile(args, tile, seed)
             base = results[seed][tile]["base"]
             print(f"seed {seed} {tile:8s} base IF error {base['if_error_pp']:+.1f} pp", flush=True)
-    models = ["base", *(f"finetuned {100 * f:g} %" for f in args.fractions), "dense half"]
-    summary = pooled(results, models)
+    models = ["base", *(f"finetuned {100 * f:g} %" for f in args.fractions), "dense half", "base, whole tile"]
     print(
         f"\nFLASH pathology fine-tuning: adaptation half {args.split}, scored on the {OPPOSITE[args.split]} half; "
         f"base {args.base_steps} steps, fine-tuning {args.finetune_steps} steps x {args.batch_size} x "
         f"{args.patch_size}^2 px at {args.mpp} um/px; dense half from {args.upper_init}; seeds {args.seeds}\n"
     )
-    print(table(results, models, summary))
-    target = summary["base"]["mean_abs_if_error_pp"]["mean"] / 2
-    if "finetuned 3 %" in summary:
-        got = summary["finetuned 3 %"]["mean_abs_if_error_pp"]["mean"]
-        verdict = "PASS" if got <= target else "FAIL"
-        print(
-            f"\ntarget: 3 % scribbles halve the base's mean |IF error|: {got:.1f} <= {target:.1f} pp -> {verdict}"
-        )
+    summary = report(results, models)
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     print(f"total {wall:.0f} s wall, {cpu:.0f} s CPU")
     if args.out:
