@@ -34,6 +34,7 @@ On a shared machine, wall-clock figures move with the load (printed); CPU second
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -149,12 +150,15 @@ def peak_rss_mb() -> float:
 
 
 def _warm_imports() -> None:
-    """One-time imports (tissue mask, TIFF writer) are not per-slide costs."""
+    """One-time imports (tissue mask, TIFF writer, zarr for tiled reads) are not per-slide costs."""
     import scipy.ndimage  # noqa: F401
     import skimage.filters  # noqa: F401
     import skimage.morphology  # noqa: F401
 
     import histoseg.io.tiff  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import zarr  # noqa: F401
 
 
 # -- arms ---------------------------------------------------------------------------------------

@@ -480,6 +480,17 @@ def _model_and_merger(
     return runner, merger, stats
 
 
+def _nonfinite_tiles(scores: torch.Tensor) -> int:
+    """Tiles of a (B, C, T, T) batch holding a NaN or an infinite score.
+
+    A float32 sum per tile is one cheap pass and is non-finite whenever a value is (NaN and inf
+    propagate; +inf with -inf gives NaN); only tiles whose sum is non-finite, which also happens
+    when huge finite scores overflow, are checked value by value.
+    """
+    suspect = torch.nonzero(~torch.isfinite(scores.sum(dim=tuple(range(1, scores.dim()))))).flatten()
+    return sum(int(not bool(torch.isfinite(scores[i]).all())) for i in suspect.tolist())
+
+
 def _run_tiles(
     batches: Iterator[tuple[list[Tile], torch.Tensor]],
     runner: TileRunner,
@@ -503,7 +514,7 @@ def _run_tiles(
         scores, view_labels = runner(images)
         forwarded = time.perf_counter()
         timings["forward"] += forwarded - read
-        nonfinite += int((~torch.isfinite(scores.reshape(scores.shape[0], -1)).all(dim=1)).sum())
+        nonfinite += _nonfinite_tiles(scores)
         for index, item in enumerate(batch):
             merger.add(scores[index], item, None if view_labels is None else view_labels[index])
         done += len(batch)
