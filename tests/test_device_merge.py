@@ -102,3 +102,28 @@ def test_device_merge_byte_identical_to_host_merge_at_fp32(
     np.testing.assert_array_equal(result.counts, stats.counts[:5])
     np.testing.assert_allclose(result.expected_counts, stats.expected, rtol=1e-5)
     assert result.precision == "32" and not result.channels_last
+
+
+def test_fast_argmax_matches_torch_argmax_with_ties_and_nan():
+    """The merger's argmax equals torch.argmax(dim=0) exactly: first maximum wins, NaN counts as the maximum."""
+    from histoseg.inference.merge import _argmax0
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (5, 7, 9), generator=gen).float()  # many ties
+    expected = torch.argmax(scores, dim=0).to(torch.uint8)
+    assert torch.equal(_argmax0(scores), expected)
+    scores[3, 2, 4] = float("nan")
+    scores[1, 0, 0] = float("inf")
+    assert torch.equal(_argmax0(scores), torch.argmax(scores, dim=0).to(torch.uint8))
+    assert int(_argmax0(scores)[2, 4]) == 3
+
+
+def test_nonfinite_tiles_counts_each_bad_tile_once_and_not_huge_finite_ones():
+    from histoseg.inference.predict import _nonfinite_tiles
+
+    scores = torch.zeros(5, 2, 4, 4)
+    scores[1, 0, 0, 0] = float("nan")
+    scores[2] = 3e38  # finite, but its float32 sum overflows: rechecked value by value
+    scores[3, 0, 0, 0], scores[3, 1, 0, 0] = float("inf"), -float("inf")
+    scores[4, 1, 2, 2] = -float("inf")
+    assert _nonfinite_tiles(scores) == 3
