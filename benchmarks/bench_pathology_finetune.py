@@ -271,7 +271,10 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
         base_pred = predict_tile(net, tile, args.mpp)
         results["base"] = score(ref, base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
         # The same base scored on the whole held-out tile: configs/flash.yaml's leave-one-tile-out figure.
-        results["base, whole tile"] = score(reference(tile), base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
+        results["base, whole tile"] = score(reference(tile), base_pred) | {
+            "train_cpu_s": cpu,
+            "train_wall_s": wall,
+        }
         dense_table, scribbles = adaptation_tables(
             folder, tile, args.split, args.fractions, args.brush_um, seed
         )
@@ -347,7 +350,10 @@ def table(results: dict[int, dict[str, dict[str, dict]]], models: list[str], sum
             d = dice(np.sum([np.array(r["confusion"]) for r in rows], axis=0))
             err = float(np.mean([r["if_error_pp"] for r in rows]))
             cpu = float(np.mean([r["train_cpu_s"] for r in rows]))
-            cells = [_cell(d[c]) for c in SCORED] + [f"{err:+.1f}", "—" if model.startswith("base") else f"{cpu:.1f}"]
+            cells = [_cell(d[c]) for c in SCORED] + [
+                f"{err:+.1f}",
+                "—" if model.startswith("base") else f"{cpu:.1f}",
+            ]
             lines.append(f"| {tile} | {model} | " + " | ".join(cells) + " |")
     for model in models:
         s = summary[model]
@@ -357,7 +363,9 @@ def table(results: dict[int, dict[str, dict[str, dict]]], models: list[str], sum
             f" (signed {s['mean_if_error_pp']['mean']:+.1f})"
         )
         cells.append(
-            "—" if model.startswith("base") else _cell(s["train_cpu_s"]["mean"], s["train_cpu_s"]["sd"], ".1f")
+            "—"
+            if model.startswith("base")
+            else _cell(s["train_cpu_s"]["mean"], s["train_cpu_s"]["sd"], ".1f")
         )
         lines.append(f"| **pooled** | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
