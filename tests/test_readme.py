@@ -65,8 +65,12 @@ def test_help_and_print_config_commands_run():
     fits = histoseg_commands("fit")
     informational = [a for a in fits if any(x == "--print_config" or x.endswith("help") for x in a)]
     assert len(informational) >= 4
-    for args in informational:
-        result = run(["fit", *args])
+    # Two at a time (the CI machine has 2 cores): each is a fresh interpreter importing torch.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda args: run(["fit", *args]), informational))
+    for args, result in zip(informational, results, strict=True):
         assert result.returncode == 0, f"fit {' '.join(args)}: {result.stderr[-1500:]}"
         assert "Traceback" not in result.stderr
 
