@@ -366,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.encoder_weights.lower() in ("none", "null", ""):
+        args.encoder_weights = None  # a random encoder (as bench_pathology_finetune.py)
     if not FLASH.exists():
         print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
         return 0
