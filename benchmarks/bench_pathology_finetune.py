@@ -5,7 +5,8 @@ Data: Bouteldja et al., JASN 2021 (AGPL-3.0; read from ../shared/data, never cop
 For each tile P (a disease model the base has never seen) and each seed:
 
 1. **Base**: a dense U-Net trained on the other five tiles with the model and data settings of
-   ``configs/flash.yaml`` (``--base-steps`` optimisation steps), fitted through Lightning and saved
+   ``configs/flash.yaml`` before issue 14 (128^2 patches, border term w0 5; ``--base-steps``
+   optimisation steps, 160 by default), fitted through Lightning and saved
    with ``trainer.save_checkpoint``, so it is a real histoseg checkpoint (``histoseg`` block).
 2. **Split**: P's labelled 516 x 516 centre is cut into two halves (``--split`` names the
    *adaptation* half: left, right, top or bottom; the opposite half is the *evaluation* half).
@@ -204,7 +205,9 @@ def fit(
         patches_per_epoch=steps * args.batch_size,
         val_patches=1,
         class_balanced=True,
-        border_w0=5.0 if base else 0.0,  # configs/flash.yaml; the fine-tuning recipe has no border term
+        border_w0=5.0
+        if base
+        else 0.0,  # flash.yaml before issue 14; the fine-tuning recipe has no border term
         border_sigma_um=2.5,
         brush_um=args.brush_um,
         num_workers=0,
@@ -270,7 +273,7 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
         )
         base_pred = predict_tile(net, tile, args.mpp)
         results["base"] = score(ref, base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
-        # The same base scored on the whole held-out tile: configs/flash.yaml's leave-one-tile-out figure.
+        # The same base scored on the whole held-out tile: its leave-one-tile-out figure.
         results["base, whole tile"] = score(reference(tile), base_pred) | {
             "train_cpu_s": cpu,
             "train_wall_s": wall,
@@ -382,7 +385,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--fractions", nargs="+", type=float, default=[0.01, 0.03, 0.10])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--base-steps", type=int, default=160, help="configs/flash.yaml: 10 epochs x 128 / 8")
+    parser.add_argument(
+        "--base-steps",
+        type=int,
+        default=160,
+        help="160: configs/flash.yaml before issue 14 (10 epochs x 128 / 8); the shipped budget is 300 at --patch-size 192",
+    )
     parser.add_argument(
         "--finetune-steps", type=int, default=64, help="configs/kidney_scribbles.yaml: 4 epochs x 128 / 8"
     )
