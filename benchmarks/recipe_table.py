@@ -79,7 +79,7 @@ def cell(values: list[float], fmt: str) -> str:
     mean = float(np.mean(values))
     if len(values) < 2:
         return format(mean, fmt)
-    return f"{mean:{fmt}} ({float(np.std(values, ddof=1)):{fmt}})"
+    return f"{mean:{fmt}} ({float(np.std(values, ddof=1)):{fmt.lstrip('+')}})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         if folds != {6}:
             print(f"warning: {name}: folds per seed {sorted(folds)} (expected 6)", file=sys.stderr)
         cells = [cell([m[c] for m in metrics], ".3f") for c in SCORED]
-        cells += [cell([m[k] for m in metrics], ".1f") for k in ("mae", "signed", "cpu_s")]
+        cells += [
+            cell([m[k] for m in metrics], f)
+            for k, f in (("mae", ".1f"), ("signed", "+.1f"), ("cpu_s", ".1f"))
+        ]
         lines.append(f"| {name} | {','.join(map(str, sorted(runs)))} | " + " | ".join(cells) + " |")
         tiles = sorted({t for r in runs.values() for t in r if t != "_pooled"})
         tile_names = tile_names or tiles
