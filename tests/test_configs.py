@@ -86,9 +86,8 @@ def test_kidney_grid_config_fast_dev_run(tmp_path):
     assert cli("fit", *args, *fast(tmp_path)) == 0
 
 
-def test_kidney_scribbles_config_fine_tunes_from_a_checkpoint(tmp_path):
-    start = tmp_path / "start"
-    assert fit_tiny_kidney(start, "--trainer.logger", "false") == 0
+def test_kidney_scribbles_config_fine_tunes_from_a_checkpoint(tmp_path, tiny_kidney_root):
+    start = tiny_kidney_root  # a short fit of configs/kidney.yaml (tests/conftest.py)
     ckpt = next(start.rglob("last.ckpt"))
     args = [
         "--config",

@@ -7,15 +7,14 @@ import sys
 
 import pytest
 from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
+from test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 from histoseg.cli import main
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fit")
-    assert fit_tiny_kidney(root, "--trainer.logger", "false", train_batches=2) == 0
+def trained(tmp_path_factory, tiny_kidney_root):
+    root = tiny_kidney_root
     slides = tmp_path_factory.mktemp("slides")
     from histoseg.synthetic import generate_dataset
 

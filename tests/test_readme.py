@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
+from test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 README = (ROOT / "README.md").read_text()
 PREDICTION = (ROOT / "docs" / "prediction.md").read_text()
@@ -76,9 +76,8 @@ def test_help_and_print_config_commands_run():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fit")
-    assert fit_tiny_kidney(root, "--trainer.logger", "false") == 0
+def trained(tmp_path_factory, tiny_kidney_root):
+    root = tiny_kidney_root
     slides = tmp_path_factory.mktemp("slides")
     from histoseg.synthetic import generate_dataset
 
