@@ -24,16 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
-SCORED = CLASSES[1:]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pathology_finetune import SCORED, dice  # noqa: E402  (one Dice for both tables)
+
 PFT_MODEL = "base, whole tile"
-
-
-def dice(conf: np.ndarray) -> dict[str, float]:
-    """Per-class Dice of a (C, C) confusion matrix (rows = reference)."""
-    tp = np.diag(conf).astype(float)
-    denom = 2 * tp + (conf.sum(0) - tp) + (conf.sum(1) - tp)
-    return {c: float(2 * tp[i] / denom[i]) if denom[i] else float("nan") for i, c in enumerate(CLASSES)}
 
 
 def seeds_of(path: Path) -> dict[int, dict[str, dict]]:

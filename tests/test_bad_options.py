@@ -72,12 +72,10 @@ def test_check_first_label_offsets(tmp_path, column, value):
         read_slide_table(table)
 
 
-def test_check_first_slide_table_mpp_through_fit(capsys, slide):
-    folder = slide[0]
-    (folder / "slides.csv").write_text("slide,labels,split,mpp\ns.tif,s.png,train,nan\ns.tif,s.png,val,0.5\n")
-    expect_one_error(
-        capsys,
-        ["slides.csv:2", "nan", "not a finite number"],
+def fit_args(folder, *extra, table="slide,labels,split\ns.tif,s.png,train\ns.tif,s.png,val\n"):
+    """``fit`` of the tiny config on ``folder/slides.csv`` (written from ``table``), plus ``extra``."""
+    (folder / "slides.csv").write_text(table)
+    return [
         "fit",
         "--config",
         TINY,
@@ -85,7 +83,14 @@ def test_check_first_slide_table_mpp_through_fit(capsys, slide):
         folder / "slides.csv",
         "--trainer.default_root_dir",
         folder / "run",
-    )
+        *extra,
+    ]
+
+
+def test_check_first_slide_table_mpp_through_fit(capsys, slide):
+    folder = slide[0]
+    table = "slide,labels,split,mpp\ns.tif,s.png,train,nan\ns.tif,s.png,val,0.5\n"
+    expect_one_error(capsys, ["slides.csv:2", "nan", "not a finite number"], *fit_args(folder, table=table))
     assert not list(folder.rglob("*.ckpt"))
 
 
@@ -150,20 +155,6 @@ def test_check_first_slide_metadata_mpp_is_a_per_slide_status(capsys, tmp_path):
 
 
 # ---- class 6: trainer options ----------------------------------------------------------------------
-def fit_args(folder, *extra):
-    (folder / "slides.csv").write_text("slide,labels,split\ns.tif,s.png,train\ns.tif,s.png,val\n")
-    return [
-        "fit",
-        "--config",
-        TINY,
-        "--data.init_args.slides",
-        folder / "slides.csv",
-        "--trainer.default_root_dir",
-        folder / "run",
-        *extra,
-    ]
-
-
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
     [
