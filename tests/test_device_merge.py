@@ -118,6 +118,36 @@ def test_fast_argmax_matches_torch_argmax_with_ties_and_nan():
     assert int(_argmax0(scores)[2, 4]) == 3
 
 
+@pytest.mark.parametrize("classes", [2, 3, 9])
+def test_fast_argmax_matches_torch_argmax_for_any_class_count_and_infinities(classes: int) -> None:
+    from histoseg.inference.merge import _argmax0
+
+    gen = torch.Generator().manual_seed(classes)
+    scores = torch.randint(0, 2, (classes, 6, 11), generator=gen).float()  # ties everywhere
+    scores[:, 0, 0] = -float("inf")  # every class -inf: class 0, as torch.argmax
+    scores[classes - 1, 1, 1] = float("inf")
+    scores[0, 2, 2] = scores[classes - 1, 2, 2] = float("inf")  # tie of +inf: the first wins
+    assert torch.equal(_argmax0(scores), torch.argmax(scores, dim=0).to(torch.uint8))
+
+
+def test_expected_counts_are_the_softmax_summed_over_covered_pixels_only():
+    """Stats' in-place softmax sum (exp pass + per-row products) against float64 softmax."""
+    from histoseg.inference.merge import Stats
+
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.randn((4, 3, 50), generator=gen) * 6.0
+    covered = torch.rand((3, 50), generator=gen) > 0.3
+    scores[:, ~covered] = 0.0  # the merger's uncovered pixels (sum 0, divided by 1)
+    reference = (torch.softmax(scores.double(), dim=0) * covered).sum(dim=(1, 2))
+    stats = Stats(4, fill=0, background=0, device=torch.device("cpu"))
+    kept = scores.clone()
+    labels = stats.add_scores(scores.clone(), covered, consume=True)
+    stats.add_scores(kept, covered)  # not consumed: the scores are left as they were
+    assert torch.equal(kept, scores)
+    np.testing.assert_allclose(stats.expected, 2 * reference.numpy(), rtol=1e-6)
+    assert torch.equal(labels[covered], torch.argmax(scores, dim=0).to(torch.uint8)[covered])
+
+
 def test_nonfinite_tiles_counts_each_bad_tile_once_and_not_huge_finite_ones():
     from histoseg.inference.predict import _nonfinite_tiles
 

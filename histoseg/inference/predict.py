@@ -483,10 +483,13 @@ def _model_and_merger(
 def _nonfinite_tiles(scores: torch.Tensor) -> int:
     """Tiles of a (B, C, T, T) batch holding a NaN or an infinite score.
 
-    A float32 sum per tile is one cheap pass and is non-finite whenever a value is (NaN and inf
-    propagate; +inf with -inf gives NaN); only tiles whose sum is non-finite, which also happens
-    when huge finite scores overflow, are checked value by value.
+    A float32 sum is one cheap pass and is non-finite whenever a value is (NaN and inf propagate;
+    +inf with -inf gives NaN): the batch's sum first, then, only when it is not finite, one sum per
+    tile; only tiles whose sum is non-finite, which also happens when huge finite scores overflow,
+    are checked value by value.
     """
+    if bool(torch.isfinite(scores.sum())):  # one contiguous reduction for the usual all-finite batch
+        return 0
     suspect = torch.nonzero(~torch.isfinite(scores.sum(dim=tuple(range(1, scores.dim()))))).flatten()
     return sum(int(not bool(torch.isfinite(scores[i]).all())) for i in suspect.tolist())
 
