@@ -35,9 +35,11 @@ def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(saturation, value)``, each (H, W) float32 in [0, 1].
     """
-    data = rgb.astype(np.float32) / 255.0
-    vmax = data.max(axis=-1)
-    vmin = data.min(axis=-1)
+    # Channel max/min on uint8 first (a reduction over a length-3 last axis is about 10x slower),
+    # then scaled: the same float32 values as scaling first, since x / 255 is monotone.
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    vmax = np.maximum(np.maximum(red, green), blue).astype(np.float32) / np.float32(255.0)
+    vmin = np.minimum(np.minimum(red, green), blue).astype(np.float32) / np.float32(255.0)
     sat = np.where(vmax > 0, (vmax - vmin) / np.maximum(vmax, 1e-6), 0.0).astype(np.float32)
     return sat, vmax
 
