@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from histoseg.errors import HistosegError, SlideError
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import plan_tiles, predict_slide
 from histoseg.inference.predictor import Predictor
-from histoseg.inference.reader import iter_batches, plan_reads, read_chunk
+from histoseg.inference.reader import PIECE_WIDTH, iter_batches, plan_reads
 from histoseg.io.slide import Slide
 from histoseg.io.tiff import write_pyramid_tiff
 
@@ -55,22 +54,61 @@ def flat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_window_reads_equal_per_tile_reads(pyramid: Path) -> None:
+def all_images(slide: Slide, plan, batch: int = 5, workers: int = 0) -> tuple[list, np.ndarray]:  # type: ignore[no-untyped-def]
+    tiles, images = [], []
+    for got, tensor in iter_batches(slide, plan, batch, workers=workers):
+        assert (
+            tensor.dtype == torch.uint8
+            and tensor.shape[1:] == (plan.tile, plan.tile, 3)
+            and len(got) <= batch
+        )
+        tiles.extend(got)
+        images.append(tensor.numpy())
+    return tiles, np.concatenate(images)
+
+
+def test_band_reads_equal_per_tile_reads(pyramid: Path) -> None:
     with Slide(pyramid) as slide:
         width, height = slide.size_at_mpp(1.0)
         tiles = plan_tiles(height, width, 64, blend="gaussian", overlap=0.5)
         plan = plan_reads(slide, tiles, 64, 2.0, 1.0)
         assert plan.level == 1 and plan.downsample == 2 and plan.offset == (0, 0)
-        per_tile = dataclasses.replace(plan, level=-1)
-        for index in range(len(plan.chunks)):
-            np.testing.assert_array_equal(read_chunk(slide, plan, index), read_chunk(slide, per_tile, index))
-        # Crop tiles start at -margin (outside the slide: white glass) and are still cut from windows.
+        # Bands start on the file's stored tiles (64 rows here), so each is decoded once.
+        assert slide.stored_tile_height(1) == 64 and plan.band == 256
+        assert all(piece.y0 % 256 == 0 for piece in plan.jobs)
+        per_tile = plan_reads(slide, tiles, 64, 2.0, 1.0, bands=False)
+        assert per_tile.level == -1
+        order, images = all_images(slide, plan)
+        assert order == tiles
+        np.testing.assert_array_equal(images, all_images(slide, per_tile)[1])
+        # Crop tiles start at -margin (outside the slide: white glass) and are still cut from bands.
         crop = plan_tiles(height, width, 64, blend="crop", margin=8)
         crop_plan = plan_reads(slide, crop, 64, 2.0, 1.0)
-        assert crop_plan.level == 1
-        first = read_chunk(slide, crop_plan, 0)
-        np.testing.assert_array_equal(first[0], slide.read_at_mpp(-16, -16, 64, 64, 1.0))
-        assert (first[0, :8] == 255).all()
+        assert crop_plan.level == 1 and crop_plan.jobs[0].y0 == -256
+        first = all_images(slide, crop_plan)[1][0]
+        np.testing.assert_array_equal(first, slide.read_at_mpp(-16, -16, 64, 64, 1.0))
+        assert (first[:8] == 255).all()
+
+
+def test_band_pieces_skip_glass_and_stay_narrow(tmp_path: Path) -> None:
+    """Tiles far apart in a row are read as separate pieces; a wide row is cut into pieces."""
+    path = tmp_path / "wide.tif"
+    write_pyramid_tiff(
+        path, textured(96, PIECE_WIDTH + 700), 1.0, tile=32, min_level_size=10**6, compression="deflate"
+    )
+    with Slide(path) as slide:
+        tiles = plan_tiles(96, PIECE_WIDTH + 700, 64)
+        kept = [t for t in tiles if t.x < 200 or t.x > 600]  # glass between x 200 and 600
+        plan = plan_reads(slide, kept, 64, 1.0, 1.0)
+        assert plan.level == 0 and plan.band == 256
+        pieces = [(p.x0, p.x1) for p in plan.jobs]
+        assert pieces[0] == (0, 256) and all(x1 - x0 <= PIECE_WIDTH for x0, x1 in pieces)
+        assert not any(x0 < 500 < x1 for x0, x1 in pieces)  # the glass gap is not read
+        order, images = all_images(slide, plan, batch=7)
+        assert order == kept
+        np.testing.assert_array_equal(
+            images, all_images(slide, plan_reads(slide, kept, 64, 1.0, 1.0, bands=False))[1]
+        )
 
 
 def test_resampled_slide_reads_tile_by_tile(flat: Path) -> None:
@@ -80,25 +118,17 @@ def test_resampled_slide_reads_tile_by_tile(flat: Path) -> None:
         assert plan.level == -1
 
 
-def test_batches_keep_tile_order_across_chunks_and_rows(pyramid: Path) -> None:
+def test_batches_keep_tile_order_across_jobs_and_rows(pyramid: Path) -> None:
     with Slide(pyramid) as slide:
         width, height = slide.size_at_mpp(1.0)
         tiles = plan_tiles(height, width, 64)
         kept = [t for i, t in enumerate(tiles) if i % 3]  # gaps, as after skipping glass
         plan = plan_reads(slide, kept, 64, 2.0, 1.0)
-        got_tiles, got_images = [], []
-        for workers in (0, 2):
-            order, images = [], []
-            for batch, tensor in iter_batches(slide, plan, 5, workers=workers):
-                assert tensor.dtype == torch.uint8 and tensor.shape[1:] == (64, 64, 3) and len(batch) <= 5
-                order.extend(batch)
-                images.append(tensor.numpy())
-            got_tiles.append(order)
-            got_images.append(np.concatenate(images))
-        assert got_tiles[0] == got_tiles[1] == kept
-        np.testing.assert_array_equal(got_images[0], got_images[1])
+        got = [all_images(slide, plan, 5, workers) for workers in (0, 2)]
+        assert got[0][0] == got[1][0] == kept
+        np.testing.assert_array_equal(got[0][1], got[1][1])
         expected = slide.read_at_mpp(kept[7].x * 2, kept[7].y * 2, 64, 64, 1.0)
-        np.testing.assert_array_equal(got_images[0][7], expected)
+        np.testing.assert_array_equal(got[0][1][7], expected)
 
 
 @pytest.mark.parametrize("fixture", ["pyramid", "flat"])

@@ -247,7 +247,9 @@ class GaussianMerger:
             full = n_covered == sub_cov.numel()
             # In place: these ring rows are finished and cleared below. Uncovered pixels hold 0
             # (divided by 1); their labels are set to the fill and they are left out of the counts.
-            block = acc[:, :, c0:c1].div_(wsum[:, c0:c1] if full else torch.where(sub_cov, wsum[:, c0:c1], 1.0))
+            block = acc[:, :, c0:c1].div_(
+                wsum[:, c0:c1] if full else torch.where(sub_cov, wsum[:, c0:c1], 1.0)
+            )
             sub = stats.add_scores(block, None if full else sub_cov, consume=True)
             labels[:, c0:c1] = sub if full else sub.masked_fill_(~sub_cov, stats.fill)
         stats.add_filled(n * self.width - n_covered)

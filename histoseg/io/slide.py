@@ -146,6 +146,10 @@ class _Backend:
         """Read a window (level-0 origin, size at ``level``); (h, w, 3) uint8, white outside."""
         raise NotImplementedError
 
+    def stored_tile_height(self, level: int) -> int | None:
+        """Rows the file stores (and decodes) together at ``level``: tile height, or None if unknown."""
+        return None
+
     def close(self) -> None:
         """Release file handles."""
 
@@ -176,6 +180,10 @@ class _OpenSlideBackend(_Backend):
         rgb = rgba[..., :3].astype(np.float32)
         alpha = rgba[..., 3:4].astype(np.float32) / 255.0
         return np.ascontiguousarray((rgb * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8))
+
+    def stored_tile_height(self, level: int) -> int | None:
+        value = self._slide.properties.get(f"openslide.level[{level}].tile-height")
+        return int(value) if value is not None and str(value).isdigit() else None
 
     def close(self) -> None:
         self._slide.close()
@@ -260,6 +268,17 @@ class _TiffBackend(_Backend):
             data, self._photometric, getattr(page, "colormap", None), self._path
         )
         return out
+
+    def stored_tile_height(self, level: int) -> int | None:
+        page = self._pages[level]
+        if page is None:
+            return None
+        rows = (
+            getattr(page, "tilelength", 0)
+            if getattr(page, "is_tiled", False)
+            else getattr(page, "rowsperstrip", 0)
+        )
+        return int(rows) if rows and int(rows) > 0 else None
 
     def close(self) -> None:
         self._tif.close()
@@ -413,6 +432,18 @@ class Slide:
         scale = self.mpp / mpp
         w, h = self.dimensions
         return max(1, round(w * scale)), max(1, round(h * scale))
+
+    def stored_tile_height(self, level: int) -> int | None:
+        """Rows of ``level`` the file stores and decodes together (its tile height), None if unknown.
+
+        Reading windows whose rows start on multiples of it decodes every stored tile once.
+        """
+        if not 0 <= level < self.level_count:
+            return None
+        try:
+            return self._backend.stored_tile_height(level)
+        except Exception:  # noqa: BLE001 - a hint only
+            return None
 
     # -- reading --------------------------------------------------------------------------------
     def read_region(self, x: int, y: int, width: int, height: int, level: int = 0) -> np.ndarray:
