@@ -392,7 +392,8 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
         label = "fp32" if precision == "32" else "bf16 autocast + channels-last"
         print(
             f"    {label}: end-to-end {r['seconds']:.2f} s ({_mp(r):.2f} MP/s, CPU {r['cpu_seconds']:.1f} s), forward-only "
-            f"{r['forward_seconds']:.2f} s (before/after: {r['forward_runs'][0]:.2f}/{r['forward_runs'][1]:.2f}) -> ratio {r['seconds'] / r['forward_seconds']:.3f} (target <= 1.10) | "
+            f"{r['forward_seconds']:.2f} s (before/after: {r['forward_runs'][0]:.2f}/{r['forward_runs'][1]:.2f}) "
+            f"-> ratio {r['seconds'] / r['forward_seconds']:.3f} (target <= 1.10) | "
             f"in loop: tiles {t['read_wait']:.2f} s, forward {t['forward']:.2f} s, merge {t['merge']:.2f} s, "
             f"TIFF wait {t['write_wait']:.2f} s"
         )

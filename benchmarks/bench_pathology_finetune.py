@@ -205,9 +205,9 @@ def fit(
         patches_per_epoch=steps * args.batch_size,
         val_patches=1,
         class_balanced=True,
-        border_w0=5.0
-        if base
-        else 0.0,  # flash.yaml before issue 14; the fine-tuning recipe has no border term
+        # The base: --base-border-w0 (5, flash.yaml before issue 14; 0 as shipped since); the
+        # fine-tuning recipe has no border term.
+        border_w0=args.base_border_w0 if base else 0.0,
         border_sigma_um=2.5,
         brush_um=args.brush_um,
         num_workers=0,
@@ -392,6 +392,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="160: configs/flash.yaml before issue 14 (10 epochs x 128 / 8); the shipped budget is 300 at --patch-size 192",
     )
     parser.add_argument(
+        "--base-border-w0",
+        type=float,
+        default=5.0,
+        help="border term of the base: 5 (configs/flash.yaml before issue 14); the shipped flash.yaml has 0",
+    )
+    parser.add_argument(
         "--finetune-steps", type=int, default=64, help="configs/kidney_scribbles.yaml: 4 epochs x 128 / 8"
     )
     parser.add_argument(
@@ -483,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     models = ["base", *(f"finetuned {100 * f:g} %" for f in args.fractions), "dense half", "base, whole tile"]
     print(
         f"\nFLASH pathology fine-tuning: adaptation half {args.split}, scored on the {OPPOSITE[args.split]} half; "
-        f"base {args.base_steps} steps, fine-tuning {args.finetune_steps} steps x {args.batch_size} x "
+        f"base {args.base_steps} steps (border w0 {args.base_border_w0:g}), fine-tuning {args.finetune_steps} steps x {args.batch_size} x "
         f"{args.patch_size}^2 px at {args.mpp} um/px; dense half from {args.upper_init}; seeds {args.seeds}\n"
     )
     summary = report(results, models)
