@@ -145,7 +145,43 @@ class HistosegCLI(LightningCLI):
             log.warning("ckpt_path %s", note)
         config["ckpt_path"] = path
 
-    before_fit = before_validate = before_test = _check_ckpt_path
+    def _checkpoints_without_validation(self) -> None:
+        """Without validation slides: no validation loop, and checkpoints keep the last epoch.
+
+        Training on every labelled slide (the final model) has nothing to validate on. Lightning
+        would otherwise warn about an empty validation loader and, at every epoch, that
+        ``val_dice`` is missing, and save no best checkpoint; the configs'
+        ``ModelCheckpoint(monitor=val_dice, save_last=true)`` then keeps ``last.ckpt`` only (a
+        checkpoint without ``save_last`` keeps the newest epoch).
+        """
+        datamodule = getattr(self, "datamodule", None)
+        if not isinstance(datamodule, SlideDataModule):
+            return
+        try:
+            if any(record.split == "val" for record in datamodule.records()):
+                return
+        except HistosegError:
+            return  # the data module reports it in setup, as one line
+        self.trainer.limit_val_batches = 0  # no empty validation loop (and no warning about it)
+        for callback in self.trainer.checkpoint_callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if monitor is None or not str(monitor).startswith("val"):
+                continue
+            log.warning(
+                "%s: no validation slides; checkpoints keep the last epoch (not the best %s)",
+                datamodule.slide_table(),
+                monitor,
+            )
+            callback.monitor = None
+            if callback.save_last:
+                callback.save_top_k = 0  # last.ckpt only, not a second copy of it
+
+    def before_fit(self) -> None:
+        """Check ``--ckpt_path``; adapt checkpointing when there is nothing to validate on."""
+        self._check_ckpt_path()
+        self._checkpoints_without_validation()
+
+    before_validate = before_test = _check_ckpt_path
 
     def after_fit(self) -> None:
         """The summary: best/last checkpoint, validation Dice per class, the quantify command to run next."""

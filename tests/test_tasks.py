@@ -171,3 +171,31 @@ def test_quantify_loader_checks_the_block_and_the_weights(tmp_path):
     torch.save(data, tmp_path / "short.ckpt")
     with pytest.raises(CheckpointError, match="short.ckpt: weights do not fit the network"):
         load_predictor(tmp_path / "short.ckpt")
+
+
+@pytest.mark.parametrize("splits", [("train",), ("train", "val")])
+def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, splits):
+    """No val rows: no validation loop, ModelCheckpoint(monitor=val_dice) stops monitoring (else warnings)."""
+    from conftest import make_labelled_slide
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from histoseg.datamodules import SlideDataModule
+    from histoseg.lightning_cli import HistosegCLI
+
+    make_labelled_slide(tmp_path, "a", seed=0)
+    table = tmp_path / "slides.csv"
+    table.write_text("slide,labels,split\n" + "".join(f"a.tif,a.png,{split}\n" for split in splits))
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="val_dice", mode="max", save_last=True)
+    latest = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_last=False)
+    cli = SimpleNamespace(
+        datamodule=SlideDataModule(slides=str(table)),
+        trainer=SimpleNamespace(checkpoint_callbacks=[best, latest], limit_val_batches=1.0),
+    )
+    HistosegCLI._checkpoints_without_validation(cli)  # type: ignore[arg-type]
+    if "val" in splits:
+        assert (best.monitor, best.save_top_k, latest.monitor) == ("val_dice", 1, "val_loss")
+        assert cli.trainer.limit_val_batches == 1.0
+    else:
+        assert (best.monitor, best.save_top_k, best.save_last) == (None, 0, True)  # last.ckpt only
+        assert (latest.monitor, latest.save_top_k) == (None, 1)  # the newest epoch
+        assert cli.trainer.limit_val_batches == 0  # no empty validation loop
