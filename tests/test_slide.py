@@ -120,6 +120,17 @@ def test_cmu_svs_and_pyramid_read_mpp(cmu):
     assert np.abs(a - b).mean() < 6
 
 
+def test_svs_region_past_the_edge_is_white_and_the_rest_unchanged(cmu):
+    """OpenSlide's transparent pixels outside the scan composite to white; opaque ones are copied."""
+    with Slide(cmu / "CMU-1-Small-Region.svs") as slide:
+        inside = slide.read_region(2220 - 64, 0, 64, 32)
+        straddling = slide.read_region(2220 - 64, 0, 96, 32)
+        stored = slide.stored_tile_height(0)
+    np.testing.assert_array_equal(straddling[:, :64], inside)
+    assert (straddling[:, 64:] == 255).all()
+    assert stored == 240  # Aperio's 240-px tiles: band reads start on multiples of them
+
+
 def test_find_slides(tmp_path):
     (tmp_path / "a.svs").write_bytes(b"x")
     (tmp_path / "b.tif").write_bytes(b"x")

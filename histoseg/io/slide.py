@@ -177,6 +177,8 @@ class _OpenSlideBackend(_Backend):
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:
         region = self._slide.read_region((int(x), int(y)), level, (int(w), int(h)))
         rgba = np.asarray(region, dtype=np.uint8)
+        if bool((rgba[..., 3] == 255).all()):  # inside the scanned area: nothing to composite
+            return np.ascontiguousarray(rgba[..., :3])
         rgb = rgba[..., :3].astype(np.float32)
         alpha = rgba[..., 3:4].astype(np.float32) / 255.0
         return np.ascontiguousarray((rgb * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8))
