@@ -246,11 +246,10 @@ class _TiffBackend(_Backend):
         lw, lh = self.level_dimensions[level]
         x0 = int(math.floor(x / ds))
         y0 = int(math.floor(y / ds))
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
         sx0, sy0 = max(x0, 0), max(y0, 0)
         sx1, sy1 = min(x0 + w, lw), min(y0 + h, lh)
         if sx1 <= sx0 or sy1 <= sy0:
-            return out
+            return np.full((h, w, 3), 255, dtype=np.uint8)
         axes = self._axes[level]
         index: list[Any] = []
         for axis in axes:
@@ -266,9 +265,11 @@ class _TiffBackend(_Backend):
         if data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[-1] not in (3, 4):
             data = np.moveaxis(data, 0, -1)
         page = self._pages[level]
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = to_rgb_uint8(
-            data, self._photometric, getattr(page, "colormap", None), self._path
-        )
+        rgb = to_rgb_uint8(data, self._photometric, getattr(page, "colormap", None), self._path)
+        if (sx0, sy0, sx1, sy1) == (x0, y0, x0 + w, y0 + h):  # all inside: no white frame to paste into
+            return np.ascontiguousarray(rgb)
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb
         return out
 
     def stored_tile_height(self, level: int) -> int | None:
