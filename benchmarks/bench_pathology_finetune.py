@@ -5,8 +5,9 @@ Data: Bouteldja et al., JASN 2021 (AGPL-3.0; read from ../shared/data, never cop
 For each tile P (a disease model the base has never seen) and each seed:
 
 1. **Base**: a dense U-Net trained on the other five tiles with the model and data settings of
-   ``configs/flash.yaml`` before issue 14 (128^2 patches, border term w0 5; ``--base-steps``
-   optimisation steps, 160 by default), fitted through Lightning and saved
+   ``configs/flash.yaml`` before issue 14 by default (128^2 patches, border term w0 5;
+   ``--base-steps`` optimisation steps, 160); the shipped recipe is ``--base-steps 300
+   --patch-size 192 --base-border-w0 0``. Fitted through Lightning and saved
    with ``trainer.save_checkpoint``, so it is a real histoseg checkpoint (``histoseg`` block).
 2. **Split**: P's labelled 516 x 516 centre is cut into two halves (``--split`` names the
    *adaptation* half: left, right, top or bottom; the opposite half is the *evaluation* half).
