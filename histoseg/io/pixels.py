@@ -68,7 +68,9 @@ def to_rgb_uint8(
         return np.rint((255.0 - cmyk[..., :3]) * white / 255.0).astype(np.uint8)
     alpha = None
     if samples in (2, 4):
-        alpha = _to_uint8(data[..., -1:], where).astype(np.float32) / 255.0
+        opacity = _to_uint8(data[..., -1:], where)
+        if not bool((opacity == 255).all()):  # fully opaque (inside a scan): nothing to composite
+            alpha = opacity.astype(np.float32) / 255.0
         data = data[..., :-1]
     rgb = _to_uint8(data, where)
     if rgb.shape[-1] == 1:

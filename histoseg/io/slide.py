@@ -158,6 +158,7 @@ class _OpenSlideBackend(_Backend):
     def __init__(self, path: Path) -> None:
         import openslide
 
+        self._path = path
         self._slide = openslide.OpenSlide(str(path))
         self.level_dimensions = [tuple(map(int, d)) for d in self._slide.level_dimensions]  # type: ignore[misc]
         self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
@@ -176,12 +177,8 @@ class _OpenSlideBackend(_Backend):
 
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:
         region = self._slide.read_region((int(x), int(y)), level, (int(w), int(h)))
-        rgba = np.asarray(region, dtype=np.uint8)
-        if bool((rgba[..., 3] == 255).all()):  # inside the scanned area: nothing to composite
-            return np.ascontiguousarray(rgba[..., :3])
-        rgb = rgba[..., :3].astype(np.float32)
-        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-        return np.ascontiguousarray((rgb * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8))
+        # RGBA over white (transparent outside the scanned area), as any RGBA image.
+        return to_rgb_uint8(np.asarray(region, dtype=np.uint8), "rgb", path=self._path)
 
     def stored_tile_height(self, level: int) -> int | None:
         value = self._slide.properties.get(f"openslide.level[{level}].tile-height")
