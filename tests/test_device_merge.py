@@ -106,28 +106,28 @@ def test_device_merge_byte_identical_to_host_merge_at_fp32(
 
 def test_fast_argmax_matches_torch_argmax_with_ties_and_nan():
     """The merger's argmax equals torch.argmax(dim=0) exactly: first maximum wins, NaN counts as the maximum."""
-    from histoseg.inference.merge import _argmax0
+    from histoseg.inference.merge import _argmax_and_max
 
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 3, (5, 7, 9), generator=gen).float()  # many ties
     expected = torch.argmax(scores, dim=0).to(torch.uint8)
-    assert torch.equal(_argmax0(scores), expected)
+    assert torch.equal(_argmax_and_max(scores)[0], expected)
     scores[3, 2, 4] = float("nan")
     scores[1, 0, 0] = float("inf")
-    assert torch.equal(_argmax0(scores), torch.argmax(scores, dim=0).to(torch.uint8))
-    assert int(_argmax0(scores)[2, 4]) == 3
+    assert torch.equal(_argmax_and_max(scores)[0], torch.argmax(scores, dim=0).to(torch.uint8))
+    assert int(_argmax_and_max(scores)[0][2, 4]) == 3
 
 
 @pytest.mark.parametrize("classes", [2, 3, 9])
 def test_fast_argmax_matches_torch_argmax_for_any_class_count_and_infinities(classes: int) -> None:
-    from histoseg.inference.merge import _argmax0
+    from histoseg.inference.merge import _argmax_and_max
 
     gen = torch.Generator().manual_seed(classes)
     scores = torch.randint(0, 2, (classes, 6, 11), generator=gen).float()  # ties everywhere
     scores[:, 0, 0] = -float("inf")  # every class -inf: class 0, as torch.argmax
     scores[classes - 1, 1, 1] = float("inf")
     scores[0, 2, 2] = scores[classes - 1, 2, 2] = float("inf")  # tie of +inf: the first wins
-    assert torch.equal(_argmax0(scores), torch.argmax(scores, dim=0).to(torch.uint8))
+    assert torch.equal(_argmax_and_max(scores)[0], torch.argmax(scores, dim=0).to(torch.uint8))
 
 
 def test_expected_counts_are_the_softmax_summed_over_covered_pixels_only():

@@ -135,11 +135,6 @@ class Stats:
         return self._view_counts.cpu().numpy()
 
 
-def _argmax0(scores: torch.Tensor) -> torch.Tensor:
-    """``torch.argmax(scores, dim=0)`` as uint8, for up to 255 classes, without its slow CPU path."""
-    return _argmax_and_max(scores)[0]
-
-
 def _argmax_and_max(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(argmax as uint8, max)`` of (C, ...) scores over the class axis, equal to ``torch.argmax``.
 
