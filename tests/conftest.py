@@ -111,3 +111,24 @@ def tiny_kidney_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_kidney")
     assert fit_tiny_kidney(root, "--trainer.logger", "false") == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_slide_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """tests/conf/tiny.yaml fitted (in this process) on one labelled slide, ``good.tif`` (seed 0),
+    listed for train and val in ``slides.csv``: ``(that folder, the checkpoint)``. Read-only:
+    tests write their outputs elsewhere."""
+    from histoseg.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny_slide")
+    make_labelled_slide(folder, "good", seed=0)
+    (folder / "slides.csv").write_text(
+        "slide,labels,kind,split,mpp\ngood.tif,good.png,dense,train,\ngood.tif,good.png,dense,val,\n"
+    )
+    args = ["fit", "--config", str(ROOT / "tests" / "conf" / "tiny.yaml")]
+    args += ["--data.init_args.slides", str(folder / "slides.csv")]
+    try:
+        main([*args, "--trainer.default_root_dir", str(folder / "run")])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return folder, next(folder.rglob("*.ckpt"))

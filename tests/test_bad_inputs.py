@@ -248,26 +248,9 @@ def test_scribble_growth_with_unknown_class(capsys, good):
 
 
 # ---- validate / predict: checkpoints ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt")
-    make_labelled_slide(folder, "good", seed=0)
-    table(folder, "good.tif,good.png,dense,train,", "good.tif,good.png,dense,val,")
-    try:
-        main(
-            [
-                "fit",
-                "--config",
-                TINY,
-                "--data.init_args.slides",
-                str(folder / "slides.csv"),
-                "--trainer.default_root_dir",
-                str(folder / "run"),
-            ]
-        )
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return folder, next(folder.rglob("*.ckpt"))
+@pytest.fixture
+def checkpoint(tiny_slide_checkpoint):
+    return tiny_slide_checkpoint  # (folder with good.tif and slides.csv, its checkpoint): conftest.py
 
 
 def test_validate_with_a_file_that_is_not_a_checkpoint(capsys, checkpoint, tmp_path):

@@ -26,18 +26,34 @@ def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> Non
         assert needle in lines[0], lines[0]
 
 
-def test_help_and_version():
-    assert run("--help").returncode == 0
+def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``python -m histoseg ARGS`` run through :func:`histoseg.cli.main` in this interpreter (no
+    torch import per call), with the same exit status and captured output as :func:`run`."""
+    from histoseg.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["histoseg", *args], code, out, err)
+
+
+def test_help_and_version(capsys):
+    # The entry point itself (python -m histoseg) in a fresh interpreter: version and a bad command.
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("histoseg ")
-    fit_help = run("fit", "--help")
-    assert fit_help.returncode == 0 and "--config" in fit_help.stdout
     assert_user_error(run("bogus"), "unknown command")
+    assert in_process(capsys, "--help").returncode == 0
+    fit_help = in_process(capsys, "fit", "--help")
+    assert fit_help.returncode == 0 and "--config" in fit_help.stdout
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_every_config_parses(config):
-    result = run("fit", "--config", str(config), "--print_config")
+def test_every_config_parses(config, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = in_process(capsys, "fit", "--config", str(config), "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path" in result.stdout
 
@@ -104,11 +120,12 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CASES), ids=list(BAD_CASES))
-def test_bad_config_is_one_line_error(case, tmp_path):
+def test_bad_config_is_one_line_error(case, tmp_path, capsys, monkeypatch):
     args, needles = BAD_CASES[case]
     if "flash" in " ".join(args) and not FLASH.exists():
         pytest.skip("../shared/data/flash-mouse-pas absent")
-    assert_user_error(run("fit", *args, "--trainer.default_root_dir", str(tmp_path)), *needles)
+    monkeypatch.chdir(ROOT)
+    assert_user_error(in_process(capsys, "fit", *args, "--trainer.default_root_dir", str(tmp_path)), *needles)
 
 
 def _option_help(text: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from conftest import ROOT, make_labelled_slide
 
@@ -38,35 +37,8 @@ def wait_for(predicate, process, timeout=300.0):
     return False
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fit")
-    make_labelled_slide(folder, "a", seed=0)
-    (folder / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\na.tif,a.png,val\n")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "histoseg",
-            "fit",
-            "--config",
-            TINY,
-            "--data.init_args.slides",
-            str(folder / "slides.csv"),
-            "--trainer.default_root_dir",
-            str(folder / "run"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    return folder, next((folder / "run").rglob("*.ckpt"))
-
-
-def test_killed_quantify_rerun_gives_byte_identical_reports(trained, tmp_path):
-    folder, ckpt = trained
+def test_killed_quantify_rerun_gives_byte_identical_reports(tiny_slide_checkpoint, tmp_path):
+    _, ckpt = tiny_slide_checkpoint  # tests/conf/tiny.yaml fitted on one labelled slide (conftest.py)
     slides = tmp_path / "slides"
     slides.mkdir()
     for i in range(4):
@@ -125,9 +97,9 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
         "--trainer.max_epochs",
         "3",
         "--trainer.limit_train_batches",
-        "40",
+        "24",
         "--data.init_args.patches_per_epoch",
-        "80",
+        "48",
         "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
         "--trainer.callbacks.save_last",
         "true",
@@ -149,4 +121,4 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
     final = torch.load(max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), weights_only=True)
-    assert final["epoch"] == 2 and final["global_step"] == 3 * 40
+    assert final["epoch"] == 2 and final["global_step"] == 3 * 24
