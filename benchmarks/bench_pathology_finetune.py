@@ -452,21 +452,37 @@ def report(results: dict[int, dict[str, dict[str, dict]]], models: list[str]) ->
     return summary
 
 
-def combine(paths: list[str]) -> int:
-    """Merge the per-seed, per-tile results of several ``--out`` files and print one table."""
+def combine(paths: list[str], tiles: list[str] | None = None) -> int:
+    """Merge the per-seed, per-tile results of several ``--out`` files and print one table.
+
+    Only ``tiles`` (all tiles found when None) are kept, and only the models run on every kept tile
+    of every seed (runs with other ``--fractions`` can be combined: the pooled rows never mix tile
+    sets; the models left out are named).
+    """
     results: dict[int, dict[str, dict[str, dict]]] = {}
-    models: list[str] = []
     for path in paths:
         payload = json.loads(Path(path).read_text())
-        for seed, tiles in payload["per_seed"].items():
-            results.setdefault(int(seed), {}).update(tiles)
-            for per_model in tiles.values():
-                models += [m for m in per_model if m not in models]
-    counts = {seed: sorted(tiles) for seed, tiles in results.items()}
+        for seed, per_tile in payload["per_seed"].items():
+            results.setdefault(int(seed), {}).update(per_tile)
+    if tiles is not None:
+        results = {s: {t: r for t, r in per_tile.items() if t in tiles} for s, per_tile in results.items()}
+        results = {s: per_tile for s, per_tile in results.items() if per_tile}
+    if not results:
+        print("no results for these tiles")
+        return 1
+    models: list[str] = []
+    for per_tile in results.values():
+        for per_model in per_tile.values():
+            models += [m for m in per_model if m not in models]
+    everywhere = [m for m in models if all(m in r for pt in results.values() for r in pt.values())]
+    counts = {seed: sorted(per_tile) for seed, per_tile in results.items()}
     if len({tuple(t) for t in counts.values()}) != 1:
         print(f"warning: seeds cover different tiles: {counts}")
-    print(f"combined {len(paths)} files: seeds {sorted(results)}, tiles {next(iter(counts.values()))}\n")
-    report({s: results[s] for s in sorted(results)}, models)
+    print(f"combined {len(paths)} files: seeds {sorted(results)}, tiles {next(iter(counts.values()))}")
+    if len(everywhere) < len(models):
+        print(f"left out (not run on every tile): {', '.join(m for m in models if m not in everywhere)}")
+    print()
+    report({s: results[s] for s in sorted(results)}, everywhere)
     return 0
 
 
@@ -474,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the markdown table; write ``--out``."""
     args = parse_args(argv)
     if args.combine:
-        return combine(args.combine)
+        return combine(args.combine, args.tiles if args.tiles != NAMES else None)
     if not FLASH.exists():
         print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
         return 0

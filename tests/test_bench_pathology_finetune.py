@@ -83,3 +83,36 @@ def test_quick_run_prints_every_model_with_finite_numbers(bench, capsys, tmp_pat
         for key, value in stats.items():
             if key != "glomeruli":  # iri has no glomeruli: NaN Dice is the right answer there
                 assert math.isfinite(value["mean"]), (name, key)
+
+
+def test_combine_keeps_only_models_run_on_every_tile(bench, capsys, tmp_path):
+    """Runs with other --fractions combine: a model missing on one tile is left out (named), never
+    pooled over a smaller tile set; ``--tiles`` keeps a subset where it was run."""
+    n = len(bench.CLASSES)
+    conf = np.eye(n, dtype=np.int64).tolist()
+
+    def row(err: float) -> dict:
+        return {"confusion": conf, "if_error_pp": err, "train_cpu_s": 1.0}
+
+    first = {"per_seed": {"0": {"a": {"base": row(4.0), "finetuned 3 %": row(1.0)}}}}
+    second = {
+        "per_seed": {"0": {"b": {"base": row(-8.0), "finetuned 1 %": row(2.0), "finetuned 3 %": row(-3.0)}}}
+    }
+    paths = []
+    for name, payload in (("a.json", first), ("b.json", second)):
+        (tmp_path / name).write_text(json.dumps(payload))
+        paths.append(str(tmp_path / name))
+    assert bench.combine(paths) == 0
+    out = capsys.readouterr().out
+    assert "left out (not run on every tile): finetuned 1 %" in out
+    pooled = {r.split("|")[2].strip(): r for r in out.splitlines() if r.startswith("| **pooled** |")}
+    assert list(pooled) == ["base", "finetuned 3 %"]
+    assert "\\|err\\| 6.0 ± 0.0 (signed -2.0)" in pooled["base"]  # mean of |4| and |-8|
+    assert "target: 3 % scribbles halve the base's mean |IF error|: 2.0 <= 3.0 pp -> PASS" in out
+    assert bench.combine(paths, ["b"]) == 0
+    pooled = [
+        r.split("|")[2].strip()
+        for r in capsys.readouterr().out.splitlines()
+        if r.startswith("| **pooled** |")
+    ]
+    assert pooled == ["base", "finetuned 1 %", "finetuned 3 %"]
