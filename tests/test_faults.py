@@ -41,7 +41,7 @@ def test_killed_quantify_rerun_gives_byte_identical_reports(tiny_slide_checkpoin
     _, ckpt = tiny_slide_checkpoint  # tests/conf/tiny.yaml fitted on one labelled slide (conftest.py)
     slides = tmp_path / "slides"
     slides.mkdir()
-    for i in range(4):
+    for i in range(3):
         make_labelled_slide(slides, f"s{i}", seed=10 + i, size=(640, 512))
         (slides / f"s{i}.png").unlink()
     common = ["quantify", "--ckpt_path", ckpt, "--slides", slides, "--tile_size", "128", "--no_progress"]
