@@ -10,7 +10,8 @@ For each tile P (a disease model the base has never seen) and each seed:
    --patch-size 192 --base-border-w0 0``. Fitted through Lightning and saved
    with ``trainer.save_checkpoint``, so it is a real histoseg checkpoint (``histoseg`` block).
 2. **Split**: P's labelled 516 x 516 centre is cut into two halves (``--split`` names the
-   *adaptation* half: left, right, top or bottom; the opposite half is the *evaluation* half).
+   *adaptation* half: left, right, top or bottom, or ``auto``, per tile the first of them
+   holding every class the tile holds; the opposite half is the *evaluation* half).
    The adaptation half's image is cropped at the split line before training, so no pixel of the
    evaluation half is ever seen in training (not even by the unsupervised CRF term).
 3. **Fine-tuned** (per ``--fractions``): scribbles simulated on the adaptation half with
@@ -101,6 +102,19 @@ def crop_box(side: str) -> tuple[int, int, int, int]:
     y0 = 0 if r0 == 0 else r0 + OFFSET
     y1 = TILE if r1 == CENTRE else r1 + OFFSET
     return x0, y0, x1, y1
+
+
+def half_with_every_class(ref: np.ndarray) -> str:
+    """``--split auto``: the first of left, right, top, bottom whose half of the (H, W) reference
+    holds a pixel of every scored class the whole labelled centre holds (a user scribbles every
+    class; a half without one teaches the model to forget it). Left when none does."""
+    present = {i for i, c in enumerate(CLASSES) if c in SCORED and bool((ref == i).any())}
+    for side in OPPOSITE:
+        r0, r1, c0, c1 = half_box(side)
+        half = ref[r0:r1, c0:c1]
+        if all(bool((half == i).any()) for i in present):
+            return side
+    return "left"
 
 
 def masked_to(ref: np.ndarray, side: str) -> np.ndarray:
@@ -264,7 +278,10 @@ def score(ref: np.ndarray, pred: np.ndarray) -> dict:
 
 def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
     """Base, fine-tuned per fraction and dense-half models of one tile and seed, scored on the evaluation half."""
-    ref = masked_to(reference(tile), OPPOSITE[args.split])
+    split = half_with_every_class(reference(tile)) if args.split == "auto" else args.split
+    ref = masked_to(reference(tile), OPPOSITE[split])
+    if args.split == "auto":
+        print(f"seed {seed} {tile:8s} adaptation half {split}", flush=True)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -279,9 +296,7 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
             "train_cpu_s": cpu,
             "train_wall_s": wall,
         }
-        dense_table, scribbles = adaptation_tables(
-            folder, tile, args.split, args.fractions, args.brush_um, seed
-        )
+        dense_table, scribbles = adaptation_tables(folder, tile, split, args.fractions, args.brush_um, seed)
         for fraction, (table, drawn) in scribbles.items():
             net, wall, cpu = fit(args, table, seed, args.finetune_steps, dense=False, init=str(ckpt))
             results[f"finetuned {100 * fraction:g} %"] = score(ref, predict_tile(net, tile, args.mpp)) | {
@@ -382,7 +397,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tiles", nargs="+", default=NAMES, choices=NAMES, help="tiles P to adapt to")
     parser.add_argument(
-        "--split", default="left", choices=list(OPPOSITE), help="adaptation half of each tile"
+        "--split",
+        default="left",
+        choices=[*OPPOSITE, "auto"],
+        help="adaptation half of each tile; auto: per tile, the first half holding every class the tile holds",
     )
     parser.add_argument("--fractions", nargs="+", type=float, default=[0.01, 0.03, 0.10])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -505,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {tile:8s} base IF error {base['if_error_pp']:+.1f} pp", flush=True)
     models = ["base", *(f"finetuned {100 * f:g} %" for f in args.fractions), "dense half", "base, whole tile"]
     print(
-        f"\nFLASH pathology fine-tuning: adaptation half {args.split}, scored on the {OPPOSITE[args.split]} half; "
+        f"\nFLASH pathology fine-tuning: adaptation half {args.split}, scored on the "
+        f"{'opposite' if args.split == 'auto' else OPPOSITE[args.split]} half; "
         f"base {args.base_steps} steps (border w0 {args.base_border_w0:g}), fine-tuning {args.finetune_steps} steps x {args.batch_size} x "
         f"{args.patch_size}^2 px at {args.mpp} um/px; dense half from {args.upper_init}; seeds {args.seeds}\n"
     )

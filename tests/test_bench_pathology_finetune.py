@@ -116,3 +116,18 @@ def test_combine_keeps_only_models_run_on_every_tile(bench, capsys, tmp_path):
         if r.startswith("| **pooled** |")
     ]
     assert pooled == ["base", "finetuned 1 %", "finetuned 3 %"]
+
+
+def test_split_auto_takes_the_first_half_holding_every_class(bench):
+    ref = np.full((516, 516), 255, dtype=np.int64)
+    r0, r1, c0, c1 = bench.half_box("right")
+    ref[:] = 1  # interstitium everywhere
+    ref[r0:r1, c0:c1][:10, :10] = 2  # tubules only in the right half
+    assert bench.half_with_every_class(ref) == "right"
+    ref[-5:, :5] = 2  # and in the bottom-left corner: the left half now holds both classes
+    assert bench.half_with_every_class(ref) == "left"
+    ref[ref == 2] = 1
+    assert bench.half_with_every_class(ref) == "left"  # one class: any half holds it
+    if FLASH.exists():  # the FLASH tiles: healthy (glomeruli) and ntn (tubules) lack a class on the left
+        sides = {t: bench.half_with_every_class(bench.reference(t)) for t in bench.NAMES}
+        assert sides == {t: "right" if t in ("healthy", "ntn") else "left" for t in bench.NAMES}
