@@ -278,8 +278,9 @@ def score(ref: np.ndarray, pred: np.ndarray) -> dict:
 
 def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
     """Base, fine-tuned per fraction and dense-half models of one tile and seed, scored on the evaluation half."""
-    split = half_with_every_class(reference(tile)) if args.split == "auto" else args.split
-    ref = masked_to(reference(tile), OPPOSITE[split])
+    whole = reference(tile)
+    split = half_with_every_class(whole) if args.split == "auto" else args.split
+    ref = masked_to(whole, OPPOSITE[split])
     if args.split == "auto":
         print(f"seed {seed} {tile:8s} adaptation half {split}", flush=True)
     results: dict[str, dict] = {}
@@ -292,7 +293,7 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
         base_pred = predict_tile(net, tile, args.mpp)
         results["base"] = score(ref, base_pred) | {"train_cpu_s": cpu, "train_wall_s": wall}
         # The same base scored on the whole held-out tile: its leave-one-tile-out figure.
-        results["base, whole tile"] = score(reference(tile), base_pred) | {
+        results["base, whole tile"] = score(whole, base_pred) | {
             "train_cpu_s": cpu,
             "train_wall_s": wall,
         }
@@ -508,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the markdown table; write ``--out``."""
     args = parse_args(argv)
     if args.combine:
-        return combine(args.combine, args.tiles if args.tiles != NAMES else None)
+        return combine(args.combine, args.tiles)
     if not FLASH.exists():
         print(f"skipped: {FLASH} not found (the FLASH tiles live in ../shared/data)")
         return 0
