@@ -6,21 +6,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_labelled_slide
+from conftest import ROOT, cli_exit_code, make_labelled_slide
 from PIL import Image
 from reliability_helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
-
-from histoseg.cli import main
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 
 
 def run(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = cli_exit_code(list(args))
     err = capsys.readouterr().err
     return code, [ln for ln in err.splitlines() if ln.startswith("error: ")], err
 

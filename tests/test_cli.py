@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLASH, ROOT
+from conftest import FLASH, ROOT, cli_exit_code
 from test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -29,13 +29,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> Non
 def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
     """``python -m histoseg ARGS`` run through :func:`histoseg.cli.main` in this interpreter (no
     torch import per call), with the same exit status and captured output as :func:`run`."""
-    from histoseg.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    code = cli_exit_code(list(args))
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["histoseg", *args], code, out, err)
 

@@ -4,9 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FLASH, ROOT
-
-from histoseg.cli import main
+from conftest import FLASH, ROOT, cli_exit_code
 
 SMALL_SYNTHETIC = [
     "--data.init_args.synthetic.n_slides",
@@ -33,11 +31,7 @@ TINY_CLASSIFIER = ["--model.init_args.widths", "[8, 16]", "--model.init_args.den
 
 
 def cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit_code(list(args))
 
 
 def fit_tiny_kidney(root, *extra, train_batches=1, val_batches=1):

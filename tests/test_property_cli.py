@@ -19,13 +19,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_labelled_slide
+from conftest import ROOT, cli_exit_code, make_labelled_slide
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import tiny_checkpoint
 
 from histoseg import KIDNEY_CLASSES
-from histoseg.cli import main
 
 EXAMPLES = int(os.environ.get("HISTOSEG_HYPOTHESIS_EXAMPLES", "25"))
 SETTINGS = settings(
@@ -43,12 +42,8 @@ def assets(tmp_path_factory):
 
 def run_cli(args: list[object]) -> tuple[int, str]:
     err = io.StringIO()
-    code = 0
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = cli_exit_code([str(a) for a in args])
     return code, err.getvalue()
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_labelled_slide
+from conftest import ROOT, cli_exit_code, make_labelled_slide
 from scipy import ndimage
 
 from histoseg.cli import main
@@ -125,11 +125,7 @@ def test_corrections_command_line(tmp_path, capsys):
 
 
 def cli(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit_code(list(args))
 
 
 def region_dice(labels, truth, region, cls):

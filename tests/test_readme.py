@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli_exit_code
 from test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 README = (ROOT / "README.md").read_text()
@@ -65,18 +65,12 @@ def test_help_and_print_config_commands_run(capsys, monkeypatch):
     """Every informational ``fit`` line of the README (help, --print_config) exits 0 without a
     traceback. Run through :func:`histoseg.cli.main` in this interpreter: a fresh one per command
     would import torch each time, and the entry point itself is tested by tests/test_cli.py."""
-    from histoseg.cli import main
-
     fits = histoseg_commands("fit")
     informational = [a for a in fits if any(x == "--print_config" or x.endswith("help") for x in a)]
     assert len(informational) >= 4
     monkeypatch.chdir(ROOT)
     for args in informational:
-        try:
-            main(["fit", *args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = cli_exit_code(["fit", *args])
         out, err = capsys.readouterr()
         assert code == 0, f"fit {' '.join(args)}: {err[-1500:]}"
         assert out.strip() and "Traceback" not in err
