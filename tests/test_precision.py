@@ -132,3 +132,24 @@ def test_cohort_checks_once_and_reports_the_precision_used(tmp_path: Path, nativ
     assert {row["precision"] for row in report["rows"]} == {"bf16"}
     # A rerun reuses both slides: the requested precision ("auto") is the resume key, not the one used.
     assert run_quantify(oracle_predictor(), str(slides), out, progress=False) == 0
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16"])
+def test_scores_reach_the_merger_contiguous_float32_whatever_the_memory_format(precision: str) -> None:
+    """A channels-last network's logits come back as contiguous (N, C, T, T) float32, values unchanged."""
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 5, 3, padding=1)
+    runner = forward.TileRunner(net, 5, torch.device("cpu"), precision, channels_last=True)
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    scores, _ = runner(images)
+    assert scores.dtype == torch.float32 and scores.is_contiguous()
+    x = (
+        torch.from_numpy(images)
+        .permute(0, 3, 1, 2)
+        .float()
+        .div(255.0)
+        .contiguous(memory_format=torch.channels_last)
+    )
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        reference = net.to(memory_format=torch.channels_last)(x).float()
+    assert torch.equal(scores, reference)
