@@ -9,17 +9,19 @@ resolution, 1.0 um/px, JPEG pyramid; cached in ``--cache-dir``):
 
 Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
 
-1. **Pipeline ceiling** on A: a model that computes nothing (constant logits), ``--workers`` 0
-   and N: megapixels of label map per second, and the main process's time split into waiting for
-   tiles, the forward call, merging (blend, argmax, counts, band file) and waiting for the TIFF
-   thread; plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
-2. **Default path** on S, smp U-Net(resnet18) 5 classes, random weights, fp32 and
-   bf16 autocast + channels-last: end-to-end ``predict_slide`` (+ TIFF) divided by forward-only
+1. **Pipeline ceiling** on A: a model that computes nothing (constant logits), ``quantify``'s
+   default ``--workers`` (0: one background reader thread) and ``--workers N``: megapixels of
+   label map per second, and the main process's time split into waiting for tiles, the forward
+   call, merging (blend, argmax, counts, band file) and waiting for the TIFF thread;
+   plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
+2. **Default path** on S (``quantify``'s default ``--workers``), smp U-Net(resnet18) 5 classes,
+   random weights, fp32 and bf16 autocast + channels-last (what ``--precision auto`` picks on a
+   CPU with native bf16, without its once-per-run check): end-to-end ``predict_slide`` (+ TIFF) divided by forward-only
    (``model(x)`` alone, same tiles, same batches, same precision), the mean of a forward-only
    run just before and one just after the end-to-end run.
 3. **MONAI** ``sliding_window_inference`` on S (same model, fp32, the whole level in memory,
    roi = tile, overlap 0.5, gaussian, sigma 0.125, same batch) vs histoseg fp32: time, peak RSS.
-4. **Peak RSS** of the ceiling arm on A and on B (4x the area).
+4. **Peak RSS** of the default-workers ceiling arm on A and on B (4x the area).
 5. ``--device cuda``: arms 1-2 on the GPU plus the fraction of wall time the GPU is busy (CUDA
    events around each forward); skipped with the reason when no GPU is present.
 
@@ -358,12 +360,20 @@ def print_ceiling(name: str, r: dict) -> None:
     )
 
 
+def default_workers() -> int:
+    """``quantify``'s default ``--workers`` (the default path's reader setting)."""
+    from histoseg.inference.options import InferenceOptions
+
+    return InferenceOptions().workers
+
+
 def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, device: str) -> dict:
     """Arms 1 and 2 on ``device``; returns the reports by name."""
     q, tile, batch, n = args.quick, str(args.tile), str(args.batch), str(args.workers)
     reports: dict[str, dict] = {}
     print(f"\n[{device}] 1. pipeline ceiling, constant-logit model, slide A")
-    for workers in dict.fromkeys(("0", n)):
+    first = f"ceiling_w{default_workers()}"
+    for workers in dict.fromkeys((str(default_workers()), n)):
         r = run_arm(
             q,
             "constant",
@@ -379,13 +389,22 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
         print_ceiling(f"workers={workers}", r)
         if "gpu_busy" in r:
             print(f"      GPU busy {100 * r['gpu_busy']:.1f} % of wall time")
-    print(f"    label map {reports['ceiling_w0']['shape']}, tiles run {reports['ceiling_w0']['tiles_run']}"
-          f"/{reports['ceiling_w0']['tiles_total']}; target >= 25 MP/s")  # fmt: skip
+    print(f"    label map {reports[first]['shape']}, tiles run {reports[first]['tiles_run']}"
+          f"/{reports[first]['tiles_total']}; target >= 25 MP/s")  # fmt: skip
     net = "tiny 2-layer conv net (--quick)" if q else "U-Net(resnet18)"
-    print(f"\n[{device}] 2. default path, {net}, slide S, workers={n}")
+    default = str(default_workers())
+    print(f"\n[{device}] 2. default path, {net}, slide S, workers={default} (quantify's default)")
     for precision in ("32", "bf16"):
         r = run_arm(
-            q, "unet", str(slides["S"]), str(out / f"S.{precision}.tif"), tile, batch, n, precision, device
+            q,
+            "unet",
+            str(slides["S"]),
+            str(out / f"S.{precision}.tif"),
+            tile,
+            batch,
+            default,
+            precision,
+            device,
         )
         reports[f"unet_{precision}"] = r
         t = r["timings"]
@@ -465,7 +484,7 @@ def compare_monai(args: argparse.Namespace, slides: dict[str, Path], cpu: dict) 
     m = run_arm(False, "monai", str(slides["S"]), str(args.tile), str(args.batch))
     h = cpu["unet_32"]
     print(
-        f"\n3. slide S, fp32, histoseg (workers={args.workers}, glass skipped, + TIFF) vs MONAI (all tiles)"
+        f"\n3. slide S, fp32, histoseg (workers={default_workers()}, glass skipped, + TIFF) vs MONAI (all tiles)"
     )
     print(f"    histoseg: {h['seconds']:.2f} s (CPU {h['cpu_seconds']:.1f} s), peak RSS {h['peak_rss_mb']:.0f} MB "
           f"(+{h['peak_rss_mb'] - h['rss_after_warmup_mb']:.0f} MB after warm-up), tiles {h['tiles_run']}/{h['tiles_total']}")  # fmt: skip
@@ -477,10 +496,11 @@ def compare_monai(args: argparse.Namespace, slides: dict[str, Path], cpu: dict) 
 
 
 def compare_rss(args: argparse.Namespace, slides: dict[str, Path], out: Path, cpu: dict) -> None:
-    a = cpu[f"ceiling_w{args.workers}"]
+    default = default_workers()
+    a = cpu[f"ceiling_w{default}"]
     b = run_arm(False, "constant", str(slides["B"]), str(out / "B.tif"), str(args.tile), str(args.batch),
-                str(args.workers), "32", "cpu")  # fmt: skip
-    print(f"\n4. peak RSS, constant-logit model, workers={args.workers} (main process; workers are separate)")
+                str(default), "32", "cpu")  # fmt: skip
+    print(f"\n4. peak RSS, constant-logit model, workers={default} (quantify's default)")
     print(f"    A {a['shape']}: {a['peak_rss_mb']:.0f} MB; B {b['shape']} (4x area): {b['peak_rss_mb']:.0f} MB "
           f"({_mp(b):.1f} MP/s) -> ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.3f} (target <= 1.2)")  # fmt: skip
 
