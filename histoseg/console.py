@@ -109,14 +109,19 @@ def fit_summary(trainer: Any, classes: list[str] | None = None) -> list[str]:
         classes: The model's class names (order of the per-class Dice).
 
     Returns:
-        Lines without newlines: what ran, best/last checkpoint, validation Dice (macro and per
-        class, when validated) and the ``histoseg quantify`` command with the checkpoint to use.
+        Lines without newlines: what ran (and at which precision), best/last checkpoint,
+        validation Dice (macro and per class, when validated) and the ``histoseg quantify``
+        command with the checkpoint to use.
     """
     metrics = dict(getattr(trainer, "callback_metrics", {}) or {})
     best, last, monitor, score = _checkpoints(trainer)
     steps = int(getattr(trainer, "global_step", 0) or 0)
     epochs = int(getattr(trainer, "current_epoch", 0) or 0)
-    lines = [f"fit: done, {epochs} epoch{'s' if epochs != 1 else ''}, {steps} optimizer steps"]
+    precision = getattr(trainer, "precision", None)
+    lines = [
+        f"fit: done, {epochs} epoch{'s' if epochs != 1 else ''}, {steps} optimizer steps"
+        + (f", precision {precision}" if isinstance(precision, str) else "")
+    ]
     if best:
         suffix = f" ({monitor} {score:.3f})" if monitor and score is not None else ""
         lines.append(f"  best checkpoint: {best}{suffix}")

@@ -146,18 +146,24 @@ def check_gpus(
 
 
 def _bf16_supported() -> bool:
-    import torch
+    from histoseg.inference.forward import cpu_has_native_bf16
 
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(probe()) if probe is not None else False
+    return cpu_has_native_bf16()
 
 
 def check_bf16(supported: Callable[[], bool] = _bf16_supported) -> Check:
-    """Native bf16 on this CPU (fast ``bf16-mixed`` CPU training/inference); without it bf16 is emulated."""
+    """Native bf16 on this CPU (AVX512-BF16 / AMX): what ``fit`` and ``quantify`` then use by default."""
     if supported():
-        return Check("bf16", True, "bf16 supported natively on this CPU (precision bf16-mixed is fast)")
+        return Check(
+            "bf16",
+            True,
+            "bf16 supported natively on this CPU: fit (without trainer.precision) trains bf16-mixed, "
+            "quantify --precision auto runs bf16",
+        )
     return Check(
-        "bf16", None, "no native bf16 on this CPU: use precision 32-true on the CPU (bf16 is emulated, slow)"
+        "bf16",
+        None,
+        "no native bf16 on this CPU: fit and quantify run fp32 by default (bf16 would be emulated)",
     )
 
 

@@ -12,6 +12,7 @@ from reliability_helpers import library_logs_follow_capture  # noqa: F401 (autou
 
 from histoseg.cli import main
 from histoseg.console import LightningNoise, fit_summary
+from histoseg.lightning_cli import default_training_precision
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
@@ -81,7 +82,8 @@ def test_fit_is_quiet_and_ends_with_the_summary(slides, capsys):
         assert banner not in err
     lines = err.strip().splitlines()[-5:]
     best = Path(next(iter((tmp_path / "run").rglob("epoch=*.ckpt")))).relative_to(tmp_path)
-    assert lines[0] == "fit: done, 1 epoch, 2 optimizer steps"
+    # tiny.yaml leaves trainer.precision unset: histoseg picks it for the hardware (accelerator cpu)
+    assert lines[0] == f"fit: done, 1 epoch, 2 optimizer steps, precision {default_training_precision('cpu')}"
     assert re.fullmatch(rf"  best checkpoint: {re.escape(str(best))} \(val_dice \d\.\d{{3}}\)", lines[1]), (
         lines[1]
     )
