@@ -5,7 +5,8 @@ exactly as the README says (``python -m histoseg fit --config CONFIG``, in a fre
 ``--trainer.precision P --seed_everything S`` and its own output folder). Each run's best
 checkpoint (the one the config's ``ModelCheckpoint`` keeps besides ``last.ckpt``) is then scored on held-out synthetic
 slides that no run trained on (``histoseg.synthetic.generate_slide``, seeds 1000, 1001, ...;
-the default 3072 x 2304 px at 0.5 um/px, exact labels), with the same inference for every run
+the default 3072 x 2304 px at 0.5 um/px, exact labels; ``--hue-shift``, ``--saturation`` and
+``--fibrosis`` give them a config's target setting), with the same inference for every run
 (``predict_slide`` at fp32, so only the training precision differs):
 
 - Dice per class, label map against the exact labels subsampled to the label map's grid;
@@ -19,7 +20,9 @@ Prints one row per run, then mean +- sd over seeds per precision, and the ratio 
 Usage::
 
     python benchmarks/bench_training_precision.py                      # kidney.yaml, 32-true vs bf16-mixed, seeds 0 1 2
-    python benchmarks/bench_training_precision.py --quick              # smoke run: tests/conf/tiny.yaml-sized fits
+    python benchmarks/bench_training_precision.py --quick              # smoke run: tiny fits and slides
+    python benchmarks/bench_training_precision.py --config configs/kidney_scribbles.yaml \
+        --hue-shift 25 --saturation 1.3 --fibrosis 0.6 --data-seed --set model.init_args.init_checkpoint=BASE.ckpt
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def chosen_checkpoint(out: Path) -> Path:
     return sorted(found, key=os.path.getmtime)[-1]
 
 
-def fit(config: str, precision: str, seed: int, root: Path, extra: list[str]) -> dict:
+def fit(
+    config: str, precision: str, seed: int, root: Path, extra: list[str], data_seed: bool = False
+) -> dict:
     """One ``histoseg fit`` in a fresh process; its best checkpoint, wall and CPU seconds."""
     out = root / f"{precision}-s{seed}"
     if (out / "fit.json").exists():
@@ -63,6 +68,8 @@ def fit(config: str, precision: str, seed: int, root: Path, extra: list[str]) ->
     cmd = [sys.executable, "-m", "histoseg", "fit", "--config", config, "--seed_everything", str(seed),
            "--trainer.precision", precision, "--trainer.default_root_dir", str(out),
            "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    if data_seed:  # the patch draws follow the seed too (a fine-tune from a checkpoint has no random init)
+        cmd += ["--data.init_args.seed", str(seed)]
     cpu0, start = children_cpu(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - start, children_cpu() - cpu0
@@ -74,11 +81,18 @@ def fit(config: str, precision: str, seed: int, root: Path, extra: list[str]) ->
     return record
 
 
-def held_out(root: Path, n: int, quick: bool) -> list:
+def held_out(root: Path, n: int, quick: bool, hue: float, saturation: float, fibrosis: float) -> list:
+    """``n`` held-out slides (seeds 1000, 1001, ...) in the given stain and pathology setting."""
+    from histoseg.synthetic import StainParams, TissueParams
     from histoseg.synthetic.dataset import generate_slide
 
     size = {"width": 768, "height": 512} if quick else {}
-    return [generate_slide(root / "held-out", f"held-out-{i}", seed=1000 + i, **size) for i in range(n)]
+    folder = root / f"held-out-hue{hue:g}-sat{saturation:g}-fib{fibrosis:g}"
+    stain, tissue = StainParams(hue_shift=hue, saturation=saturation), TissueParams(fibrosis=fibrosis)
+    return [
+        generate_slide(folder, f"held-out-{i}", seed=1000 + i, stain=stain, tissue=tissue, **size)
+        for i in range(n)
+    ]
 
 
 def score(checkpoint: str, slides: list) -> dict:
@@ -137,13 +151,35 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("/tmp/histoseg-bench-training-precision"))
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 2 batches, tiny slides")
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
+    parser.add_argument(
+        "--hue-shift", type=float, default=0.0, help="held-out slides: stain hue rotation (deg)"
+    )
+    parser.add_argument(
+        "--saturation", type=float, default=1.0, help="held-out slides: stain saturation scale"
+    )
+    parser.add_argument(
+        "--fibrosis", type=float, default=0.0, help="held-out slides: fibrosis setting in [0, 1]"
+    )
+    parser.add_argument(
+        "--data-seed", action="store_true",
+        help="also set data.seed (the patch draws) to the seed: needed when the weights come from a checkpoint",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="extra fit option for every run, e.g. model.init_args.init_checkpoint=base.ckpt",
+    )  # fmt: skip
     args = parser.parse_args()
     extra: list[str] = []
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item}: give KEY=VALUE")
+        extra += [f"--{key}", value]
     if args.quick:
-        extra = ["--trainer.max_epochs", "1", "--data.init_args.patches_per_epoch", "16",
+        extra += ["--trainer.max_epochs", "1", "--data.init_args.patches_per_epoch", "16",
                  "--data.init_args.val_patches", "8", "--data.init_args.num_workers", "0"]  # fmt: skip
     args.root.mkdir(parents=True, exist_ok=True)
-    slides = held_out(args.root, args.held_out, args.quick)
+    slides = held_out(args.root, args.held_out, args.quick, args.hue_shift, args.saturation, args.fibrosis)
     print(f"config {args.config}; held-out slides: {', '.join(s.name for s in slides)} "
           f"({slides[0].width} x {slides[0].height} px at {slides[0].mpp} um/px)")  # fmt: skip
     # Untimed warm-up fit: generates the config's synthetic training slides into the cache, so the
@@ -151,11 +187,11 @@ def main() -> int:
     warm = [sys.executable, "-m", "histoseg", "fit", "--config", args.config, "--trainer.max_epochs", "1",
             "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
             "--trainer.default_root_dir", str(args.root / "warm-up"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    subprocess.run(warm, capture_output=True, check=True)
+    subprocess.run(warm + extra, capture_output=True, check=True)
     rows = []
     for seed in args.seeds:
         for precision in args.precisions:
-            run = fit(args.config, precision, seed, args.root, extra)
+            run = fit(args.config, precision, seed, args.root, extra, args.data_seed)
             run |= score(run["checkpoint"], slides)
             rows.append(run)
             dice = " ".join(f"{run['dice'][c]:.3f}" for c in SCORED)
