@@ -1,8 +1,8 @@
 """The LightningCLI behind ``histoseg fit|validate|test|predict`` (imported only for those commands).
 
 ``fit`` without a ``trainer.precision`` trains at :func:`default_training_precision` (bf16-mixed on
-hardware with native bf16, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp`` and ``data.patch_size`` into the model,
-so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
+hardware with native bf16, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp``
+and ``data.patch_size`` into the model, so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
 file is read once with ``weights_only=True`` (no pickled code runs; a bad file is one error line,
 not Lightning's traceback) and must pass the one compatibility check,
 :func:`histoseg.inference.checkpoint.check_compatible`, against the model of the config.
@@ -91,8 +91,9 @@ def default_training_precision(accelerator: object) -> str | None:
     ``bf16-mixed`` where the hardware computes bfloat16 natively: a CUDA GPU with bf16 (Ampere or
     newer) or a CPU with AVX512-BF16 / AMX (:func:`histoseg.inference.forward.cpu_has_native_bf16`);
     ``32-true`` elsewhere (older GPUs, CPUs that would emulate bf16, Apple MPS). Measured with
-    ``benchmarks/bench_training_precision.py`` on ``configs/kidney.yaml`` over three seeds: the
-    same Dice within the seed spread and 1.22x faster fits on an AMX CPU (docs/performance.md).
+    ``benchmarks/bench_training_precision.py`` on ``configs/kidney.yaml``, ``kidney_grid.yaml`` and
+    ``kidney_scribbles.yaml`` over three seeds: the same Dice within the seed spread and 1.15-1.22x
+    faster fits on an AMX CPU (docs/performance.md).
 
     Args:
         accelerator: ``trainer.accelerator`` as configured (``auto``, ``cpu``, ``gpu``, ``cuda``,

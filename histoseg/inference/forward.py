@@ -207,8 +207,8 @@ class TileRunner:
 
         Returns:
             ``(scores, view_labels)``: (N, C, T, T) float32 logits (or, with TTA, mean
-            probabilities) on the device, contiguous, and with TTA the (N, 8, T, T) uint8 argmax of every view
-            (None without TTA).
+            probabilities) on the device, contiguous, and with TTA the (N, 8, T, T) uint8 argmax
+            of every view (None without TTA).
         """
         with torch.inference_mode():
             x = self._images(images)
