@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -58,6 +57,12 @@ def chosen_checkpoint(out: Path) -> Path:
     return sorted(found, key=os.path.getmtime)[-1]
 
 
+def fit_command(config: str, out: Path, *options: str) -> list[str]:
+    """``python -m histoseg fit --config CONFIG`` into ``out``, quiet, with ``options`` appended."""
+    return [sys.executable, "-m", "histoseg", "fit", "--config", config, "--trainer.default_root_dir", str(out),
+            "--trainer.enable_progress_bar", "false", *options]  # fmt: skip
+
+
 def fit(
     config: str, precision: str, seed: int, root: Path, extra: list[str], data_seed: bool = False
 ) -> dict:
@@ -65,9 +70,7 @@ def fit(
     out = root / f"{precision}-s{seed}"
     if (out / "fit.json").exists():
         return json.loads((out / "fit.json").read_text())  # resumable: a finished run is kept
-    cmd = [sys.executable, "-m", "histoseg", "fit", "--config", config, "--seed_everything", str(seed),
-           "--trainer.precision", precision, "--trainer.default_root_dir", str(out),
-           "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    cmd = fit_command(config, out, "--seed_everything", str(seed), "--trainer.precision", precision, *extra)
     if data_seed:  # the patch draws follow the seed too (a fine-tune from a checkpoint has no random init)
         cmd += ["--data.init_args.seed", str(seed)]
     cpu0, start = children_cpu(), time.perf_counter()
@@ -98,18 +101,20 @@ def held_out(root: Path, n: int, quick: bool, hue: float, saturation: float, fib
 def score(checkpoint: str, slides: list) -> dict:
     """Dice per class and the pooled signed interstitial-fraction error (pp) on the held-out slides."""
     import tifffile
+    import torch
 
     from histoseg.inference.checkpoint import load_predictor
     from histoseg.inference.options import InferenceOptions
     from histoseg.inference.predict import predict_slide
     from histoseg.report.areas import interstitial_fraction
+    from histoseg.tasks import dice_iou_from_confusion
 
     predictor = load_predictor(checkpoint)
     classes = list(predictor.classes)
     assert classes == CLASSES, classes
     options = InferenceOptions(precision="32", workers=0)
-    inter = np.zeros(len(CLASSES))
-    union = np.zeros(len(CLASSES))
+    n = len(CLASSES)
+    confusion = np.zeros((n + 1, n + 1), dtype=np.int64)  # last row/column: any other value (255)
     pred_counts = np.zeros(len(CLASSES))
     true_counts = np.zeros(len(CLASSES))
     for slide in slides:
@@ -125,12 +130,13 @@ def score(checkpoint: str, slides: list) -> dict:
         cols = np.minimum(
             (np.arange(labels.shape[1]) * step_x + step_x / 2).astype(int), truth_full.shape[1] - 1
         )
-        truth = truth_full[np.ix_(rows, cols)]
-        for k in range(len(CLASSES)):
-            p, t = labels == k, truth == k
-            inter[k] += np.count_nonzero(p & t)
-            union[k] += np.count_nonzero(p) + np.count_nonzero(t)
-    dice = {name: 2 * inter[k] / union[k] if union[k] else math.nan for k, name in enumerate(CLASSES)}
+        truth = np.minimum(truth_full[np.ix_(rows, cols)], n).astype(np.int64)
+        pred = np.minimum(labels, n).astype(np.int64)
+        confusion += np.bincount((truth * (n + 1) + pred).ravel(), minlength=(n + 1) ** 2).reshape(
+            n + 1, n + 1
+        )
+    per_class = dice_iou_from_confusion(torch.from_numpy(confusion))[0][:n].tolist()
+    dice = dict(zip(CLASSES, per_class, strict=True))
     error = 100 * (interstitial_fraction(pred_counts, CLASSES) - interstitial_fraction(true_counts, CLASSES))
     return {"dice": dice, "if_error_pp": error}
 
@@ -184,10 +190,9 @@ def main() -> int:
           f"({slides[0].width} x {slides[0].height} px at {slides[0].mpp} um/px)")  # fmt: skip
     # Untimed warm-up fit: generates the config's synthetic training slides into the cache, so the
     # first timed fit does not pay for it.
-    warm = [sys.executable, "-m", "histoseg", "fit", "--config", args.config, "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-            "--trainer.default_root_dir", str(args.root / "warm-up"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    subprocess.run(warm + extra, capture_output=True, check=True)
+    warm = fit_command(args.config, args.root / "warm-up", "--trainer.max_epochs", "1",
+                       "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", *extra)  # fmt: skip
+    subprocess.run(warm, capture_output=True, check=True)
     rows = []
     for seed in args.seeds:
         for precision in args.precisions:
