@@ -16,9 +16,9 @@ Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
    plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
 2. **Default path** on S (``quantify``'s default ``--workers``), smp U-Net(resnet18) 5 classes,
    random weights, fp32 and bf16 autocast + channels-last (what ``--precision auto`` picks on a
-   CPU with native bf16, without its once-per-run check): end-to-end ``predict_slide`` (+ TIFF) divided by forward-only
-   (``model(x)`` alone, same tiles, same batches, same precision), the mean of a forward-only
-   run just before and one just after the end-to-end run.
+   CPU with native bf16, without its once-per-run check): end-to-end ``predict_slide`` (+ TIFF)
+   divided by forward-only (``model(x)`` alone, same tiles, same batches, same precision), the
+   mean of a forward-only run just before and one just after the end-to-end run.
 3. **MONAI** ``sliding_window_inference`` on S (same model, fp32, the whole level in memory,
    roi = tile, overlap 0.5, gaussian, sigma 0.125, same batch) vs histoseg fp32: time, peak RSS.
 4. **Peak RSS** of the default-workers ceiling arm on A and on B (4x the area).
@@ -370,10 +370,11 @@ def default_workers() -> int:
 def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, device: str) -> dict:
     """Arms 1 and 2 on ``device``; returns the reports by name."""
     q, tile, batch, n = args.quick, str(args.tile), str(args.batch), str(args.workers)
+    default = str(default_workers())
     reports: dict[str, dict] = {}
     print(f"\n[{device}] 1. pipeline ceiling, constant-logit model, slide A")
-    first = f"ceiling_w{default_workers()}"
-    for workers in dict.fromkeys((str(default_workers()), n)):
+    first = f"ceiling_w{default}"
+    for workers in dict.fromkeys((default, n)):
         r = run_arm(
             q,
             "constant",
@@ -392,7 +393,6 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
     print(f"    label map {reports[first]['shape']}, tiles run {reports[first]['tiles_run']}"
           f"/{reports[first]['tiles_total']}; target >= 25 MP/s")  # fmt: skip
     net = "tiny 2-layer conv net (--quick)" if q else "U-Net(resnet18)"
-    default = str(default_workers())
     print(f"\n[{device}] 2. default path, {net}, slide S, workers={default} (quantify's default)")
     for precision in ("32", "bf16"):
         r = run_arm(

@@ -2,10 +2,11 @@
 
 ``fit`` without a ``trainer.precision`` trains at :func:`default_training_precision` (bf16-mixed on
 hardware with native bf16, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp``
-and ``data.patch_size`` into the model, so every checkpoint describes itself, and checks a ``--ckpt_path`` before Lightning loads it: the
-file is read once with ``weights_only=True`` (no pickled code runs; a bad file is one error line,
-not Lightning's traceback) and must pass the one compatibility check,
-:func:`histoseg.inference.checkpoint.check_compatible`, against the model of the config.
+and ``data.patch_size`` into the model, so every checkpoint describes itself, and checks a
+``--ckpt_path`` before Lightning loads it: the file is read once with ``weights_only=True`` (no
+pickled code runs; a bad file is one error line, not Lightning's traceback) and must pass the one
+compatibility check, :func:`histoseg.inference.checkpoint.check_compatible`, against the model of
+the config.
 """
 
 from __future__ import annotations
