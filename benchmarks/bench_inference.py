@@ -15,10 +15,14 @@ Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
    call, merging (blend, argmax, counts, band file) and waiting for the TIFF thread;
    plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
 2. **Default path** on S (``quantify``'s default ``--workers``), smp U-Net(resnet18) 5 classes,
-   random weights, fp32 and bf16 autocast + channels-last (what ``--precision auto`` picks on a
-   CPU with native bf16, without its once-per-run check): end-to-end ``predict_slide`` (+ TIFF)
-   divided by forward-only (``model(x)`` alone, same tiles, same batches, same precision), the
-   mean of a forward-only run just before and one just after the end-to-end run.
+   random weights, at fp32 (the reference: default memory format), fp32 + channels-last and
+   bf16 autocast + channels-last; the row marked ``<- auto`` is what ``--precision auto`` tries
+   on this device (:func:`histoseg.inference.forward.candidate`; its once-per-run check is not
+   timed): end-to-end ``predict_slide`` (+ TIFF) divided by forward-only (``model(x)`` alone,
+   same tiles, same batches, same precision and format). ``--repeats K`` alternates K
+   end-to-end runs with K + 1 forward-only runs in the same process; each end-to-end run is
+   divided by the mean of the forward-only runs just before and just after it, and the median
+   of those K ratios is the figure (one run on a shared machine moves by up to 15 %).
 3. **MONAI** ``sliding_window_inference`` on S (same model, fp32, the whole level in memory,
    roi = tile, overlap 0.5, gaussian, sigma 0.125, same batch) vs histoseg fp32: time, peak RSS.
 4. **Peak RSS** of the default-workers ceiling arm on A and on B (4x the area).
@@ -181,10 +185,33 @@ def _selected_tiles(slide_path: str, tile: int) -> tuple[Any, list[Any], float]:
     return slide, tiles, scale0
 
 
+PRECISIONS = {"32": ("32", False), "32cl": ("32", True), "bf16cl": ("bf16", True), "16cl": ("16", True)}
+"""Benchmark precision specs: ``(precision, channels_last)``."""
+LABELS = {"32": "fp32", "32cl": "fp32 + channels-last", "bf16cl": "bf16 autocast + channels-last",
+          "16cl": "fp16 autocast + channels-last"}  # fmt: skip
+
+
+def auto_spec(device: str) -> str:
+    """The spec ``--precision auto`` tries on ``device`` (before its agreement check)."""
+    import torch
+
+    from histoseg.inference.forward import candidate
+
+    return {v: k for k, v in PRECISIONS.items()}[candidate(torch.device(device))]
+
+
 def arm_predict(
-    slide: str, out: str, kind: str, tile: int, batch: int, workers: int, precision: str, device: str
+    slide: str,
+    out: str,
+    kind: str,
+    tile: int,
+    batch: int,
+    workers: int,
+    spec: str,
+    device: str,
+    repeats: int = 1,
 ) -> dict:
-    """predict_slide end to end; for the U-Net also forward-only on the same tiles."""
+    """predict_slide end to end; for the U-Net also forward-only on the same tiles (``repeats`` pairs)."""
     import torch
 
     from histoseg.inference.options import InferenceOptions
@@ -194,50 +221,73 @@ def arm_predict(
     set_threads()
     _warm_imports()
     model = constant_model() if kind == "constant" else unet()
-    bf16 = precision == "bf16"
+    precision, channels_last = PRECISIONS[spec]
+    dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
     model = model.to(device)
-    if bf16:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
         model(torch.rand(batch, 3, tile, tile, device=device))  # warm-up (allocator, kernels)
     timed = gpu_timed(model) if device == "cuda" else model
     predictor = Predictor(timed, CLASSES, mpp=MPP, tile_size=tile, margin=32, background_class=0)
-    # Forward-only before and after the end-to-end run: their mean cancels a linear drift of the
-    # machine's speed (a shared machine moves by +-10 % between consecutive runs).
-    forward_before = None if kind == "constant" else _forward_only(model, slide, tile, batch, bf16, device)
-    rss_before = peak_rss_mb()
-    cpu0 = cpu_seconds()
-    start = time.perf_counter()
     options = InferenceOptions(
         tile_size=tile, overlap=0.5, blend="gaussian", batch_size=batch, device=device,
-        precision="bf16" if bf16 else "32", channels_last=bf16, workers=workers,
+        precision=precision, channels_last=channels_last, workers=workers,
     )  # fmt: skip
-    result = predict_slide(slide, predictor, options, out_path=out, progress=False)
-    seconds = time.perf_counter() - start
+
+    def forward_only() -> float | None:
+        return (
+            None
+            if kind == "constant"
+            else _forward_only(model, slide, tile, batch, dtype, channels_last, device)
+        )
+
+    # Forward-only before and after each end-to-end run: their mean cancels a linear drift of the
+    # machine's speed (a shared machine moves by +-10 % between consecutive runs).
+    forwards = [forward_only()]
+    rss_before = peak_rss_mb()
+    runs = []
+    for _ in range(max(1, repeats) if kind != "constant" else 1):
+        cpu0 = cpu_seconds()
+        start = time.perf_counter()
+        result = predict_slide(slide, predictor, options, out_path=out, progress=False)
+        runs.append((time.perf_counter() - start, cpu_seconds() - cpu0, result.timings))
+        forwards.append(forward_only())
+    ratios = (
+        []
+        if kind == "constant"
+        else [e / ((forwards[i] + forwards[i + 1]) / 2) for i, (e, _, _) in enumerate(runs)]
+    )
+    pick = int(np.argsort(ratios)[len(ratios) // 2]) if ratios else 0  # the median run (upper median)
+    seconds, cpu, timings = runs[pick]
     report: dict[str, Any] = {
         "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu0,
+        "cpu_seconds": cpu,
         "pixels": result.shape[0] * result.shape[1],
         "shape": list(result.shape),
         "tiles_run": result.tiles_run,
         "tiles_total": result.tiles_total,
-        "timings": result.timings,
+        "timings": timings,
         "peak_rss_mb": peak_rss_mb(),
         "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
         "rss_after_warmup_mb": rss_before,
     }
     if device == "cuda":
-        report["gpu_busy"] = timed.busy_seconds() / seconds
+        report["gpu_busy"] = timed.busy_seconds() / sum(r[0] for r in runs)
     if kind == "constant":
         report.update(_read_and_write_alone(slide, out, tile, batch, workers))
     else:
-        forward_after = _forward_only(model, slide, tile, batch, bf16, device)
-        report["forward_runs"] = [forward_before, forward_after]
-        report["forward_seconds"] = (forward_before + forward_after) / 2  # type: ignore[operator]
+        report["end_to_end_runs"] = [r[0] for r in runs]
+        report["forward_runs"] = forwards
+        report["ratios"] = ratios
+        report["ratio"] = ratios[pick]
+        report["forward_seconds"] = (forwards[pick] + forwards[pick + 1]) / 2  # type: ignore[operator]
     return report
 
 
-def _forward_only(model: Any, slide_path: str, tile: int, batch: int, bf16: bool, device: str) -> float:
+def _forward_only(
+    model: Any, slide_path: str, tile: int, batch: int, dtype: Any, channels_last: bool, device: str
+) -> float:
     """Seconds in ``model(x)`` alone over the tiles predict_slide ran, same batches (reads untimed)."""
     import torch
 
@@ -246,12 +296,12 @@ def _forward_only(model: Any, slide_path: str, tile: int, batch: int, bf16: bool
     slide, tiles, scale0 = _selected_tiles(slide_path, tile)
     plan = plan_reads(slide, tiles, tile, scale0, MPP)
     total = 0.0
-    layout = torch.channels_last if bf16 else torch.contiguous_format
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode():
         for _, images in iter_batches(slide, plan, batch):
             x = images.to(device).permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=layout)
             start = time.perf_counter()
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
                 model(x).float()
             if device == "cuda":
                 torch.cuda.synchronize()
@@ -336,8 +386,8 @@ def _dispatch(args: list[str]) -> dict:
     kind, *rest = args
     if kind == "monai":
         return arm_monai(rest[0], int(rest[1]), int(rest[2]))
-    slide, out, tile, batch, workers, precision, device = rest
-    return arm_predict(slide, out, kind, int(tile), int(batch), int(workers), precision, device)
+    slide, out, tile, batch, workers, spec, device, repeats = rest
+    return arm_predict(slide, out, kind, int(tile), int(batch), int(workers), spec, device, int(repeats))
 
 
 def _mp(report: dict, seconds: float | None = None) -> float:
@@ -385,6 +435,7 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
             workers,
             "32",
             device,
+            "1",
         )
         reports[f"ceiling_w{workers}"] = r
         print_ceiling(f"workers={workers}", r)
@@ -394,32 +445,39 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
           f"/{reports[first]['tiles_total']}; target >= 25 MP/s")  # fmt: skip
     net = "tiny 2-layer conv net (--quick)" if q else "U-Net(resnet18)"
     print(f"\n[{device}] 2. default path, {net}, slide S, workers={default} (quantify's default)")
-    for precision in ("32", "bf16"):
+    auto = auto_spec(device)
+    specs = list(dict.fromkeys(("32", "32cl", "bf16cl", auto) if device == "cpu" else ("32", auto)))
+    for spec in specs:
         r = run_arm(
             q,
             "unet",
             str(slides["S"]),
-            str(out / f"S.{precision}.tif"),
+            str(out / f"S.{spec}.tif"),
             tile,
             batch,
             default,
-            precision,
+            spec,
             device,
+            str(args.repeats),
         )
-        reports[f"unet_{precision}"] = r
+        reports[f"unet_{spec}"] = r
         t = r["timings"]
-        label = "fp32" if precision == "32" else "bf16 autocast + channels-last"
+        runs = "/".join(f"{v:.3f}" for v in r["ratios"])
         print(
-            f"    {label}: end-to-end {r['seconds']:.2f} s ({_mp(r):.2f} MP/s, CPU {r['cpu_seconds']:.1f} s), forward-only "
-            f"{r['forward_seconds']:.2f} s (before/after: {r['forward_runs'][0]:.2f}/{r['forward_runs'][1]:.2f}) "
-            f"-> ratio {r['seconds'] / r['forward_seconds']:.3f} (target <= 1.10) | "
+            f"    {LABELS[spec]}{' <- auto' if spec == auto else ''}: end-to-end {r['seconds']:.2f} s "
+            f"({_mp(r):.2f} MP/s, CPU {r['cpu_seconds']:.1f} s), forward-only {r['forward_seconds']:.2f} s "
+            f"(runs: {'/'.join(f'{v:.2f}' for v in r['forward_runs'])}) -> ratio {r['ratio']:.3f}"
+            f"{f' (median of {runs})' if len(r['ratios']) > 1 else ''} (target <= 1.10) | "
             f"in loop: tiles {t['read_wait']:.2f} s, forward {t['forward']:.2f} s, merge {t['merge']:.2f} s, "
             f"TIFF wait {t['write_wait']:.2f} s"
         )
         if "gpu_busy" in r:
             print(f"      GPU busy {100 * r['gpu_busy']:.1f} % of wall time")
-    speed = reports["unet_32"]["seconds"] / reports["unet_bf16"]["seconds"]
-    print(f"    bf16 + channels-last vs fp32 end-to-end: {speed:.2f}x")
+    reference = min(reports["unet_32"]["end_to_end_runs"])
+    for spec in specs[1:]:
+        speed = reference / min(reports[f"unet_{spec}"]["end_to_end_runs"])
+        print(f"    {LABELS[spec]} vs fp32 end-to-end (fastest runs): {speed:.2f}x")
+    reports["auto"] = reports[f"unet_{auto}"]
     return reports
 
 
@@ -431,6 +489,12 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=256, help="tile side in pixels")
     parser.add_argument("--batch", type=int, default=8, help="tiles per forward pass")
     parser.add_argument("--workers", type=int, default=2, help="reader processes of the N-worker arms")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="end-to-end runs per model arm, alternated with forward-only runs",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU arms as well")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/histoseg-bench-inference"))
@@ -499,7 +563,7 @@ def compare_rss(args: argparse.Namespace, slides: dict[str, Path], out: Path, cp
     default = default_workers()
     a = cpu[f"ceiling_w{default}"]
     b = run_arm(False, "constant", str(slides["B"]), str(out / "B.tif"), str(args.tile), str(args.batch),
-                str(default), "32", "cpu")  # fmt: skip
+                str(default), "32", "cpu", "1")  # fmt: skip
     print(f"\n4. peak RSS, constant-logit model, workers={default} (quantify's default)")
     print(f"    A {a['shape']}: {a['peak_rss_mb']:.0f} MB; B {b['shape']} (4x area): {b['peak_rss_mb']:.0f} MB "
           f"({_mp(b):.1f} MP/s) -> ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.3f} (target <= 1.2)")  # fmt: skip

@@ -4,8 +4,9 @@ Runs :func:`histoseg.inference.predict.predict_slide` on the same generated slid
 (``histoseg.synthetic.generate_slide``, seed 0, at the model's mpp) with the same model:
 
 1. ``--precision 32`` (fp32, contiguous);
-2. the default, ``--precision auto`` (bf16 autocast + channels-last on a CPU with native bf16 when
-   the network agrees with fp32 on the first tiles): which precision it chose, its check, the
+2. the default, ``--precision auto`` (bf16 autocast + channels-last on a CPU with AMX, fp32 +
+   channels-last on other CPUs, when the network agrees with fp32 on the first tiles; its check
+   is part of the timed run): which precision it chose, its check, the
    time ratio fp32 / default, the pixel agreement of the two label maps, and each class's area
    share and the interstitial fraction under both;
 3. ``--tta`` at the default precision: time ratio TTA / no TTA, and the interstitial fraction's
@@ -92,7 +93,7 @@ def main() -> None:
         args.size, args.tile = 384, 128
     import torch
 
-    from histoseg.inference.forward import cpu_has_native_bf16
+    from histoseg.inference.forward import candidate, cpu_has_amx
     from histoseg.report.areas import interstitial_fraction
     from histoseg.synthetic import generate_slide
 
@@ -101,16 +102,20 @@ def main() -> None:
         made = generate_slide(tmp, "bench", seed=0, width=args.size, height=args.size, mpp=float(model.mpp))
         slide = made.image_path
         common = {"tile_size": args.tile, "batch_size": 4}
-        with torch.inference_mode():  # warm-up (allocator, kernels) in both precisions
+        with torch.inference_mode():  # warm-up (allocator, kernels) in every precision and format
             x = torch.rand(4, 3, args.tile, args.tile)
             model.model(x)
+            net = model.model.to(memory_format=torch.channels_last)
+            net(x.contiguous(memory_format=torch.channels_last))
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                model.model(x.contiguous(memory_format=torch.channels_last))
+                net(x.contiguous(memory_format=torch.channels_last))
+            model.model.to(memory_format=torch.contiguous_format)
         fp32 = run(slide, model, args.repeat, **common, precision="32")
         auto = run(slide, model, args.repeat, **common)
         tta = run(slide, model, 1, **common, tta=True)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU native bf16: {cpu_has_native_bf16()}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU AMX: {cpu_has_amx()}, "
+        f"auto tries {candidate(torch.device('cpu'))} (precision, channels_last)"
     )
     print(
         f"model: {'checkpoint ' + args.ckpt if args.ckpt else 'random U-Net (configs/kidney.yaml architecture)'}"

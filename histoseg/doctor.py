@@ -146,24 +146,25 @@ def check_gpus(
 
 
 def _bf16_supported() -> bool:
-    from histoseg.inference.forward import cpu_has_native_bf16
+    from histoseg.inference.forward import cpu_has_amx
 
-    return cpu_has_native_bf16()
+    return cpu_has_amx()
 
 
 def check_bf16(supported: Callable[[], bool] = _bf16_supported) -> Check:
-    """Native bf16 on this CPU (AVX512-BF16 / AMX): what ``fit`` and ``quantify`` then use by default."""
+    """AMX on this CPU, where bf16 pays: what ``fit`` and ``quantify`` then use by default."""
     if supported():
         return Check(
             "bf16",
             True,
-            "bf16 supported natively on this CPU: fit (without trainer.precision) trains bf16-mixed, "
-            "quantify --precision auto runs bf16",
+            "AMX bf16 on this CPU: fit (without trainer.precision) trains bf16-mixed, "
+            "quantify --precision auto runs bf16 + channels-last",
         )
     return Check(
         "bf16",
         None,
-        "no native bf16 on this CPU: fit and quantify run fp32 by default (bf16 would be emulated)",
+        "no AMX on this CPU: fit trains fp32 and quantify --precision auto runs fp32 + channels-last "
+        "(bf16 is no faster here)",
     )
 
 

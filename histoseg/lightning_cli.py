@@ -1,7 +1,7 @@
 """The LightningCLI behind ``histoseg fit|validate|test|predict`` (imported only for those commands).
 
 ``fit`` without a ``trainer.precision`` trains at :func:`default_training_precision` (bf16-mixed on
-hardware with native bf16, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp``
+a bf16 GPU or an AMX CPU, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp``
 and ``data.patch_size`` into the model, so every checkpoint describes itself, and checks a
 ``--ckpt_path`` before Lightning loads it: the file is read once with ``weights_only=True`` (no
 pickled code runs; a bad file is one error line, not Lightning's traceback) and must pass the one
@@ -89,12 +89,13 @@ def check_trainer_options(config: object) -> None:
 def default_training_precision(accelerator: object) -> str | None:
     """What ``histoseg fit`` trains at when the config leaves ``trainer.precision`` unset.
 
-    ``bf16-mixed`` where the hardware computes bfloat16 natively: a CUDA GPU with bf16 (Ampere or
-    newer) or a CPU with AVX512-BF16 / AMX (:func:`histoseg.inference.forward.cpu_has_native_bf16`);
-    ``32-true`` elsewhere (older GPUs, CPUs that would emulate bf16, Apple MPS). Measured with
+    ``bf16-mixed`` where bfloat16 pays: a CUDA GPU with bf16 (Ampere or newer) or a CPU with AMX
+    (:func:`histoseg.inference.forward.cpu_has_amx`); ``32-true`` elsewhere (older GPUs, Apple MPS,
+    and CPUs without AMX, including AVX512-BF16 ones). Measured with
     ``benchmarks/bench_training_precision.py`` on ``configs/kidney.yaml``, ``kidney_grid.yaml`` and
-    ``kidney_scribbles.yaml`` over three seeds: the same Dice within the seed spread and 1.15-1.22x
-    faster fits on an AMX CPU (docs/performance.md).
+    ``kidney_scribbles.yaml`` over three seeds on an AMX CPU: the same Dice within the seed spread
+    and 1.15-1.22x faster fits; on an AVX512-BF16 CPU without AMX, ``kidney.yaml`` fits ran 0.84x
+    as fast in bf16-mixed (2 seeds; docs/performance.md).
 
     Args:
         accelerator: ``trainer.accelerator`` as configured (``auto``, ``cpu``, ``gpu``, ``cuda``,
@@ -106,7 +107,7 @@ def default_training_precision(accelerator: object) -> str | None:
     """
     import torch
 
-    from histoseg.inference.forward import cpu_has_native_bf16
+    from histoseg.inference.forward import cpu_has_amx
 
     name = str(accelerator).lower() if isinstance(accelerator, str) else None
     if name in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -118,7 +119,7 @@ def default_training_precision(accelerator: object) -> str | None:
     ):
         return "32-true"
     if name in ("auto", "cpu"):
-        return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+        return "bf16-mixed" if cpu_has_amx() else "32-true"
     return None
 
 

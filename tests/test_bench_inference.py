@@ -24,7 +24,7 @@ def test_bench_inference_quick_prints_every_arm(
     bench.main()
     out = capsys.readouterr().out
     for needle in ("1. pipeline ceiling", "workers=0:", "workers=2:", "reading alone", "TIFF writing alone",
-                   "fp32: end-to-end", "bf16 autocast + channels-last: end-to-end", "ratio", "[cuda]"):  # fmt: skip
+                   "fp32: end-to-end", "fp32 + channels-last", "bf16 autocast + channels-last", "<- auto", "ratio", "[cuda]"):  # fmt: skip
         assert needle in out, needle
     # Constant logits (3, 1, 2, 0, -1): class 0 wins every run pixel, and skipped glass is class 0 too.
     for workers in (0, 2):

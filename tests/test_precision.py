@@ -50,8 +50,8 @@ def red_slide(path: Path) -> Path:
 
 @pytest.fixture
 def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the CPU look like one with native bf16 (this test machine's answer must not matter)."""
-    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: True)
+    """Make the CPU look like one with AMX (bf16 pays) (this test machine's answer must not matter)."""
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: True)
 
 
 def test_compare_labels_known_answer() -> None:
@@ -107,14 +107,42 @@ def test_explicit_bf16_runs_bf16_without_check(tmp_path: Path) -> None:
     assert (np.asarray(result.labels) == 0).mean() > 0.5  # the tie: what auto would have caught
 
 
-def test_without_native_bf16_auto_is_fp32_unchecked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: False)
+def test_without_amx_auto_runs_fp32_channels_last_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AVX512-BF16 without AMX computes bf16 no faster: auto keeps fp32 and takes channels-last only."""
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: False)
     slide = red_slide(tmp_path / "s.tif")
     model = Fragile()
     predictor = Predictor(model, list(CLASSES), mpp=1.0, tile_size=64, margin=8)
     result = predict_slide(slide, predictor, InferenceOptions(skip_glass=False), progress=False)
-    assert result.precision == "32" and result.precision_check is None
-    assert model.calls == result.tiles_run
+    assert result.precision == "32" and result.channels_last
+    check = result.precision_check
+    assert check is not None and check["kept"] and check["candidate"] == "32" and check["channels_last"]
+    assert check["agreement"] == 1.0 and check["area_diff"] == 0.0
+    assert (np.asarray(result.labels) == 1).all()  # fp32 keeps the 1e-3 margin that bf16 rounds away
+    assert model.calls == result.tiles_run + check["tiles"]  # the checked batch ran twice, once
+
+
+@pytest.mark.parametrize(
+    ("device", "amx", "expected"),
+    [("cpu", True, ("bf16", True)), ("cpu", False, ("32", True)), ("mps", True, ("32", False))],
+)
+def test_auto_candidate_per_device(
+    monkeypatch: pytest.MonkeyPatch, device: str, amx: bool, expected: tuple[str, bool]
+) -> None:
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: amx)
+    assert forward.candidate(torch.device(device)) == expected
+
+
+def test_auto_on_a_device_without_candidate_is_fp32_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the candidate is the reference itself (MPS, other devices) nothing is checked."""
+    monkeypatch.setattr(forward, "candidate", lambda device: ("32", False))
+    model = Fragile()
+    runner = forward.TileRunner(model, 5, torch.device("cpu"), "auto")
+    assert runner.precision == "32" and not runner.channels_last
+    runner(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    assert runner.check is None and model.calls == 2
 
 
 def test_cohort_checks_once_and_reports_the_precision_used(tmp_path: Path, native_bf16: None) -> None:
@@ -163,13 +191,13 @@ def test_scores_reach_the_merger_contiguous_float32_whatever_the_memory_format(p
     [("auto", True, "bf16-mixed"), ("cpu", True, "bf16-mixed"), ("auto", False, "32-true"),
      ("cpu", False, "32-true"), ("tpu", True, None)],
 )  # fmt: skip
-def test_default_training_precision_follows_native_bf16_on_cpu(
+def test_default_training_precision_follows_amx_on_cpu(
     monkeypatch: pytest.MonkeyPatch, accelerator: str, native: bool, expected: str | None
 ) -> None:
     from histoseg.lightning_cli import default_training_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: native)
     assert default_training_precision(accelerator) == expected
 
 
@@ -181,7 +209,7 @@ def test_default_training_precision_on_cuda(
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
-    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: not bf16_gpu)  # the GPU decides, not the CPU
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: not bf16_gpu)  # the GPU decides, not the CPU
     assert default_training_precision("auto") == expected
     assert default_training_precision("gpu") == expected
 
@@ -199,7 +227,7 @@ def test_fit_fills_only_an_unset_precision(
     from histoseg.lightning_cli import HistosegCLI
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(forward, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(forward, "cpu_has_amx", lambda: True)
     config = Namespace(trainer=Namespace(precision=given, accelerator="cpu"))
     cli = type("FakeCLI", (), {"subcommand": subcommand, "config": Namespace(**{subcommand: config})})()
     HistosegCLI.before_instantiate_classes(cli)  # type: ignore[arg-type]

@@ -5,15 +5,24 @@ the model's device, at the precision of :class:`~histoseg.inference.options.Infe
 
 - ``"32"``: float32; ``"bf16"`` / ``"16"``: ``torch.autocast`` to bfloat16 / float16 (the
   scores are cast back to float32 before merging);
-- ``"auto"``: a candidate is chosen from the hardware: on a CPU with native bfloat16
-  (:func:`cpu_has_native_bf16`: AVX512-BF16 or AMX-BF16, reported by
-  ``torch.cpu._is_avx512_bf16_supported()`` / ``torch.cpu._is_amx_tile_supported()``) bf16; on CUDA bf16, or
-  fp16 where the GPU has no bf16; otherwise (other CPUs, MPS) fp32. The candidate is then
-  checked **once**, on the first batch of tissue tiles, against fp32: it is kept only when the
-  argmax labels agree on at least :data:`AGREEMENT_MIN` of the pixels and no class's share of
-  the pixels differs by more than :data:`AREA_DIFF_MAX`; otherwise fp32 is used and one line is
-  logged. The decision is kept for the rest of the run (:attr:`TileRunner.precision`).
-- ``channels_last=None`` means channels-last exactly when the precision used is not fp32.
+- ``"auto"``: a candidate precision and memory format are chosen from the hardware
+  (:func:`candidate`): on a CPU with AMX (:func:`cpu_has_amx`,
+  ``torch.cpu._is_amx_tile_supported()``) bf16 + channels-last; on any other CPU fp32 +
+  channels-last (AVX512-BF16 without AMX computes bf16 no faster than fp32: measured below); on
+  CUDA bf16 + channels-last, or fp16 where the GPU has no bf16; on MPS and other devices plain
+  fp32, unchecked. The candidate is then checked **once**, on the first batch of tissue tiles,
+  against fp32 in the default memory format: it is kept only when the argmax labels agree on at
+  least :data:`AGREEMENT_MIN` of the pixels and no class's share of the pixels differs by more
+  than :data:`AREA_DIFF_MAX`; otherwise fp32 is used and one line is logged. The decision is
+  kept for the rest of the run (:attr:`TileRunner.precision`, :attr:`TileRunner.channels_last`).
+- ``channels_last=None`` means the format of the candidate under ``auto``, and channels-last
+  exactly when the precision is not fp32 for an explicit precision (so ``"32"`` is the
+  reference: fp32, default memory format).
+
+Measured on 2-core Xeons (``benchmarks/bench_precision_tta.py``; docs/performance.md): with AMX,
+bf16 + channels-last ran the kidney U-Net 4.9x faster than fp32 end to end; on an AVX512-BF16 CPU
+without AMX, per batch of 8 tiles, efficientnet-lite0 U-Net fp32 0.46-0.52 s, fp32 + channels-last
+0.32-0.34 s, bf16 + channels-last 0.31-0.35 s; resnet18 U-Net 0.65-0.73, 0.44-0.55 and 0.63-0.66 s.
 
 With ``tta=True`` every tile is run in the 8 dihedral views (:func:`histoseg.transforms.dihedral`:
 ``k`` quarter turns then an optional mirror; view index ``2 k + flip``, view 0 = the tile as
@@ -33,7 +42,7 @@ import torch
 from histoseg.errors import HistosegError
 from histoseg.transforms import dihedral, undo_dihedral
 
-__all__ = ["AGREEMENT_MIN", "AREA_DIFF_MAX", "PrecisionCheck", "TileRunner", "cpu_has_native_bf16"]
+__all__ = ["AGREEMENT_MIN", "AREA_DIFF_MAX", "PrecisionCheck", "TileRunner", "candidate", "cpu_has_amx"]
 
 AGREEMENT_MIN = 0.99
 """Least fraction of pixels whose argmax must agree with fp32 for ``auto`` to keep bf16/fp16."""
@@ -46,19 +55,26 @@ _AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 log = logging.getLogger("histoseg")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX tiles (Sapphire Rapids and newer Xeons), where bf16 autocast pays.
+
+    AVX512-BF16 alone is not enough: on such a CPU without AMX, bf16 autocast ran the shipped
+    networks no faster than fp32 with channels-last, for inference and for training (module
+    docstring; docs/performance.md).
+    """
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def candidate_precision(device: torch.device) -> str:
-    """What ``precision="auto"`` tries on ``device`` before the agreement check."""
+def candidate(device: torch.device) -> tuple[str, bool]:
+    """``(precision, channels_last)`` that ``precision="auto"`` tries on ``device`` before its check.
+
+    ``("32", False)``, the reference itself, means no check is needed.
+    """
     if device.type == "cpu":
-        return "bf16" if cpu_has_native_bf16() else "32"
+        return ("bf16", True) if cpu_has_amx() else ("32", True)
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "16"
-    return "32"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "16"), True
+    return "32", False
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,8 @@ class PrecisionCheck:
     """The once-per-run comparison of the ``auto`` candidate with fp32 on the first tiles.
 
     Attributes:
-        candidate: Precision tried (``bf16`` or ``16``).
+        candidate: Precision tried (``bf16``, ``16``, or ``32`` in another memory format).
+        channels_last: Whether the candidate ran channels-last.
         tiles: Tiles compared.
         agreement: Fraction of pixels with the same argmax label as fp32.
         area_diff: Largest absolute difference of a class's pixel share (fraction, not percent).
@@ -74,6 +91,7 @@ class PrecisionCheck:
     """
 
     candidate: str
+    channels_last: bool
     tiles: int
     agreement: float
     area_diff: float
@@ -83,6 +101,7 @@ class PrecisionCheck:
         """JSON-able form for the report."""
         return {
             "candidate": self.candidate,
+            "channels_last": self.channels_last,
             "tiles": self.tiles,
             "agreement": self.agreement,
             "area_diff": self.area_diff,
@@ -130,7 +149,10 @@ class TileRunner:
         self._channels_last_option = channels_last
         self._channels_last = False
         self.precision = precision
-        if precision == "auto" and candidate_precision(device) == "32":
+        self._candidate = candidate(device) if precision == "auto" else (precision, False)
+        if channels_last is not None:
+            self._candidate = (self._candidate[0], channels_last)
+        if precision == "auto" and self._candidate == self._reference():
             self.precision = "32"
         if self.precision != "auto":
             self._set_format(self.precision)
@@ -140,8 +162,12 @@ class TileRunner:
         """Memory format in use."""
         return self._channels_last
 
-    def _set_format(self, precision: str) -> None:
-        option = self._channels_last_option
+    def _reference(self) -> tuple[str, bool]:
+        """fp32 in the configured memory format (default format when unset): what ``auto`` checks against."""
+        return "32", bool(self._channels_last_option)
+
+    def _set_format(self, precision: str, channels_last: bool | None = None) -> None:
+        option = self._channels_last_option if channels_last is None else channels_last
         self._channels_last = precision != "32" if option is None else option
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=fmt)
@@ -168,21 +194,23 @@ class TileRunner:
 
     def _decide(self, x: torch.Tensor) -> torch.Tensor:
         """Resolve ``auto`` on this batch; returns its logits at the precision decided."""
-        candidate = candidate_precision(self.device)
-        self._set_format("32")
+        precision, channels_last = self._candidate
+        reference_format = self._reference()[1]
+        self._set_format("32", reference_format)
         reference = self._logits(x, "32")
-        self._set_format(candidate)
-        trial = self._logits(x, candidate)
+        self._set_format(precision, channels_last)
+        trial = self._logits(x, precision)
         agreement, area_diff = compare_labels(reference.argmax(1), trial.argmax(1), self.num_classes)
         kept = agreement >= AGREEMENT_MIN and area_diff <= AREA_DIFF_MAX
-        self.check = PrecisionCheck(candidate, int(x.shape[0]), agreement, area_diff, kept)
+        name = ("fp32" if precision == "32" else precision) + (" + channels-last" if channels_last else "")
+        self.check = PrecisionCheck(precision, channels_last, int(x.shape[0]), agreement, area_diff, kept)
         if kept:
-            self.precision = candidate
+            self.precision = precision
             return trial
         log.info(
             "precision auto: %s disagrees with fp32 on the first %d tiles (pixel agreement %.4f, "
             "largest class-area difference %.2f pp; need >= %.2f and <= %.2f pp); using fp32",
-            candidate,
+            name,
             x.shape[0],
             agreement,
             100 * area_diff,
@@ -190,7 +218,7 @@ class TileRunner:
             100 * AREA_DIFF_MAX,
         )
         self.precision = "32"
-        self._set_format("32")
+        self._set_format("32", reference_format)
         return reference
 
     def _images(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -99,11 +99,11 @@ class InferenceOptions:
         skip_glass: Run only tiles that touch tissue on the thumbnail tissue mask.
         device: Torch device of the model and of the merge (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         precision: ``"32"`` (float32), ``"bf16"`` (bfloat16 autocast), ``"16"`` (float16 autocast)
-            or ``"auto"`` (see :mod:`histoseg.inference.precision`: bf16 + channels-last on a CPU
-            with native bf16 when the network agrees with fp32 on the first tiles, else fp32;
-            bf16, or fp16 without bf16 support, on CUDA).
-        channels_last: Channels-last memory format for the model and its input; None = on
-            whenever the chosen precision is bf16 or 16, off for 32.
+            or ``"auto"`` (see :mod:`histoseg.inference.forward`: bf16 + channels-last on a CPU
+            with AMX, fp32 + channels-last on other CPUs, bf16 (fp16 without bf16 support) +
+            channels-last on CUDA, each kept only when it agrees with fp32 on the first tiles).
+        channels_last: Channels-last memory format for the model and its input; None = what
+            ``auto`` tries, and for an explicit precision on whenever it is bf16 or 16, off for 32.
         tta: Test-time augmentation: average the softmax over the 8 rotations/mirrors of each
             tile (8 forward passes per tile) and record the per-view spread.
         workers: Processes reading and decoding tiles ahead of the model (0 = one background
@@ -220,7 +220,8 @@ _HELP = {
     "batch_size": "tiles per forward pass",
     "device": "torch device (cpu, cuda, cuda:1, mps)",
     "precision": "network precision: 32 (fp32), bf16, 16 (fp16) or auto (bf16 + channels-last on a CPU "
-    "with native bf16 when it agrees with fp32 on the first tiles; bf16/fp16 on CUDA)",
+    "with AMX, fp32 + channels-last on other CPUs, bf16/fp16 on CUDA; kept when it agrees with fp32 "
+    "on the first tiles)",
     "tta": "test-time augmentation: average the softmax over the 8 rotations/mirrors of each tile "
     "(8x the compute) and report the interstitial fraction's spread over the views",
     "workers": "processes reading tiles ahead of the model (0 = a background thread)",
