@@ -477,7 +477,6 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
     for spec in specs[1:]:
         speed = reference / min(reports[f"unet_{spec}"]["end_to_end_runs"])
         print(f"    {LABELS[spec]} vs fp32 end-to-end (fastest runs): {speed:.2f}x")
-    reports["auto"] = reports[f"unet_{auto}"]
     return reports
 
 

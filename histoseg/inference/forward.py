@@ -149,11 +149,12 @@ class TileRunner:
         self._channels_last_option = channels_last
         self._channels_last = False
         self.precision = precision
-        self._candidate = candidate(device) if precision == "auto" else (precision, False)
-        if channels_last is not None:
-            self._candidate = (self._candidate[0], channels_last)
-        if precision == "auto" and self._candidate == self._reference():
-            self.precision = "32"
+        self._candidate = self._reference()  # what auto tries (set below); unused otherwise
+        if precision == "auto":
+            tried, tried_layout = candidate(device)
+            self._candidate = (tried, tried_layout if channels_last is None else channels_last)
+            if self._candidate == self._reference():
+                self.precision = "32"
         if self.precision != "auto":
             self._set_format(self.precision)
 
@@ -202,11 +203,11 @@ class TileRunner:
         trial = self._logits(x, precision)
         agreement, area_diff = compare_labels(reference.argmax(1), trial.argmax(1), self.num_classes)
         kept = agreement >= AGREEMENT_MIN and area_diff <= AREA_DIFF_MAX
-        name = ("fp32" if precision == "32" else precision) + (" + channels-last" if channels_last else "")
         self.check = PrecisionCheck(precision, channels_last, int(x.shape[0]), agreement, area_diff, kept)
         if kept:
             self.precision = precision
             return trial
+        name = ("fp32" if precision == "32" else precision) + (" + channels-last" if channels_last else "")
         log.info(
             "precision auto: %s disagrees with fp32 on the first %d tiles (pixel agreement %.4f, "
             "largest class-area difference %.2f pp; need >= %.2f and <= %.2f pp); using fp32",
