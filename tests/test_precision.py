@@ -183,6 +183,36 @@ def test_scores_reach_the_merger_contiguous_float32_whatever_the_memory_format(p
     assert torch.equal(scores, reference)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_input_buffer_is_reused_and_each_batch_scored_from_its_own_tiles(channels_last: bool) -> None:
+    """One float input buffer per batch shape; a batch's scores never see the next batch's pixels."""
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 5, 3, padding=1)
+    runner = forward.TileRunner(net, 5, torch.device("cpu"), "32", channels_last=channels_last)
+    rng = np.random.default_rng(0)
+    first, second = (rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    last = rng.integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)  # the smaller last batch of a slide
+
+    def alone(images: np.ndarray) -> torch.Tensor:
+        return forward.TileRunner(net, 5, torch.device("cpu"), "32", channels_last=channels_last)(images)[0]
+
+    expected = [alone(images) for images in (first, second, first, last)]
+    got, pointers = [], set()
+    for images in (first, second, first):
+        got.append(runner(images)[0].clone())
+        buffer = runner._input
+        assert buffer is not None and buffer.shape == (3, 3, 16, 16)
+        assert buffer.is_contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format
+        )
+        pointers.add(buffer.data_ptr())
+    assert len(pointers) == 1  # the same memory for the three batches of the same shape
+    got.append(runner(last)[0])
+    assert runner._input is not None and runner._input.shape == (1, 3, 16, 16)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g, e)
+
+
 # -- training precision: histoseg fit without trainer.precision ----------------------------------
 
 

@@ -230,6 +230,31 @@ class GaussianMerger:
         stats = self.stats
         wsum = self.wsum[start : start + n]
         acc = self.acc[:, start : start + n]
+        if wsum.numel() and float(wsum.amin()) > 0:
+            # Every pixel covered (a band within tissue, the usual case): one min instead of the
+            # coverage mask, its column span and count below (about 30x cheaper per band).
+            n_covered = n * self.width
+            labels = stats.add_scores(acc.div_(wsum), None, consume=True)
+        else:
+            labels, n_covered = self._finish_partial(acc, wsum)
+        stats.add_filled(n * self.width - n_covered)
+        stats.add_labels(labels)
+        if stats.views:
+            stats.add_view_labels(torch.where(wsum > 0, self.view_labels[:, start : start + n], stats.fill))
+            self.view_labels[:, start : start + n] = stats.fill
+            self.view_weight[start : start + n] = 0.0
+        self.sink.write_rows(self.top, labels.cpu().numpy())
+        acc.zero_()
+        wsum.zero_()
+        self.top += n
+
+    def _finish_partial(self, acc: torch.Tensor, wsum: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Labels of (C, n, W) summed scores and (n, W) weights where some weights are 0; covered pixels.
+
+        Divides ``acc`` in place (the rows are finished).
+        """
+        stats = self.stats
+        n = wsum.shape[0]
         covered = wsum > 0
         labels = torch.full((n, self.width), stats.fill, dtype=torch.uint8, device=stats.device)
         columns = torch.nonzero(covered.any(dim=0)).flatten()
@@ -247,16 +272,7 @@ class GaussianMerger:
             )
             sub = stats.add_scores(block, None if full else sub_cov, consume=True)
             labels[:, c0:c1] = sub if full else sub.masked_fill_(~sub_cov, stats.fill)
-        stats.add_filled(n * self.width - n_covered)
-        stats.add_labels(labels)
-        if stats.views:
-            stats.add_view_labels(torch.where(covered, self.view_labels[:, start : start + n], stats.fill))
-            self.view_labels[:, start : start + n] = stats.fill
-            self.view_weight[start : start + n] = 0.0
-        self.sink.write_rows(self.top, labels.cpu().numpy())
-        acc.zero_()
-        wsum.zero_()
-        self.top += n
+        return labels, n_covered
 
     def finish(self) -> None:
         """Flush every remaining row."""
