@@ -9,11 +9,13 @@ resolution, 1.0 um/px, JPEG pyramid; cached in ``--cache-dir``):
 
 Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
 
-1. **Pipeline ceiling** on A: a model that computes nothing (constant logits), ``quantify``'s
-   default ``--workers`` (0: one background reader thread) and ``--workers N``: megapixels of
-   label map per second, and the main process's time split into waiting for tiles, the forward
-   call, merging (blend, argmax, counts, band file) and waiting for the TIFF thread;
-   plus reading alone (all tiles, no model) and writing alone (the label TIFF from memory).
+1. **Pipeline ceiling** on A: a model that computes nothing (constant logits), at the precision
+   and memory format ``--precision auto`` tries on this device (the input conversion depends on
+   the format), ``quantify``'s default ``--workers`` (0: one background reader thread) and
+   ``--workers N``, and at fp32 in the default format (``--precision 32``): megapixels of label
+   map per second, and the main process's time split into waiting for tiles, the forward call,
+   merging (blend, argmax, counts, band file) and waiting for the TIFF thread; plus reading
+   alone (all tiles, no model) and writing alone (the label TIFF from memory).
 2. **Default path** on S (``quantify``'s default ``--workers``), smp U-Net(resnet18) 5 classes,
    random weights, at fp32 (the reference: default memory format), fp32 + channels-last and
    bf16 autocast + channels-last; the row marked ``<- auto`` is what ``--precision auto`` tries
@@ -25,7 +27,7 @@ Arms, each in a fresh subprocess (so its peak RSS, ``ru_maxrss``, is its own):
    of those K ratios is the figure (one run on a shared machine moves by up to 15 %).
 3. **MONAI** ``sliding_window_inference`` on S (same model, fp32, the whole level in memory,
    roi = tile, overlap 0.5, gaussian, sigma 0.125, same batch) vs histoseg fp32: time, peak RSS.
-4. **Peak RSS** of the default-workers ceiling arm on A and on B (4x the area).
+4. **Peak RSS** of the default ceiling arm (default precision and workers) on A and on B (4x the area).
 5. ``--device cuda``: arms 1-2 on the GPU plus the fraction of wall time the GPU is busy (CUDA
    events around each forward); skipped with the reason when no GPU is present.
 
@@ -422,30 +424,36 @@ def run_device(args: argparse.Namespace, slides: dict[str, Path], out: Path, dev
     q, tile, batch, n = args.quick, str(args.tile), str(args.batch), str(args.workers)
     default = str(default_workers())
     reports: dict[str, dict] = {}
-    print(f"\n[{device}] 1. pipeline ceiling, constant-logit model, slide A")
+    auto = auto_spec(device)
+    print(
+        f"\n[{device}] 1. pipeline ceiling, constant-logit model, slide A, at quantify's default "
+        f"precision ({LABELS[auto]}: what --precision auto runs here)"
+    )
     first = f"ceiling_w{default}"
-    for workers in dict.fromkeys((default, n)):
+    for workers, spec in dict.fromkeys(((default, auto), (n, auto), (default, "32"))):
         r = run_arm(
             q,
             "constant",
             str(slides["A"]),
-            str(out / f"A.w{workers}.tif"),
+            str(out / f"A.w{workers}.{spec}.tif"),
             tile,
             batch,
             workers,
-            "32",
+            spec,
             device,
             "1",
         )
-        reports[f"ceiling_w{workers}"] = r
-        print_ceiling(f"workers={workers}", r)
+        name = f"ceiling_w{workers}" + ("" if spec == auto else f"_{spec}")
+        reports[name] = r
+        print_ceiling(
+            f"workers={workers}" + ("" if spec == auto else f", {LABELS[spec]} (--precision 32)"), r
+        )
         if "gpu_busy" in r:
             print(f"      GPU busy {100 * r['gpu_busy']:.1f} % of wall time")
     print(f"    label map {reports[first]['shape']}, tiles run {reports[first]['tiles_run']}"
           f"/{reports[first]['tiles_total']}; target >= 25 MP/s")  # fmt: skip
     net = "tiny 2-layer conv net (--quick)" if q else "U-Net(resnet18)"
     print(f"\n[{device}] 2. default path, {net}, slide S, workers={default} (quantify's default)")
-    auto = auto_spec(device)
     specs = list(dict.fromkeys(("32", "32cl", "bf16cl", auto) if device == "cpu" else ("32", auto)))
     for spec in specs:
         r = run_arm(
@@ -562,7 +570,7 @@ def compare_rss(args: argparse.Namespace, slides: dict[str, Path], out: Path, cp
     default = default_workers()
     a = cpu[f"ceiling_w{default}"]
     b = run_arm(False, "constant", str(slides["B"]), str(out / "B.tif"), str(args.tile), str(args.batch),
-                str(default), "32", "cpu", "1")  # fmt: skip
+                str(default), auto_spec("cpu"), "cpu", "1")  # fmt: skip
     print(f"\n4. peak RSS, constant-logit model, workers={default} (quantify's default)")
     print(f"    A {a['shape']}: {a['peak_rss_mb']:.0f} MB; B {b['shape']} (4x area): {b['peak_rss_mb']:.0f} MB "
           f"({_mp(b):.1f} MP/s) -> ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.3f} (target <= 1.2)")  # fmt: skip

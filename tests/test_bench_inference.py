@@ -23,11 +23,13 @@ def test_bench_inference_quick_prints_every_arm(
     monkeypatch.delenv("BENCH_THREADS", raising=False)
     bench.main()
     out = capsys.readouterr().out
-    for needle in ("1. pipeline ceiling", "workers=0:", "workers=2:", "reading alone", "TIFF writing alone",
+    for needle in ("1. pipeline ceiling", "workers=0:", "workers=2:", "workers=0, fp32 (--precision 32):",
+                   "reading alone", "TIFF writing alone",
                    "fp32: end-to-end", "fp32 + channels-last", "bf16 autocast + channels-last", "<- auto", "ratio", "[cuda]"):  # fmt: skip
         assert needle in out, needle
     # Constant logits (3, 1, 2, 0, -1): class 0 wins every run pixel, and skipped glass is class 0 too.
-    for workers in (0, 2):
-        labels = tifffile.imread(tmp_path / "out" / f"A.w{workers}.tif")
+    auto = bench.auto_spec("cpu")
+    for name in (f"A.w0.{auto}", f"A.w2.{auto}", "A.w0.32"):
+        labels = tifffile.imread(tmp_path / "out" / f"{name}.tif")
         assert labels.shape == (256, 256) and not labels.any()
     assert sorted(p.name for p in tmp_path.glob("[SAB]*.tif")) == ["A256.tif", "B256.tif", "S256.tif"]
