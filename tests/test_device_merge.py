@@ -157,3 +157,22 @@ def test_nonfinite_tiles_counts_each_bad_tile_once_and_not_huge_finite_ones():
     scores[3, 0, 0, 0], scores[3, 1, 0, 0] = float("inf"), -float("inf")
     scores[4, 1, 2, 2] = -float("inf")
     assert _nonfinite_tiles(scores) == 3
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_nonfinite_count_is_the_same_kept_on_the_device(deferred: bool) -> None:
+    """The on-device counter (what a GPU uses: no host read per batch) counts exactly as the host one."""
+    from histoseg.inference.predict import _NonfiniteTiles
+
+    scores = torch.zeros(5, 2, 4, 4)
+    scores[1, 0, 0, 0] = float("nan")
+    scores[2] = 3e38  # finite, its float32 sum overflows
+    scores[3, 0, 0, 0], scores[3, 1, 0, 0] = float("inf"), -float("inf")
+    scores[4, 1, 2, 2] = -float("inf")
+    counter = _NonfiniteTiles(torch.device("cpu"), deferred=deferred)
+    assert counter.deferred is deferred
+    for _ in range(2):
+        counter.add(scores)
+        counter.add(torch.zeros(3, 2, 4, 4))
+    assert counter.count == 6
+    assert _NonfiniteTiles(torch.device("meta")).deferred  # any device but the CPU counts on the device

@@ -200,7 +200,9 @@ class SlidePrediction:
             (view ``2 k + flip``); None without TTA.
         timings: Seconds per stage in the main process: ``read_wait`` (waiting for tiles),
             ``forward``, ``merge`` (blending, argmax, counts, band written), ``write_wait`` (waiting
-            for the TIFF thread after the last band).
+            for the TIFF thread after the last band). On a GPU the host queues work ahead and
+            waits only when a band's labels are copied back, so ``forward`` is the time to queue
+            the network and the GPU's compute shows up in ``merge``.
     """
 
     slide_path: Path
@@ -494,6 +496,38 @@ def _nonfinite_tiles(scores: torch.Tensor) -> int:
     return sum(int(not bool(torch.isfinite(scores[i]).all())) for i in suspect.tolist())
 
 
+class _NonfiniteTiles:
+    """Counts tiles holding a NaN or an infinite score, batch by batch.
+
+    On the CPU, :func:`_nonfinite_tiles` (one sum, and value-by-value checks only when it is not
+    finite). On an accelerator the count stays on the device (one ``isfinite`` pass and a per-tile
+    ``any``, as exact) and is read once at the end: a host read per batch would make the host wait
+    for every forward before it can queue the merge and the next batch, and leave the GPU idle
+    in between.
+
+    Args:
+        device: The scores' device.
+        deferred: Count on the device (None: on every device but the CPU).
+    """
+
+    def __init__(self, device: torch.device, deferred: bool | None = None) -> None:
+        self.deferred = device.type != "cpu" if deferred is None else deferred
+        self._host = 0
+        self._device = torch.zeros((), dtype=torch.int64, device=device) if self.deferred else None
+
+    def add(self, scores: torch.Tensor) -> None:
+        """Count the bad tiles of a (B, C, T, T) batch."""
+        if self._device is not None:
+            self._device += torch.isfinite(scores).logical_not_().flatten(1).any(dim=1).sum()
+        else:
+            self._host += _nonfinite_tiles(scores)
+
+    @property
+    def count(self) -> int:
+        """Bad tiles so far (reads the device counter)."""
+        return self._host + (int(self._device) if self._device is not None else 0)
+
+
 def _run_tiles(
     batches: Iterator[tuple[list[Tile], torch.Tensor]],
     runner: TileRunner,
@@ -509,7 +543,8 @@ def _run_tiles(
         scores held NaN or infinite values.
     """
     timings = {"read_wait": 0.0, "forward": 0.0, "merge": 0.0}
-    done = nonfinite = 0
+    done = 0
+    nonfinite = _NonfiniteTiles(runner.device)
     merged = time.perf_counter()
     for batch, images in batches:
         read = time.perf_counter()
@@ -517,7 +552,7 @@ def _run_tiles(
         scores, view_labels = runner(images)
         forwarded = time.perf_counter()
         timings["forward"] += forwarded - read
-        nonfinite += _nonfinite_tiles(scores)
+        nonfinite.add(scores)
         for index, item in enumerate(batch):
             merger.add(scores[index], item, None if view_labels is None else view_labels[index])
         done += len(batch)
@@ -529,4 +564,4 @@ def _run_tiles(
     clock = merged
     merger.finish()
     timings["merge"] += time.perf_counter() - clock
-    return timings, nonfinite
+    return timings, nonfinite.count
