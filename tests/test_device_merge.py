@@ -148,15 +148,20 @@ def test_expected_counts_are_the_softmax_summed_over_covered_pixels_only():
     assert torch.equal(labels[covered], torch.argmax(scores, dim=0).to(torch.uint8)[covered])
 
 
-def test_nonfinite_tiles_counts_each_bad_tile_once_and_not_huge_finite_ones():
-    from histoseg.inference.predict import _nonfinite_tiles
-
+def _three_bad_tiles() -> torch.Tensor:
+    """(5, 2, 4, 4) scores: tiles 1, 3 and 4 hold NaN or infinite values; tile 2 huge finite ones."""
     scores = torch.zeros(5, 2, 4, 4)
     scores[1, 0, 0, 0] = float("nan")
     scores[2] = 3e38  # finite, but its float32 sum overflows: rechecked value by value
     scores[3, 0, 0, 0], scores[3, 1, 0, 0] = float("inf"), -float("inf")
     scores[4, 1, 2, 2] = -float("inf")
-    assert _nonfinite_tiles(scores) == 3
+    return scores
+
+
+def test_nonfinite_tiles_counts_each_bad_tile_once_and_not_huge_finite_ones():
+    from histoseg.inference.predict import _nonfinite_tiles
+
+    assert _nonfinite_tiles(_three_bad_tiles()) == 3
 
 
 @pytest.mark.parametrize("deferred", [False, True])
@@ -164,11 +169,7 @@ def test_nonfinite_count_is_the_same_kept_on_the_device(deferred: bool) -> None:
     """The on-device counter (what a GPU uses: no host read per batch) counts exactly as the host one."""
     from histoseg.inference.predict import _NonfiniteTiles
 
-    scores = torch.zeros(5, 2, 4, 4)
-    scores[1, 0, 0, 0] = float("nan")
-    scores[2] = 3e38  # finite, its float32 sum overflows
-    scores[3, 0, 0, 0], scores[3, 1, 0, 0] = float("inf"), -float("inf")
-    scores[4, 1, 2, 2] = -float("inf")
+    scores = _three_bad_tiles()
     counter = _NonfiniteTiles(torch.device("cpu"), deferred=deferred)
     assert counter.deferred is deferred
     for _ in range(2):

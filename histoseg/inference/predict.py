@@ -512,20 +512,21 @@ class _NonfiniteTiles:
 
     def __init__(self, device: torch.device, deferred: bool | None = None) -> None:
         self.deferred = device.type != "cpu" if deferred is None else deferred
-        self._host = 0
-        self._device = torch.zeros((), dtype=torch.int64, device=device) if self.deferred else None
+        self._count: int | torch.Tensor = (
+            torch.zeros((), dtype=torch.int64, device=device) if self.deferred else 0
+        )
 
     def add(self, scores: torch.Tensor) -> None:
         """Count the bad tiles of a (B, C, T, T) batch."""
-        if self._device is not None:
-            self._device += torch.isfinite(scores).logical_not_().flatten(1).any(dim=1).sum()
+        if self.deferred:
+            self._count += torch.isfinite(scores).logical_not_().flatten(1).any(dim=1).sum()
         else:
-            self._host += _nonfinite_tiles(scores)
+            self._count += _nonfinite_tiles(scores)
 
     @property
     def count(self) -> int:
         """Bad tiles so far (reads the device counter)."""
-        return self._host + (int(self._device) if self._device is not None else 0)
+        return int(self._count)
 
 
 def _run_tiles(
