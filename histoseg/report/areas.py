@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "interstitial_fraction",
     "label_colormap",
     "label_map_counts",
+    "label_map_counts_where",
     "label_map_values_at",
     "read_label_level",
 ]
@@ -296,6 +297,32 @@ def label_map_counts(source: str | os.PathLike[str] | np.ndarray, rows_per_block
     counts = np.zeros(256, np.int64)
     for _, block in _row_blocks(source, rows_per_block):
         counts += np.bincount(block.ravel(), minlength=256)
+    return counts
+
+
+def label_map_counts_where(
+    source: str | os.PathLike[str] | np.ndarray,
+    inside: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    rows_per_block: int = 1024,
+) -> np.ndarray:
+    """Histogram of a label map's values over the pixels where ``inside(rows, cols)`` is True.
+
+    Read block of rows by block of rows (as :func:`label_map_counts`).
+
+    Args:
+        source: A label-map TIFF (page 0) or an (H, W) uint8 array.
+        inside: Called with a block's (h,) row indices and the (w,) column indices of level 0;
+            returns an (h, w) bool mask of the pixels to count.
+        rows_per_block: Rows read per block for TIFFs.
+
+    Returns:
+        (256,) int64 counts of each value 0..255 over the selected pixels.
+    """
+    counts = np.zeros(256, np.int64)
+    for y0, block in _row_blocks(source, rows_per_block):
+        rows = np.arange(y0, y0 + block.shape[0])
+        cols = np.arange(block.shape[1])
+        counts += np.bincount(block[inside(rows, cols)], minlength=256)
     return counts
 
 

@@ -1,24 +1,158 @@
-"""Per-slide estimates from counted grid points: point counting and prediction-powered inference.
+"""Per-slide estimates from counted points: the design-matched estimators and the headline.
 
-Called by the ``quantify`` command for each slide whose grid points are in the ``--points``
-folder; the numbers come from :mod:`histoseg.report.point_counts` (Wilson intervals) and
-:mod:`histoseg.report.ppi` (prediction-powered interval, docs/intervals.md).
+Called by ``quantify`` for each slide with points in the ``--points`` folder. The points and their
+design come from :mod:`histoseg.report.counting`; the estimators from
+:mod:`histoseg.sampling.estimators`; the model's side (its class at each point, its class areas
+over the counting frame) from the slide's label map. Per slide this gives (docs/intervals.md):
+
+- ``point_if``: point counting alone, with the design's interval (Wilson for random points or
+  points without a design; the Matérn grid variance for a grid; stratified for strata);
+- ``ppi_if``: prediction-powered inference, with the design's variance;
+- ``post-stratified`` (random and grid designs) and ``stratified`` (stratified designs): the
+  model's classes as strata;
+- ``cross-fitted PPI`` when fold models fine-tuned on the same points are given;
+- the **headline** ``if_estimate`` with ``if_ci_low``, ``if_ci_high``, ``if_method``,
+  ``if_points``, chosen by :data:`HEADLINE` for the design, and ``if_points_needed``: the points
+  that would bring its interval to the target half-width.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from histoseg.labels.points import level0_to_mask_index, read_points
-from histoseg.report.areas import label_map_values_at
-from histoseg.report.point_counts import point_count_fractions
-from histoseg.report.ppi import ppi_interstitial_fraction
+from histoseg.labels.counted_points import UNCLASSIFIED
+from histoseg.report.areas import label_map_counts_where, label_map_values_at
+from histoseg.report.counting import CountedSlide, load_counted_points
+from histoseg.report.point_counts import wilson_interval
+from histoseg.sampling.estimators import (
+    FractionEstimate,
+    point_counting,
+    points_needed,
+    post_stratified,
+    prediction_powered,
+)
+from histoseg.sampling.frame import OUTSIDE, CountingFrame
+from histoseg.sampling.variance import DesignSample
 
-__all__ = ["slide_point_estimates"]
+__all__ = ["HEADLINE", "FoldModel", "headline_key", "slide_point_estimates"]
+
+_COMPARTMENTS = ("interstitium", "tubules", "glomeruli")
+
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "grid": ("cross-fitted PPI", "post-stratified", "point counting"),
+    "random": ("cross-fitted PPI", "post-stratified", "point counting"),
+    "none": ("cross-fitted PPI", "post-stratified", "point counting"),
+    "stratified": ("cross-fitted PPI", "stratified", "point counting"),
+}
+"""The headline estimator of each design: the first of its list that is defined for the slide.
+
+Fixed before the points are seen (choosing the narrower interval after seeing both would bend the
+coverage); chosen from the benchmark of docs/benchmarks.md ("Counting points").
+"""
+
+
+@dataclass
+class FoldModel:
+    """A model fine-tuned without one fold of the points (cross-fitting).
+
+    Attributes:
+        labels: Its label map of the slide (TIFF path or (H, W) uint8 array, same grid as the main one).
+        held_out: Names of the points it never saw in training.
+    """
+
+    labels: Path | np.ndarray
+    held_out: set[str]
+
+
+def headline_key(estimates: dict[str, FractionEstimate], design: str) -> str | None:
+    """The headline's key in ``estimates`` by :data:`HEADLINE` (None when none is defined)."""
+    for key in HEADLINE.get(design, HEADLINE["none"]):
+        est = estimates.get(key)
+        if est is not None and math.isfinite(est.estimate) and math.isfinite(est.se):
+            return key
+    return None
+
+
+def _frame_inside(frame: CountingFrame, scale: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Label-map pixels whose centre lies in the frame (``scale`` = level-0 px per label pixel)."""
+    cw, ch = frame.cell_size
+    width, height = frame.slide_size
+    rows_n, cols_n = frame.shape
+
+    def inside(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        yc, xc = (rows + 0.5) * scale, (cols + 0.5) * scale
+        r = np.minimum(np.floor(yc / ch).astype(np.int64), rows_n - 1)
+        c = np.minimum(np.floor(xc / cw).astype(np.int64), cols_n - 1)
+        mask = frame.cells[r][:, c] != OUTSIDE
+        return mask & (yc < height)[:, None] & (xc < width)[None, :]
+
+    return inside
+
+
+def _model_side(
+    labels: Path | np.ndarray, counted: CountedSlide, scale: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's class at each used point, and its class counts over the frame (None: no frame)."""
+    height, width = shape
+    r = np.clip(np.floor(counted.y / scale).astype(np.int64), 0, height - 1)
+    c = np.clip(np.floor(counted.x / scale).astype(np.int64), 0, width - 1)
+    at_points = label_map_values_at(labels, r, c)
+    if counted.design is None:
+        return at_points, None
+    return at_points, label_map_counts_where(labels, _frame_inside(counted.design.frame, scale))
+
+
+def _indicators(values: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    names = list(classes)
+    v = values.astype(np.int64)
+    a = (v == names.index("interstitium")).astype(np.float64)
+    b = np.isin(v, [names.index(c) for c in _COMPARTMENTS]).astype(np.float64)
+    return a, b
+
+
+def _class_fractions(
+    counted: CountedSlide, sample: DesignSample, classes: Sequence[str], background: int | None
+) -> dict[str, tuple[float, float, float, int]]:
+    """Each class's share of tissue (points not on glass): ``(fraction, low, high, points)``."""
+    label = counted.label.astype(np.int64)
+    tissue = (label != background).astype(np.float64) if background is not None else np.ones(label.size)
+    out = {}
+    for k, name in enumerate(classes):
+        if k == background:
+            continue
+        hit = (label == k).astype(np.float64)
+        if sample.kind in ("random",) or counted.design is None:
+            denom = int(tissue.sum())
+            low, high = wilson_interval(int(hit.sum()), denom)
+            frac = hit.sum() / denom if denom else math.nan
+        else:
+            est = point_counting(sample, hit, tissue)
+            frac, low, high = est.estimate, est.ci_low, est.ci_high
+        out[name] = (float(frac), float(low), float(high), int(hit.sum()))
+    return out
+
+
+def _legacy_domain(
+    counts: np.ndarray, unlabelled: int, at_points: np.ndarray, label: np.ndarray, background: int | None
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Points without a design: the PPI domain (whole slide, or the model's tissue if no point is on glass)."""
+    keep = np.ones(label.size, bool)
+    total = float(counts.sum()) + float(unlabelled)
+    domain_counts = counts.astype(np.float64)
+    domain = "slide"
+    if background is not None and not np.any(label == background):
+        domain = "tissue"
+        keep = (at_points != background) & (at_points != UNCLASSIFIED)
+        domain_counts = domain_counts.copy()
+        domain_counts[background] = 0
+        total = float(domain_counts.sum())
+    return keep, domain_counts, total, domain
 
 
 def slide_point_estimates(
@@ -28,75 +162,186 @@ def slide_point_estimates(
     labels_path: Path,
     rows: list[dict[str, Any]],
     background: int | None,
+    *,
+    stem: str | None = None,
+    target_halfwidth: float = 0.05,
+    folds: Sequence[FoldModel] = (),
 ) -> dict[str, Any] | None:
-    """Point-count and prediction-powered estimates from the slide's grid points, added to its rows.
+    """The slide's estimates from its counted points, added to its report rows.
 
-    Looks for ``<folder>/<slide stem>.points.csv`` (or ``.geojson``). Adds to each class row
-    ``point_fraction``, ``point_ci_low``, ``point_ci_high`` (Wilson 95 %) and ``point_count``
-    beside the segmentation's ``fraction_of_tissue``, and to every row of the slide the
-    interstitial fraction by points alone (``point_if``, Wilson 95 % ``point_if_ci_low/high``) and
-    by prediction-powered inference (``ppi_if``, delta-method 95 % ``ppi_if_ci_low/high``, over
-    ``ppi_points`` points of the ``ppi_domain``; :mod:`histoseg.report.ppi`). Returns the estimates
-    (None without a points file).
+    Adds to each class row ``point_fraction``, ``point_ci_low``, ``point_ci_high`` and
+    ``point_count``, and to every row of the slide ``point_if*``, ``ppi_if*`` and the headline
+    ``if_estimate``, ``if_ci_low``, ``if_ci_high``, ``if_method``, ``if_points``,
+    ``if_points_needed``, ``if_design``.
 
     Args:
-        folder: The ``--points`` folder (None: no points, returns None).
-        slide: The slide file (its stem names the points file).
-        pred: The slide's :class:`histoseg.inference.predict.SlidePrediction` (classes, counts,
-            shape, mpp, slide mpp and size, unlabelled pixels).
-        labels_path: Its label-map TIFF (read at the points).
+        folder: The ``--points`` folder (None: no points; returns None).
+        slide: The slide file (its stem names the points files unless ``stem`` is given).
+        pred: The slide's prediction (``classes``, ``counts``, ``shape``, ``mpp``, ``slide_mpp``,
+            ``slide_dimensions``, ``unlabelled_pixels``).
+        labels_path: Its label-map TIFF.
         rows: The slide's report rows, updated in place.
         background: Index of the glass class, or None.
+        stem: The name the points files are under (default: the slide's file stem).
+        target_halfwidth: The half-width the report says how many points would reach.
+        folds: Fold models for cross-fitted PPI (empty: none).
+
+    Returns:
+        The slide's estimates (the ``point_counting`` field of its result), or None without points.
     """
     if folder is None:
         return None
-    candidates = [folder / f"{slide.stem}.points{suffix}" for suffix in (".csv", ".geojson", ".json")]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
+    classes = list(pred.classes)
+    size = (int(pred.slide_dimensions[0]), int(pred.slide_dimensions[1]))
+    counted = load_counted_points(Path(folder), stem or slide.stem, classes, size)
+    if counted is None:
         return None
-    classes = pred.classes
-    size = pred.slide_dimensions
-    points = read_points(found, classes, slide_size=(int(size[0]), int(size[1])))
-    estimate = point_count_fractions(points, classes)
-    for row in rows:
-        value = estimate.get(row["class"])
-        row["point_fraction"] = value.fraction if value else math.nan
-        row["point_ci_low"] = value.ci_low if value else math.nan
-        row["point_ci_high"] = value.ci_high if value else math.nan
-        row["point_count"] = value.n if value else 0
-    total = estimate.get("interstitial_fraction")
     result: dict[str, Any] = {
-        "file": found.name,
-        "interstitial_fraction": total.fraction if total else math.nan,
-        "interstitial_fraction_ci": [total.ci_low, total.ci_high] if total else [math.nan, math.nan],
+        "files": [p.name for p in counted.files],
+        "design": counted.design_name,
+        "rounds": counted.rounds,
+        "points_used": len(counted.ids),
+        "points_pending": counted.pending,
+        "notes": counted.notes,
+        "estimators": {},
+        "target_halfwidth": target_halfwidth,
     }
-    per_slide = {
-        "point_if": result["interstitial_fraction"],
-        "point_if_ci_low": result["interstitial_fraction_ci"][0],
-        "point_if_ci_high": result["interstitial_fraction_ci"][1],
-    }
-    if total is not None:
-        scale = pred.mpp / pred.slide_mpp
-        height, width = pred.shape
-        r = np.clip(level0_to_mask_index(points.y, scale), 0, height - 1)
-        c = np.clip(level0_to_mask_index(points.x, scale), 0, width - 1)
-        at_points = label_map_values_at(labels_path, r, c)
-        ppi, domain = ppi_interstitial_fraction(
-            pred.counts,
-            at_points,
-            points.label,
-            classes,
-            unlabelled_pixels=pred.unlabelled_pixels,
-            background=classes[background] if background is not None else None,
+    if not _COMPARTMENTS_PRESENT(classes) or len(counted.ids) == 0:
+        _write_rows(rows, result, {}, None)
+        return result
+    scale = float(pred.mpp) / float(pred.slide_mpp)
+    at_points, frame_counts = _model_side(labels_path, counted, scale, tuple(pred.shape))
+    sample = counted.sample()
+    a, b = _indicators(counted.label, classes)
+    estimates: dict[str, FractionEstimate] = {}
+    if counted.design is None or counted.design.kind == "random":
+        k, denom = int(a.sum()), int(b.sum())
+        low, high = wilson_interval(k, denom)
+        se = math.nan if denom == 0 else math.sqrt(max(k / denom * (1 - k / denom), 1e-12) / denom)
+        estimates["point counting"] = FractionEstimate(
+            k / denom if denom else math.nan, low, high, se, sample.n, "point counting", "Wilson (random points)"
         )
-        result["ppi"] = {**ppi._asdict(), "domain": domain, "interval": "delta method, 95 %"}
-        per_slide.update(
-            ppi_if=ppi.estimate,
-            ppi_if_ci_low=ppi.ci_low,
-            ppi_if_ci_high=ppi.ci_high,
-            ppi_points=ppi.n,
-            ppi_domain=domain,
+    else:
+        key = "stratified" if counted.design.kind == "stratified" else "point counting"
+        estimates[key] = point_counting(sample, a, b)
+    if frame_counts is None:
+        keep, domain_counts, total, domain = _legacy_domain(
+            np.asarray(pred.counts), int(pred.unlabelled_pixels), at_points, counted.label, background
         )
-    for row in rows:
-        row.update(per_slide)
+    else:
+        keep, domain = np.ones(len(counted.ids), bool), "frame"
+        full = frame_counts.astype(np.float64)
+        domain_counts = full[: len(classes)]
+        total = float(full.sum())
+    result["ppi_domain"] = domain
+    if total > 0:
+        fa, fb = _indicators(at_points, classes)
+        share = np.append(domain_counts, max(0.0, total - domain_counts.sum())) / total
+        model_a = float(share[classes.index("interstitium")])
+        model_b = float(sum(share[classes.index(c)] for c in _COMPARTMENTS))
+        sub = sample.subset(keep)
+        estimates["PPI"] = prediction_powered(sub, a[keep], b[keep], fa[keep], fb[keep], model_a, model_b)
+        if sample.kind != "stratified":
+            post = np.where(at_points >= len(classes), len(classes), at_points).astype(np.int64)
+            estimates["post-stratified"] = post_stratified(sub, a[keep], b[keep], post[keep], share)
+        if folds and counted.design is not None:
+            crossfit = _cross_fitted(counted, sample, a, b, classes, scale, tuple(pred.shape), folds)
+            if crossfit is not None:
+                estimates["cross-fitted PPI"] = crossfit
+    fractions = _class_fractions(counted, sample, classes, background)
+    result["class_fractions"] = {k: list(v) for k, v in fractions.items()}
+    result["estimators"] = {k: {**v._asdict(), "halfwidth": v.halfwidth} for k, v in estimates.items()}
+    head = headline_key(estimates, counted.design_name)
+    if head is not None:
+        chosen = estimates[head]
+        needed = points_needed(chosen, target_halfwidth)
+        result["estimate"] = {
+            "if_estimate": chosen.estimate,
+            "if_ci_low": chosen.ci_low,
+            "if_ci_high": chosen.ci_high,
+            "if_method": f"{chosen.method} ({chosen.variance})",
+            "if_points": chosen.n,
+            "if_points_needed": needed,
+            "if_more_points": None if needed is None else max(0, needed - chosen.n),
+            "if_design": counted.design_name,
+            "target_halfwidth": target_halfwidth,
+        }
+    _write_rows(rows, result, fractions, estimates)
     return result
+
+
+def _COMPARTMENTS_PRESENT(classes: Sequence[str]) -> bool:  # noqa: N802 - reads as a predicate
+    return set(_COMPARTMENTS) <= set(classes)
+
+
+def _cross_fitted(
+    counted: CountedSlide,
+    sample: DesignSample,
+    a: np.ndarray,
+    b: np.ndarray,
+    classes: Sequence[str],
+    scale: float,
+    shape: tuple[int, int],
+    folds: Sequence[FoldModel],
+) -> FractionEstimate | None:
+    """Cross-fitted PPI: each point scored by the fold model that never saw it."""
+    assert counted.design is not None
+    names = [str(i) for i in counted.ids]
+    owner = np.full(len(names), -1, np.int64)
+    for j, fold in enumerate(folds):
+        for k, name in enumerate(names):
+            if name in fold.held_out:
+                if owner[k] >= 0:
+                    return None  # a point held out by two fold models: not a partition
+                owner[k] = j
+    if (owner < 0).any():
+        return None  # some point was seen by every fold model
+    f_a = np.zeros(len(names))
+    f_b = np.zeros(len(names))
+    model_a = model_b = 0.0
+    for j, fold in enumerate(folds):
+        values, counts = _model_side(fold.labels, counted, scale, shape)
+        assert counts is not None
+        total = float(counts.sum())
+        fa, fb = _indicators(values, classes)
+        f_a[owner == j], f_b[owner == j] = fa[owner == j], fb[owner == j]
+        model_a += counts[list(classes).index("interstitium")] / total / len(folds)
+        model_b += sum(counts[list(classes).index(c)] for c in _COMPARTMENTS) / total / len(folds)
+    return prediction_powered(sample, a, b, f_a, f_b, model_a, model_b, cross_fitted=True)
+
+
+def _write_rows(
+    rows: list[dict[str, Any]],
+    result: dict[str, Any],
+    fractions: dict[str, tuple[float, float, float, int]],
+    estimates: dict[str, FractionEstimate] | None,
+) -> None:
+    """Copy the estimates into the slide's report rows (class rows get their class fraction)."""
+    estimates = estimates or {}
+    counting = estimates.get("point counting") or estimates.get("stratified")
+    ppi = estimates.get("PPI")
+    head = result.get("estimate") or {}
+    per_slide: dict[str, Any] = {
+        "point_if": counting.estimate if counting else math.nan,
+        "point_if_ci_low": counting.ci_low if counting else math.nan,
+        "point_if_ci_high": counting.ci_high if counting else math.nan,
+        "ppi_if": ppi.estimate if ppi else math.nan,
+        "ppi_if_ci_low": ppi.ci_low if ppi else math.nan,
+        "ppi_if_ci_high": ppi.ci_high if ppi else math.nan,
+        "ppi_points": ppi.n if ppi else 0,
+        "ppi_domain": result.get("ppi_domain", ""),
+        "if_estimate": head.get("if_estimate", math.nan),
+        "if_ci_low": head.get("if_ci_low", math.nan),
+        "if_ci_high": head.get("if_ci_high", math.nan),
+        "if_method": head.get("if_method", ""),
+        "if_points": head.get("if_points", result.get("points_used", 0)),
+        "if_points_needed": head.get("if_points_needed"),
+        "if_design": result.get("design", ""),
+    }
+    for row in rows:
+        value = fractions.get(row["class"])
+        row["point_fraction"] = value[0] if value else math.nan
+        row["point_ci_low"] = value[1] if value else math.nan
+        row["point_ci_high"] = value[2] if value else math.nan
+        row["point_count"] = value[3] if value else 0
+        row.update(per_slide)
