@@ -25,7 +25,7 @@ from typing import NoReturn, TextIO
 from histoseg import __version__
 from histoseg.errors import HistosegError
 
-COMMANDS = ("fit", "validate", "test", "predict", "quantify", "synthesize", "corrections", "doctor")
+COMMANDS = ("fit", "validate", "test", "predict", "quantify", "sample", "synthesize", "corrections", "doctor")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -141,6 +141,70 @@ def _quantify(argv: list[str]) -> int:
     )
 
 
+def _sample(argv: list[str]) -> int:
+    parser = _ArgumentParser(
+        prog="histoseg sample",
+        description=(
+            "Place counting points on each slide for a pathologist to classify (QuPath GeoJSON and CSV, "
+            "with the design record quantify --points needs); run again to add a round of points."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, help="points folder (one design and points files per slide)")
+    parser.add_argument("--results", default=None, help="a 'histoseg quantify' output folder: its label maps place the points")
+    parser.add_argument("--ckpt_path", default=None, help="or: a checkpoint, with --slides, to predict the label maps here")
+    parser.add_argument("--slides", default=None, help="slide file, folder, or glob (with --ckpt_path)")
+    parser.add_argument("--n", type=int, default=100, help="points per slide; in a later round, points to add")
+    parser.add_argument(
+        "--design",
+        default="grid",
+        choices=("grid", "random", "stratified"),
+        help="systematic grid with a random offset, uniform random points, or strata from the model's map",
+    )
+    parser.add_argument(
+        "--strata",
+        default="class+edge",
+        choices=("class+edge", "class", "none"),
+        help="strata of --design stratified: the model's class, split into boundary and interior cells",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the placement (default: drawn and recorded)")
+    parser.add_argument(
+        "--margin_um", type=float, default=50.0, help="the frame: the model's tissue grown by this margin (µm)"
+    )
+    parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
+    from histoseg.inference import options as inference_options
+
+    inference_options.add_arguments(parser)
+    parsed = parser.parse_args(argv)
+    options = inference_options.from_arguments(parsed)
+    from histoseg.sample import run_sample
+
+    predictor = None
+    if parsed.ckpt_path is not None:
+        if parsed.slides is None:
+            raise HistosegError("--ckpt_path: give --slides too (the slides to predict), or use --results")
+        from histoseg.inference.checkpoint import load_predictor
+
+        predictor = load_predictor(parsed.ckpt_path, tile_size=options.tile_size)
+        if parsed.mpp is not None:
+            _check_mpp_override(parsed.mpp, predictor.mpp)
+    elif parsed.slides is not None:
+        raise HistosegError("--slides: give --ckpt_path too (the model that predicts them), or use --results")
+    return run_sample(
+        parsed.out,
+        results=parsed.results,
+        predictor=predictor,
+        slides=parsed.slides,
+        options=options,
+        n=parsed.n,
+        design=parsed.design,
+        strata=parsed.strata,
+        seed=parsed.seed,
+        margin_um=parsed.margin_um,
+        mpp=parsed.mpp,
+    )
+
+
 def _int_option(value: int | None, option: str, variable: str, default: int) -> int:
     """An option's value, else the environment variable's (an integer), else ``default``."""
     if value is not None:
@@ -210,6 +274,8 @@ commands:
   predict     Lightning predict loop:   histoseg predict --config CFG --ckpt_path CKPT
   quantify    slides -> label maps, GeoJSON, overlays, area report:
               histoseg quantify --ckpt_path CKPT --slides 'slides/*.svs' --out DIR
+  sample      counting points for a pathologist to classify (then quantify --points):
+              histoseg sample --results DIR --out points/ --n 100 --design grid
   synthesize  write synthetic kidney-like slides: histoseg synthesize --out DIR
   corrections QuPath-corrected GeoJSON -> training labels (docs/qupath.md):
               histoseg corrections --predicted A.geojson --corrected B.geojson --out labels.geojson
@@ -242,6 +308,8 @@ def main(args: Sequence[str] | None = None) -> None:
         if command == "quantify":
             code = _quantify(argv[1:])
             sys.exit(code)
+        if command == "sample":
+            sys.exit(_sample(argv[1:]))
         if command == "synthesize":
             sys.exit(_synthesize(argv[1:]))
         if command in ("corrections", "doctor"):
