@@ -58,6 +58,13 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "slide",
     "class",
     *AREA_COLUMNS,
+    "if_estimate",
+    "if_ci_low",
+    "if_ci_high",
+    "if_method",
+    "if_points",
+    "if_points_needed",
+    "if_design",
     "point_fraction",
     "point_ci_low",
     "point_ci_high",
@@ -100,17 +107,29 @@ DEFINITIONS: dict[str, str] = {
     "--tta, interstitial_fraction and the areas come from the softmax averaged over the 8 views)",
     "precision": "precision the network ran at: 32 (float32), bf16 or 16 (autocast); quantify --precision "
     "auto picks bf16 where it is native and agrees with fp32 on the first tiles",
-    "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's grid points "
-    "(quantify --points); point_ci_low/high: Wilson 95 % interval; point_count: points in the class",
+    "if_estimate": "the slide's headline interstitial fraction from its counted points (quantify --points), "
+    "by the estimator the documented rule picks for the points' design (docs/intervals.md); "
+    "if_ci_low/high: its 95 % interval",
+    "if_method": "the headline's estimator and its variance (e.g. post-stratified (grid, Matérn))",
+    "if_points": "classified points the headline used",
+    "if_points_needed": "points that would bring the headline's interval to the target half-width "
+    "(quantify --target_halfwidth), from its current variance; count more with another histoseg sample round",
+    "if_design": "how the points were placed: grid, random or stratified (histoseg sample), none (no design "
+    "record: treated as random)",
+    "point_fraction": "stereological point-count estimate of fraction_of_tissue from the slide's counted points "
+    "(quantify --points); point_ci_low/high: its 95 % interval (Wilson for random points, the design's "
+    "otherwise); point_count: points in the class",
     "point_if": "interstitial fraction by point counting alone (quantify --points): points in interstitium "
-    "/ points in interstitium, tubules and glomeruli; point_if_ci_low/high: its Wilson 95 % interval",
+    "/ points in interstitium, tubules and glomeruli; point_if_ci_low/high: its 95 % interval (Wilson for "
+    "random points, the design's variance for grid and stratified points)",
     "ppi_if": "prediction-powered interstitial fraction (Angelopoulos et al., Science 2023): the model's "
     "value on every pixel corrected by the model-versus-point disagreement at the grid points, as a ratio "
     "of two corrected means; ppi_if_ci_low/high: its 95 % interval by the delta method; unbiased whatever "
     "the model, narrow when the model agrees with the points",
-    "ppi_points": "grid points used by ppi_if",
-    "ppi_domain": "what the points are taken to sample: slide (points on glass included, the whole label "
-    "map) or tissue (no point on glass: the pixels the model calls tissue, and the points on them)",
+    "ppi_points": "counted points used by ppi_if",
+    "ppi_domain": "what the points are taken to sample: frame (the counting frame of histoseg sample), "
+    "slide (no design record, points on glass included: the whole label map) or tissue (no design record, "
+    "no point on glass: the pixels the model calls tissue, and the points on them)",
     "mpp": "level-0 resolution of the slide (microns per pixel)",
     "mpp_source": "where mpp came from: metadata (slide file), tiff-resolution (TIFF resolution tags) "
     "or override (given by the user)",
