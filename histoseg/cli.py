@@ -104,7 +104,15 @@ def _quantify(argv: list[str]) -> int:
     parser.add_argument(
         "--points",
         default=None,
-        help="folder of grid points <slide stem>.points.csv: adds point-count fractions to the report",
+        help="folder of counted points (histoseg sample's --out, classified): adds each slide's "
+        "design-matched estimates and the headline if_estimate to the report (docs/intervals.md)",
+    )
+    parser.add_argument(
+        "--target_halfwidth",
+        "--target-halfwidth",
+        type=float,
+        default=0.05,
+        help="with --points: the interval half-width (0.05 = +-5 pp) the report says how many points would reach",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
@@ -138,6 +146,7 @@ def _quantify(argv: list[str]) -> int:
         rank=rank,
         world_size=world,
         points=parsed.points,
+        target_halfwidth=parsed.target_halfwidth,
     )
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from histoseg import __version__
@@ -56,6 +57,7 @@ from histoseg.io.outputs import (
 from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
+from histoseg.report.counting import load_counted_points, points_key
 from histoseg.report.estimates import slide_point_estimates
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
@@ -165,6 +167,7 @@ def run_quantify(
     world_size: int = 1,
     wait_timeout: float = 24 * 3600.0,
     points: str | os.PathLike[str] | None = None,
+    target_halfwidth: float = 0.05,
 ) -> int:
     """Predict, quantify and report every slide of a cohort.
 
@@ -180,8 +183,11 @@ def run_quantify(
         world_size: Number of shards (processes) sharing the cohort.
         wait_timeout: Seconds rank 0 waits for the other ranks' result files before reporting the
             missing slides as failed.
-        points: Folder of grid-point files ``<slide stem>.points.csv``/``.geojson``: the report then
-            also gives the point-count estimate of each class fraction (Wilson 95 % interval).
+        points: Folder of counted points (``histoseg sample``'s folder, classified: ``<slide
+            stem>.points.csv``/``.geojson`` and ``<slide stem>.design.json``): the report then also
+            gives each slide's design-matched estimates and the headline ``if_estimate``.
+        target_halfwidth: Interval half-width (fraction, 0.05 = 5 pp) the report says how many
+            points would reach.
 
     Returns:
         0 when every slide succeeded, 1 when any failed (rank 0: in the merged report).
@@ -193,7 +199,7 @@ def run_quantify(
         raise ConfigError(
             f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size; e.g. rank=0, world_size=2"
         )
-    cohort = Cohort(predictor, slides, out, options, mpp=mpp, points=points)
+    cohort = Cohort(predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth)
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
@@ -226,9 +232,15 @@ class Cohort:
         *,
         mpp: float | None = None,
         points: str | os.PathLike[str] | None = None,
+        target_halfwidth: float = 0.05,
     ) -> None:
         if mpp is not None:
             mpp = check_mpp(mpp, "--mpp")
+        if not (isinstance(target_halfwidth, (int, float)) and 0 < target_halfwidth < 0.5):
+            raise ConfigError(
+                f"--target_halfwidth {target_halfwidth}: must be a fraction in (0, 0.5); e.g. 0.05 for +-5 pp"
+            )
+        self.target_halfwidth = float(target_halfwidth)
         self.started = time.time()
         self.predictor = predictor
         out_path = Path(out)
@@ -262,7 +274,7 @@ class Cohort:
         """Quantify slide ``index`` (or reuse its complete outputs); never raises for a bad slide."""
         display = display or _Display(False, 1)
         path, stem = self.paths[index], self.stems[index]
-        key = {**self.settings, "slide": _slide_identity(path)}
+        key = self.slide_key(path)
         previous = _read_marker(marker_path(self.out_dir, stem))
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
@@ -282,10 +294,22 @@ class Cohort:
             on_progress=callback,
             display=display,
             points=self.points,
+            target_halfwidth=self.target_halfwidth,
         )
         display.end_slide()
         self._adopt_precision(result)
         return result
+
+    def slide_key(self, path: Path) -> dict[str, Any]:
+        """What a slide's result depends on: its file, the model, the options and its points.
+
+        The points are part of it (by content): editing, adding or removing a points file, or
+        another ``--target_halfwidth``, re-runs the slide instead of serving estimates of other points.
+        """
+        key = {**self.settings, "slide": _slide_identity(path)}
+        if self.points is not None:
+            key["points"] = {"files": points_key(self.points, path.stem), "target_halfwidth": self.target_halfwidth}
+        return key
 
     def _adopt_precision(self, result: dict[str, Any]) -> None:
         """``auto`` is checked once per run: later slides use what the checked slide decided (also on resume)."""
@@ -302,7 +326,7 @@ class Cohort:
         """
         out_dir = self.out_dir
         results = _gather(
-            self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout
+            self.paths, self.stems, out_dir, self.settings, world_size, self.started, wait_timeout, self.slide_key
         )
         used = sorted(
             {str(r["precision"]) for r in results if r.get("status") == "ok" and r.get("precision")}
@@ -349,13 +373,14 @@ def _gather(
     world_size: int,
     started: float,
     wait_timeout: float,
+    slide_key: Callable[[Path], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Result of every slide from the result files (rank 0 waits for the other ranks' files)."""
     deadline = time.monotonic() + (wait_timeout if world_size > 1 else 0.0)
     while True:
         results: list[dict[str, Any] | None] = []
         for path, stem in zip(paths, stems, strict=True):
-            key = {**settings, "slide": _slide_identity(path)}
+            key = slide_key(path)
             marker = marker_path(out, stem)
             data = _read_marker(marker)
             if data is None or data.get("key") != key or data.get("status") == "running":
@@ -409,6 +434,7 @@ def _quantify_one(
     on_progress: Callable[[int, int], None] | None,
     display: _Display,
     points: Path | None = None,
+    target_halfwidth: float = 0.05,
 ) -> dict[str, Any]:
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
@@ -427,7 +453,10 @@ def _quantify_one(
     }
     try:
         _write_marker(marker_path(out, stem), {**base, "status": "running", "error": ""})
-        result = {**base, **_predict_and_write(predictor, path, outputs, mpp, points, options, on_progress)}
+        result = {
+            **base,
+            **_predict_and_write(predictor, path, outputs, mpp, points, options, on_progress, target_halfwidth),
+        }
         if result["status"] != "ok":
             display.error(f"warning: {path}: {result['error']}")
     except Exception as exc:  # noqa: BLE001 - one bad slide must not stop the cohort
@@ -460,6 +489,12 @@ def _failure_message(exc: BaseException, out: Path) -> str:
     return f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
 
 
+def _marks(counted: Any, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The counted points as overlay marks: x and y as fractions of the slide's width and height, class."""
+    width, height = float(size[0]), float(size[1])
+    return np.asarray(counted.x) / width, np.asarray(counted.y) / height, np.asarray(counted.label)
+
+
 def _predict_and_write(
     predictor: Predictor,
     path: Path,
@@ -468,6 +503,7 @@ def _predict_and_write(
     points: Path | None,
     options: InferenceOptions,
     on_progress: Callable[[int, int], None] | None = None,
+    target_halfwidth: float = 0.05,
 ) -> dict[str, Any]:
     """Predict one slide and write its label map, GeoJSON and overlay; the slide's result fields."""
     with Slide(path, mpp=mpp) as slide:
@@ -479,7 +515,13 @@ def _predict_and_write(
         )
     background = predictor.background_class
     rows = pred.areas(background=background)
-    point_estimate = slide_point_estimates(points, path, pred, outputs["labels"], rows, background)
+    counted = None
+    if points is not None:
+        size = (int(pred.slide_dimensions[0]), int(pred.slide_dimensions[1]))
+        counted = load_counted_points(points, path.stem, pred.classes, size)
+    point_estimate = slide_point_estimates(
+        counted, pred, outputs["labels"], rows, background, target_halfwidth=target_halfwidth
+    )
     collection, geo_info = labels_tif_to_geojson(
         outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
     )
@@ -495,6 +537,7 @@ def _predict_and_write(
         title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
         background=background,
         thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+        points=None if counted is None else _marks(counted, pred.slide_dimensions),
     )
     foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
     problem_status = prediction_problem(

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -47,6 +48,27 @@ _ROUND = re.compile(r"^\.points\.round(\d+)\.(csv|geojson|json)$", re.IGNORECASE
 def design_path(folder: Path, stem: str) -> Path:
     """``<folder>/<stem>.design.json``."""
     return folder / f"{stem}{SUFFIX}"
+
+
+def points_key(folder: Path | None, stem: str) -> dict[str, str]:
+    """Content hashes (sha256) of the slide's design record and points files, by file name.
+
+    Part of ``quantify``'s resume key: adding, editing or removing a points file changes it, so a
+    rerun never serves estimates from other points. Empty without a folder or files.
+    """
+    if folder is None:
+        return {}
+    paths = list(points_files(folder, stem))
+    if design_path(folder, stem).is_file():
+        paths.append(design_path(folder, stem))
+    key = {}
+    for path in sorted(paths):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        key[path.name] = digest.hexdigest()
+    return key
 
 
 def points_files(folder: Path, stem: str) -> list[Path]:
@@ -241,4 +263,4 @@ def _without_design(
     )
 
 
-__all__ = ["MOVED_PX", "CountedSlide", "design_path", "load_counted_points", "points_files"]
+__all__ = ["MOVED_PX", "CountedSlide", "design_path", "load_counted_points", "points_files", "points_key"]

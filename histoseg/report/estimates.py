@@ -28,7 +28,7 @@ import numpy as np
 
 from histoseg.labels.counted_points import UNCLASSIFIED
 from histoseg.report.areas import label_map_counts_where, label_map_values_at
-from histoseg.report.counting import CountedSlide, load_counted_points
+from histoseg.report.counting import CountedSlide
 from histoseg.report.point_counts import wilson_interval
 from histoseg.sampling.estimators import (
     FractionEstimate,
@@ -156,14 +156,12 @@ def _legacy_domain(
 
 
 def slide_point_estimates(
-    folder: Path | None,
-    slide: Path,
+    counted: CountedSlide | None,
     pred: Any,
-    labels_path: Path,
+    labels_path: Path | np.ndarray,
     rows: list[dict[str, Any]],
     background: int | None,
     *,
-    stem: str | None = None,
     target_halfwidth: float = 0.05,
     folds: Sequence[FoldModel] = (),
 ) -> dict[str, Any] | None:
@@ -175,27 +173,22 @@ def slide_point_estimates(
     ``if_points_needed``, ``if_design``.
 
     Args:
-        folder: The ``--points`` folder (None: no points; returns None).
-        slide: The slide file (its stem names the points files unless ``stem`` is given).
+        counted: The slide's counted points (:func:`~histoseg.report.counting.load_counted_points`;
+            None: no points, returns None).
         pred: The slide's prediction (``classes``, ``counts``, ``shape``, ``mpp``, ``slide_mpp``,
-            ``slide_dimensions``, ``unlabelled_pixels``).
-        labels_path: Its label-map TIFF.
+            ``unlabelled_pixels``).
+        labels_path: Its label-map TIFF (or the (H, W) uint8 label map).
         rows: The slide's report rows, updated in place.
         background: Index of the glass class, or None.
-        stem: The name the points files are under (default: the slide's file stem).
         target_halfwidth: The half-width the report says how many points would reach.
         folds: Fold models for cross-fitted PPI (empty: none).
 
     Returns:
         The slide's estimates (the ``point_counting`` field of its result), or None without points.
     """
-    if folder is None:
-        return None
-    classes = list(pred.classes)
-    size = (int(pred.slide_dimensions[0]), int(pred.slide_dimensions[1]))
-    counted = load_counted_points(Path(folder), stem or slide.stem, classes, size)
     if counted is None:
         return None
+    classes = list(pred.classes)
     result: dict[str, Any] = {
         "files": [p.name for p in counted.files],
         "design": counted.design_name,

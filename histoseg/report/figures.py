@@ -80,6 +80,21 @@ def _nice_length(target_um: float) -> float:
     return float(10**exponent)
 
 
+def _draw_points(ax: Any, points: tuple[np.ndarray, np.ndarray, np.ndarray], colors: np.ndarray, w: int, h: int) -> None:
+    """Counted points on an image axis of ``w`` x ``h`` pixels: filled with the class colour, black edge."""
+    x, y, label = (np.asarray(v) for v in points)
+    px, py = x * w - 0.5, y * h - 0.5
+    size = 18.0 if x.size <= 400 else 8.0
+    done = label != 255
+    if done.any():
+        face = colors[np.minimum(label[done].astype(np.int64), len(colors) - 1)] / 255.0
+        ax.scatter(px[done], py[done], s=size, c=face, edgecolors="black", linewidths=0.7, zorder=3)
+    if (~done).any():
+        ax.scatter(px[~done], py[~done], s=size, facecolors="none", edgecolors="black", linewidths=0.7, zorder=3)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+
+
 def write_overlay_png(
     path: str | os.PathLike[str],
     thumbnail: np.ndarray,
@@ -92,6 +107,7 @@ def write_overlay_png(
     thumbnail_mpp: float | None = None,
     alpha: float = 0.45,
     max_side: int = 1000,
+    points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Overlay figure: thumbnail | thumbnail with the label map blended, a legend and a scale bar.
 
@@ -106,6 +122,10 @@ def write_overlay_png(
         thumbnail_mpp: Microns per thumbnail pixel, for the scale bar (None: no scale bar).
         alpha: Opacity of the class colours.
         max_side: The thumbnail is shrunk to at most this many pixels on its long side.
+        points: Counted points drawn on the prediction panel: ``(x, y, class)`` with x and y as
+            fractions of the slide's width and height and the pathologist's class index (255:
+            not classified yet, drawn hollow). A point whose colour differs from the map under it
+            is one the model and the pathologist disagree on.
 
     Returns:
         The path written.
@@ -145,7 +165,9 @@ def write_overlay_png(
         ax.imshow(image, interpolation="antialiased" if column == 0 else "nearest", aspect="auto")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(name, fontsize=9, pad=3)
+        ax.set_title(name if column == 0 or points is None else f"{name} + counted points", fontsize=9, pad=3)
+        if column == 1 and points is not None:
+            _draw_points(ax, points, colors, w, h)
         if column == 0 and thumbnail_mpp and thumbnail_mpp > 0:
             um_per_px = thumbnail_mpp * w0 / w
             length = _nice_length(0.25 * w * um_per_px)
