@@ -326,9 +326,11 @@ def run_sample(
                 existing[record.name[: -len(".design.json")]] = record
     plan: list[tuple[str, _Source | None, PointDesign | None]] = []
     for source in sources:
-        _check_ours(out_dir, source.stem, 1)
         record = design_path(out_dir, source.stem)
-        plan.append((source.stem, source, read_design(record) if record.is_file() else None))
+        old_design = read_design(record) if is_design_file(record) else None
+        # The files this run would write: round 1's (no design yet) or the next round's.
+        _check_ours(out_dir, source.stem, 1 if old_design is None else old_design.last_round + 1)
+        plan.append((source.stem, source, old_design))
     known = {stem for stem, _, _ in plan}
     for stem, record in existing.items():
         if stem not in known:

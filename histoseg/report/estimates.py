@@ -236,7 +236,8 @@ def slide_point_estimates(
         estimates["PPI"] = prediction_powered(sub, a[keep], b[keep], fa[keep], fb[keep], model_a, model_b)
         if sample.kind != "stratified":
             post = np.where(at_points >= len(classes), len(classes), at_points).astype(np.int64)
-            estimates["post-stratified"] = post_stratified(sub, a[keep], b[keep], post[keep], share)
+            post_a, post_b = _indicators(np.arange(len(classes) + 1), classes)  # the model's class per stratum
+            estimates["post-stratified"] = post_stratified(sub, a[keep], b[keep], post[keep], share, post_a, post_b)
         if folds and counted.design is not None:
             crossfit = _cross_fitted(counted, sample, a, b, classes, scale, tuple(pred.shape), folds)
             if crossfit is not None:

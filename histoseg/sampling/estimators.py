@@ -15,8 +15,8 @@ divided by the square of the denominator:
   mean_g(b)`` - the estimator of area from a classified map and a reference sample (Olofsson et al.,
   Remote Sens. Environ. 2014; Stehman 2013) applied to the model's map; it corrects the model's
   confusion between classes, and its linearisation ``u = W_g n / n_g (z - mean_g z)``, ``z = a - R
-  b``, only keeps the disagreement the model's class does not explain. Post-strata with fewer than
-  two points are merged into the largest one.
+  b``, only keeps the disagreement the model's class does not explain. A post-stratum with fewer
+  than two points takes the model's value.
 - :func:`prediction_powered`: PPI (Angelopoulos et al., Science 2023): ``R = (F_a - mean(f_a - a))
   / (F_b - mean(f_b - b))``; linearised ``psi = (f_a - a) - R (f_b - b)``; with ``power_tuned``,
   PPI++ (Angelopoulos, Duchi & Zrnic 2023): the model term is scaled by the ``lambda`` in [0, 1]
@@ -122,26 +122,14 @@ def point_counting(
     return _result(ratio, variance, sample.n, method, sample, z)
 
 
-def _merge_sparse(post: np.ndarray, weights: np.ndarray, minimum: int) -> tuple[np.ndarray, np.ndarray]:
-    """Post-strata with fewer than ``minimum`` points (or none) merged into the largest one."""
-    post = post.copy()
-    weights = weights.astype(np.float64).copy()
-    counts = np.bincount(post, minlength=weights.size)
-    largest = int(np.argmax(np.where(weights > 0, counts, -1)))
-    for g in range(weights.size):
-        if g != largest and weights[g] > 0 and counts[g] < minimum:
-            post[post == g] = largest
-            weights[largest] += weights[g]
-            weights[g] = 0.0
-    return post, weights
-
-
 def post_stratified(
     sample: DesignSample,
     a: np.ndarray,
     b: np.ndarray,
     post: np.ndarray,
     post_weights: np.ndarray,
+    post_a: np.ndarray,
+    post_b: np.ndarray,
     *,
     guard: bool = True,
     z: float = Z_95,
@@ -149,29 +137,43 @@ def post_stratified(
 ) -> FractionEstimate:
     """The ratio post-stratified by the model's class under each point.
 
+    A post-stratum with fewer than ``minimum`` points has no usable mean of its own: it takes the
+    model's value (``post_a``, ``post_b``; for a class stratum, the class itself) instead of being
+    merged into another stratum, whose mean would then be wrongly applied to it (glass merged into
+    interstitium would count glass as interstitium). Its share of the error is the model's error on
+    that small area, which the interval does not include.
+
     Args:
         sample: The points' design (random or grid; a stratified design is already stratified).
         a, b: (n,) the pathologist's indicators (see :func:`point_counting`).
         post: (n,) int post-stratum of each point (the model's class under it).
         post_weights: (G,) area share of each post-stratum over the frame (the model's map).
+        post_a, post_b: (G,) the model's ``a`` and ``b`` in each post-stratum (1 where its class is
+            interstitium, resp. one of the three compartments; 0 elsewhere).
         guard: See :mod:`histoseg.sampling.variance`.
         z: Normal quantile.
-        minimum: Post-strata with fewer points are merged into the largest.
+        minimum: Fewest points for a post-stratum's own mean.
     """
     if sample.kind == "stratified":
         raise ValueError("post_stratified: a stratified sample is estimated with point_counting")
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    post, weights = _merge_sparse(np.asarray(post, dtype=np.int64), np.asarray(post_weights), minimum)
-    strata = DesignSample.stratified(post, weights)
-    num, den = design_mean(strata, a), design_mean(strata, b)
+    post = np.asarray(post, dtype=np.int64)
+    weights = np.asarray(post_weights, dtype=np.float64)
+    counts = np.bincount(post, minlength=weights.size)[: weights.size]
+    dense = (weights > 0) & (counts >= minimum)
+    sparse = (weights > 0) & ~dense
+    known_a = float(np.sum(weights[sparse] * np.asarray(post_a, dtype=np.float64)[sparse]))
+    known_b = float(np.sum(weights[sparse] * np.asarray(post_b, dtype=np.float64)[sparse]))
+    strata = DesignSample.stratified(post, np.where(dense, weights, 0.0))
+    num = design_mean(strata, a) + known_a
+    den = design_mean(strata, b) + known_b
     if not (den > 0 and math.isfinite(num)):
         return _result(math.nan, math.nan, sample.n, "post-stratified", sample, z)
     ratio = num / den
     zlin = a - ratio * b
     u = np.zeros_like(zlin)
-    counts = np.bincount(post, minlength=weights.size)
-    for g in np.flatnonzero(weights > 0):
+    for g in np.flatnonzero(dense):
         in_g = post == g
         u[in_g] = (zlin[in_g] - zlin[in_g].mean()) * weights[g] * sample.n / counts[g]
     # Conditional on the post-strata counts (Cochran 5A.9): the stratified variance, each post-stratum

@@ -46,11 +46,18 @@ def test_post_stratification_is_the_stratified_estimator_with_the_map_weights():
     a = np.array([1, 1, 0, 0, 0, 1, 0], float)
     b = np.array([1, 1, 1, 0, 1, 1, 1], float)
     post = np.array([0, 0, 0, 0, 1, 1, 1])
-    est = post_stratified(DesignSample.random(7), a, b, post, np.array([0.6, 0.4]), guard=False)
+    model_a, model_b = np.array([1.0, 0.0]), np.array([1.0, 1.0])  # stratum 0: interstitium, 1: tubules
+    est = post_stratified(DesignSample.random(7), a, b, post, np.array([0.6, 0.4]), model_a, model_b, guard=False)
     assert est.estimate == pytest.approx(point_counting(DesignSample.stratified(post, [0.6, 0.4]), a, b).estimate)
-    # A post-stratum with one point is merged into the largest: here that leaves one stratum.
-    merged = post_stratified(DesignSample.random(7), a, b, np.array([0, 0, 0, 0, 0, 0, 1]), np.array([0.9, 0.1]))
-    assert merged.estimate == pytest.approx(a.sum() / b.sum())
+    # A post-stratum with one point takes the model's value (here: tubules, a = 0, b = 1) with its weight.
+    one = np.array([0, 0, 0, 0, 0, 0, 1])
+    sparse = post_stratified(DesignSample.random(7), a, b, one, np.array([0.9, 0.1]), model_a, model_b)
+    mean_a, mean_b = a[:6].mean(), b[:6].mean()
+    assert sparse.estimate == pytest.approx(0.9 * mean_a / (0.9 * mean_b + 0.1 * 1.0))
+    # Glass (a = b = 0 in the model) without points is never counted as the largest stratum's class.
+    glass = post_stratified(DesignSample.random(6), a[:6], b[:6], np.zeros(6, int), np.array([0.8, 0.2]),
+                            np.array([1.0, 0.0]), np.array([1.0, 0.0]))
+    assert glass.estimate == pytest.approx(a[:6].mean() / b[:6].mean())
 
 
 def test_power_tuning_ignores_a_model_that_knows_nothing():
