@@ -61,6 +61,8 @@ FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 BG, INT, TUB, GLOM = 0, 1, 2, 3
 DESIGNS = ("random", "grid", "stratified")
+VARIANTS = (("random", "matern"), ("grid", "matern"), ("grid", "random"), ("stratified", "matern"))
+"""Design x grid variance estimator simulated (grid points also with the random-points variance)."""
 FLASH_MPP = 0.34
 
 
@@ -136,7 +138,7 @@ def simulate(
     model_if = true_fraction(pred)
     rows = []
     rng = np.random.default_rng(seed)
-    for kind in DESIGNS:
+    for kind, grid_variance in VARIANTS:
         for n in ns:
             acc: dict[str, list[tuple[float, float, float]]] = {}
             points = []
@@ -146,7 +148,7 @@ def simulate(
                 label = ref[np.minimum(y.astype(int), h - 1), np.minimum(x.astype(int), w - 1)].astype(np.uint8)
                 label[label == 255] = 4  # unlabelled reference pixels: 'other' (not in the three compartments)
                 counted = CountedSlide(design, list(design.ids), x, y, label, 1, 0, [])
-                result = slide_point_estimates(counted, pred_ns, pred, [], BG)
+                result = slide_point_estimates(counted, pred_ns, pred, [], BG, grid_variance=grid_variance)
                 assert result is not None
                 points.append(len(design.ids))
                 for key, est in result["estimators"].items():
@@ -160,7 +162,7 @@ def simulate(
                     fa, fb = (f == INT).astype(float), np.isin(f, [INT, TUB, GLOM]).astype(float)
                     share = pred_ns.counts / pred_ns.counts.sum()
                     est = prediction_powered(
-                        counted.sample(), a, b, fa, fb, float(share[INT]), float(share[[INT, TUB, GLOM]].sum()),
+                        counted.sample(grid_variance), a, b, fa, fb, float(share[INT]), float(share[[INT, TUB, GLOM]].sum()),
                         power_tuned=True,
                     )
                     acc.setdefault("PPI++", []).append((est.estimate, est.ci_low, est.ci_high))
@@ -170,7 +172,8 @@ def simulate(
                 e, lo, hi = v[ok, 0], v[ok, 1], v[ok, 2]
                 rows.append(
                     {
-                        "source": name, "design": kind, "estimator": key, "n": n,
+                        "source": name, "design": kind if kind != "grid" else f"grid ({grid_variance})",
+                        "estimator": key, "n": n,
                         "points_mean": float(np.mean(points)), "draws": int(ok.sum()), "truth": truth,
                         "model_if": model_if,
                         "coverage": float(np.mean((lo <= truth) & (truth <= hi))) if ok.any() else math.nan,

@@ -166,9 +166,11 @@ def _sample(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=100, help="points per slide; in a later round, points to add")
     parser.add_argument(
         "--design",
-        default="grid",
+        default="stratified",
         choices=("grid", "random", "stratified"),
-        help="systematic grid with a random offset, uniform random points, or strata from the model's map",
+        help="stratified: strata from the model's map, more points where it is unsure (recommended, "
+        "docs/intervals.md); grid: systematic with a random offset (efficient, but can resonate with "
+        "regularly packed structures); random: uniform",
     )
     parser.add_argument(
         "--strata",
@@ -284,7 +286,7 @@ commands:
   quantify    slides -> label maps, GeoJSON, overlays, area report:
               histoseg quantify --ckpt_path CKPT --slides 'slides/*.svs' --out DIR
   sample      counting points for a pathologist to classify (then quantify --points):
-              histoseg sample --results DIR --out points/ --n 100 --design grid
+              histoseg sample --results DIR --out points/ --n 100
   synthesize  write synthetic kidney-like slides: histoseg synthesize --out DIR
   corrections QuPath-corrected GeoJSON -> training labels (docs/qupath.md):
               histoseg corrections --predicted A.geojson --corrected B.geojson --out labels.geojson

@@ -11,9 +11,10 @@ and a checkpoint (``--ckpt_path`` + ``--slides``, predicted here), this command 
   tissue the model missed), its strata, every point and every round, which ``quantify --points``
   uses to pick the matching estimator.
 
-Designs (``--design``): ``grid`` (systematic, random offset, spacing for about ``--n`` points on
-the frame), ``random`` (uniform), ``stratified`` (strata from the model's label map, Neyman
-allocation with at least 2 points per stratum).
+Designs (``--design``): ``stratified`` (the default: strata from the model's label map, Neyman
+allocation with at least 2 points per stratum), ``grid`` (systematic, random offset, spacing for
+about ``--n`` points on the frame; efficient on real tissue but it can resonate with regularly
+packed structures, see docs/intervals.md), ``random`` (uniform).
 
 **Rounds.** Run again on the same ``OUT`` and every slide that already has a design gets a new
 round: ``--n`` more points (a grid halves its spacing instead: it adds about as many points as it
@@ -25,7 +26,7 @@ Nothing is written before every slide has been checked: a points file in ``OUT``
 not write (no design beside it) stops the run with one ``error:`` line.
 
 Example:
-    histoseg sample --results results/ --out points/ --n 100 --design grid --seed 1
+    histoseg sample --results results/ --out points/ --n 100 --seed 1
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def run_sample(
     slides: str | Sequence[str] | None = None,
     options: InferenceOptions | None = None,
     n: int = 100,
-    design: str = "grid",
+    design: str = "stratified",
     strata: str = "class+edge",
     seed: int | None = None,
     margin_um: float = 50.0,

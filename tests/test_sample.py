@@ -145,3 +145,29 @@ def test_bad_options_stop_before_anything_is_written(tiny_slide_checkpoint, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and option in err[0]
     assert not points.exists() or not any(points.iterdir())
+
+
+def test_the_loop_in_docs_intervals_runs_as_written(tiny_slide_checkpoint, tmp_path, monkeypatch):
+    """docs/intervals.md's three commands, with CKPT and the slide glob filled in, in a fresh folder."""
+    import re
+    import shlex
+
+    folder, ckpt = tiny_slide_checkpoint
+    text = (Path(__file__).resolve().parents[1] / "docs" / "intervals.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"## The loop\n\n```bash\n(.*?)```", text, re.S)
+    commands = [shlex.split(line) for line in block.strip().splitlines()]
+    assert [c[3] for c in commands] == ["quantify", "sample", "quantify"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slides").mkdir()
+    shutil.copy(folder / "good.tif", tmp_path / "slides" / "good.tif")
+    truth = np.asarray(Image.open(folder / "good.png"))
+    for k, command in enumerate(commands):
+        assert command[:3] == ["python", "-m", "histoseg"]
+        # The tiny slide is a TIFF: the documented glob of SVS files becomes a glob of TIFFs.
+        args = [str(ckpt) if a == "CKPT" else a.replace("*.svs", "*.tif") for a in command[3:]]
+        assert cli_exit_code(args) == 0, command
+        if command[3] == "sample":
+            assert (tmp_path / "points" / "good.design.json").is_file()
+            classify_geojson(tmp_path / "points" / "good.points.geojson", truth)
+    row = read_points_csv(tmp_path / "results" / "report.csv")[0]
+    assert row["if_design"] == "stratified" and float(row["if_ci_low"]) <= float(row["if_estimate"])

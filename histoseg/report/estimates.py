@@ -40,7 +40,7 @@ from histoseg.sampling.estimators import (
 from histoseg.sampling.frame import OUTSIDE, CountingFrame
 from histoseg.sampling.variance import DesignSample
 
-__all__ = ["HEADLINE", "FoldModel", "headline_key", "slide_point_estimates"]
+__all__ = ["GRID_VARIANCE", "HEADLINE", "FoldModel", "headline_key", "slide_point_estimates"]
 
 _COMPARTMENTS = ("interstitium", "tubules", "glomeruli")
 
@@ -55,6 +55,10 @@ HEADLINE: dict[str, tuple[str, ...]] = {
 Fixed before the points are seen (choosing the narrower interval after seeing both would bend the
 coverage); chosen from the benchmark of docs/benchmarks.md ("Counting points").
 """
+
+
+GRID_VARIANCE = "matern"
+"""Variance estimator of grid points (docs/intervals.md): Matérn's 2 x 2 contrasts."""
 
 
 @dataclass
@@ -164,6 +168,7 @@ def slide_point_estimates(
     *,
     target_halfwidth: float = 0.05,
     folds: Sequence[FoldModel] = (),
+    grid_variance: str = GRID_VARIANCE,
 ) -> dict[str, Any] | None:
     """The slide's estimates from its counted points, added to its report rows.
 
@@ -182,6 +187,8 @@ def slide_point_estimates(
         background: Index of the glass class, or None.
         target_halfwidth: The half-width the report says how many points would reach.
         folds: Fold models for cross-fitted PPI (empty: none).
+        grid_variance: Variance estimator of grid points (:data:`GRID_VARIANCE`; ``matern``,
+            ``pairs`` or ``random``).
 
     Returns:
         The slide's estimates (the ``point_counting`` field of its result), or None without points.
@@ -204,7 +211,7 @@ def slide_point_estimates(
         return result
     scale = float(pred.mpp) / float(pred.slide_mpp)
     at_points, frame_counts = _model_side(labels_path, counted, scale, tuple(pred.shape))
-    sample = counted.sample()
+    sample = counted.sample(grid_variance)
     a, b = _indicators(counted.label, classes)
     estimates: dict[str, FractionEstimate] = {}
     if counted.design is None or counted.design.kind == "random":
