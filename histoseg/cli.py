@@ -108,6 +108,14 @@ def _quantify(argv: list[str]) -> int:
         "design-matched estimates and the headline if_estimate to the report (docs/intervals.md)",
     )
     parser.add_argument(
+        "--crossfit",
+        nargs="+",
+        default=[],
+        metavar="CKPT",
+        help="with --points: the fold checkpoints fitted from 'histoseg sample --crossfit' configs (paths or "
+        "quoted globs); adds cross-fitted PPI, the headline when defined",
+    )
+    parser.add_argument(
         "--target_halfwidth",
         "--target-halfwidth",
         type=float,
@@ -147,6 +155,7 @@ def _quantify(argv: list[str]) -> int:
         world_size=world,
         points=parsed.points,
         target_halfwidth=parsed.target_halfwidth,
+        crossfit=parsed.crossfit,
     )
 
 
@@ -183,12 +192,36 @@ def _sample(argv: list[str]) -> int:
         "--margin_um", type=float, default=50.0, help="the frame: the model's tissue grown by this margin (µm)"
     )
     parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
+    parser.add_argument(
+        "--crossfit",
+        type=int,
+        default=0,
+        metavar="K",
+        help="instead of placing points: split the classified points into K folds and write one fine-tuning "
+        "config per fold into OUT/crossfit (needs --ckpt_path, the model to fine-tune, and --slides)",
+    )
+    parser.add_argument(
+        "--finetune_steps", type=int, default=64, help="with --crossfit: optimisation steps of each fold's fine-tuning"
+    )
     from histoseg.inference import options as inference_options
 
     inference_options.add_arguments(parser)
     parsed = parser.parse_args(argv)
     options = inference_options.from_arguments(parsed)
-    from histoseg.sample import run_sample
+    from histoseg.sample import run_crossfit, run_sample
+
+    if parsed.crossfit:
+        if parsed.ckpt_path is None or parsed.slides is None:
+            raise HistosegError("--crossfit: give --ckpt_path (the model the folds fine-tune) and --slides too")
+        return run_crossfit(
+            parsed.out,
+            ckpt_path=parsed.ckpt_path,
+            slides=parsed.slides,
+            folds=parsed.crossfit,
+            seed=0 if parsed.seed is None else parsed.seed,
+            steps=parsed.finetune_steps,
+            mpp=parsed.mpp,
+        )
 
     predictor = None
     if parsed.ckpt_path is not None:

@@ -44,7 +44,7 @@ from histoseg.inference.health import prediction_problem, slide_problem
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
-from histoseg.io.files import atomic_path, ensure_writable_dir, real_path
+from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha256_file
 from histoseg.io.outputs import (
     assign_stems,
     check_cohort_files,
@@ -57,8 +57,9 @@ from histoseg.io.outputs import (
 from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
-from histoseg.report.counting import load_counted_points, points_key
-from histoseg.report.estimates import slide_point_estimates
+from histoseg.report.counting import design_path, load_counted_points, points_key
+from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
+from histoseg.report.estimates import FoldModel, slide_point_estimates
 from histoseg.report.figures import write_cohort_png, write_overlay_png
 from histoseg.report.geojson import labels_tif_to_geojson, write_geojson
 from histoseg.report.html import write_html_report
@@ -168,6 +169,7 @@ def run_quantify(
     wait_timeout: float = 24 * 3600.0,
     points: str | os.PathLike[str] | None = None,
     target_halfwidth: float = 0.05,
+    crossfit: Sequence[str | os.PathLike[str]] = (),
 ) -> int:
     """Predict, quantify and report every slide of a cohort.
 
@@ -188,6 +190,9 @@ def run_quantify(
             gives each slide's design-matched estimates and the headline ``if_estimate``.
         target_halfwidth: Interval half-width (fraction, 0.05 = 5 pp) the report says how many
             points would reach.
+        crossfit: Fold checkpoints fine-tuned by ``histoseg sample --crossfit`` configs (paths or
+            globs): each slide is also predicted by every fold model, and the report adds
+            cross-fitted PPI (each point scored by the model that never saw it).
 
     Returns:
         0 when every slide succeeded, 1 when any failed (rank 0: in the merged report).
@@ -199,7 +204,9 @@ def run_quantify(
         raise ConfigError(
             f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size; e.g. rank=0, world_size=2"
         )
-    cohort = Cohort(predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth)
+    cohort = Cohort(
+        predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth, crossfit=crossfit
+    )
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
@@ -233,6 +240,7 @@ class Cohort:
         mpp: float | None = None,
         points: str | os.PathLike[str] | None = None,
         target_halfwidth: float = 0.05,
+        crossfit: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         if mpp is not None:
             mpp = check_mpp(mpp, "--mpp")
@@ -254,6 +262,7 @@ class Cohort:
                 f"{self.points}: --points must be a folder of <slide stem>.points.csv/.geojson files; "
                 "give that folder, or leave --points out"
             )
+        self.folds = _fold_predictors(crossfit, self.points, predictor, options.tile_size if options else None)
         self.out_dir = ensure_writable_dir(out_path)
         self.stems = assign_stems(self.paths, self.out_dir)
         remove_stale_temporaries(self.out_dir)
@@ -295,6 +304,7 @@ class Cohort:
             display=display,
             points=self.points,
             target_halfwidth=self.target_halfwidth,
+            folds=self.folds,
         )
         display.end_slide()
         self._adopt_precision(result)
@@ -309,6 +319,8 @@ class Cohort:
         key = {**self.settings, "slide": _slide_identity(path)}
         if self.points is not None:
             key["points"] = {"files": points_key(self.points, path.stem), "target_halfwidth": self.target_halfwidth}
+        if self.folds is not None:
+            key["crossfit"] = [fold.checkpoint_sha256 for fold in self.folds.models]
         return key
 
     def _adopt_precision(self, result: dict[str, Any]) -> None:
@@ -435,6 +447,7 @@ def _quantify_one(
     display: _Display,
     points: Path | None = None,
     target_halfwidth: float = 0.05,
+    folds: _Folds | None = None,
 ) -> dict[str, Any]:
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
@@ -455,7 +468,9 @@ def _quantify_one(
         _write_marker(marker_path(out, stem), {**base, "status": "running", "error": ""})
         result = {
             **base,
-            **_predict_and_write(predictor, path, outputs, mpp, points, options, on_progress, target_halfwidth),
+            **_predict_and_write(
+                predictor, path, outputs, mpp, points, options, on_progress, target_halfwidth, folds
+            ),
         }
         if result["status"] != "ok":
             display.error(f"warning: {path}: {result['error']}")
@@ -489,6 +504,64 @@ def _failure_message(exc: BaseException, out: Path) -> str:
     return f"internal error ({type(exc).__name__}: {first[:200]}); please report it"
 
 
+class _Folds:
+    """The fold models of ``--crossfit`` (in fold order) and the manifest of their folds."""
+
+    def __init__(self, models: list[Predictor], manifest: dict[str, Any]) -> None:
+        self.models = models
+        self.manifest = manifest
+
+    def held_out(self, points: Path, stem: str) -> list[list[str]] | None:
+        """Per fold, the points of ``stem`` its model never saw; None when the design changed since."""
+        entry = self.manifest.get("slides", {}).get(stem)
+        record = design_path(points, stem)
+        if not entry or not record.is_file() or sha256_file(record) != entry.get("design_sha256"):
+            return None
+        return [list(ids) for ids in entry["held_out"]]
+
+
+def _fold_predictors(
+    crossfit: Sequence[str | os.PathLike[str]], points: Path | None, predictor: Predictor, tile_size: int | None
+) -> _Folds | None:
+    """Load the ``--crossfit`` checkpoints, one per fold of the points folder's manifest, in fold order."""
+    if not crossfit:
+        return None
+    if points is None:
+        raise ConfigError("--crossfit: give --points too (the folder whose points the fold models were fitted on)")
+    import glob
+
+    from histoseg.inference.checkpoint import load_predictor, read_checkpoint
+
+    manifest = read_manifest(points)
+    paths: list[Path] = []
+    for item in crossfit:
+        text = str(item)
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True)) if any(c in text for c in "*?[") else [Path(text)]
+        if not found:
+            raise ConfigError(f"--crossfit {text}: no checkpoint matches; fit each fold first (histoseg sample --crossfit)")
+        paths.extend(found)
+    by_fold: dict[int, Predictor] = {}
+    for path in paths:
+        checkpoint = read_checkpoint(path)
+        table = (checkpoint.get("datamodule_hyper_parameters") or {}).get("slides")
+        k = fold_of_checkpoint(points, manifest, table, str(path))
+        model = load_predictor(path, tile_size=tile_size)
+        if list(model.classes) != list(predictor.classes) or float(model.mpp) != float(predictor.mpp):
+            raise ConfigError(
+                f"--crossfit {path}: its classes or mpp differ from --ckpt_path's; fine-tune the folds from that checkpoint"
+            )
+        if k in by_fold and by_fold[k].checkpoint_sha256 != model.checkpoint_sha256:
+            raise ConfigError(f"--crossfit {path}: a second checkpoint for fold {k}; give one checkpoint per fold")
+        by_fold[k] = model
+    missing = [k for k in range(int(manifest["folds"])) if k not in by_fold]
+    if missing:
+        raise ConfigError(
+            f"--crossfit: no checkpoint for fold(s) {', '.join(map(str, missing))}; fit them "
+            f"(python -m histoseg fit --config {points}/crossfit/fold{missing[0]}.yaml)"
+        )
+    return _Folds([by_fold[k] for k in range(int(manifest["folds"]))], manifest)
+
+
 def _marks(counted: Any, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The counted points as overlay marks: x and y as fractions of the slide's width and height, class."""
     width, height = float(size[0]), float(size[1])
@@ -504,8 +577,11 @@ def _predict_and_write(
     options: InferenceOptions,
     on_progress: Callable[[int, int], None] | None = None,
     target_halfwidth: float = 0.05,
+    folds: _Folds | None = None,
 ) -> dict[str, Any]:
     """Predict one slide and write its label map, GeoJSON and overlay; the slide's result fields."""
+    fold_models: list[FoldModel] = []
+    fold_predictions = []
     with Slide(path, mpp=mpp) as slide:
         problem = slide_problem(slide, predictor.mpp)
         if problem is not None:
@@ -513,6 +589,13 @@ def _predict_and_write(
         pred = predict_slide(
             slide, predictor, options, out_path=outputs["labels"], progress=False, on_progress=on_progress
         )
+        held_out = folds.held_out(points, path.stem) if folds is not None and points is not None else None
+        if held_out is not None:
+            assert folds is not None
+            for fold, ids in zip(folds.models, held_out, strict=True):
+                fold_pred = predict_slide(slide, fold, options, progress=False)  # a temporary label map
+                fold_predictions.append(fold_pred)
+                fold_models.append(FoldModel(fold_pred.labels, set(ids)))
     background = predictor.background_class
     rows = pred.areas(background=background)
     counted = None
@@ -520,8 +603,13 @@ def _predict_and_write(
         size = (int(pred.slide_dimensions[0]), int(pred.slide_dimensions[1]))
         counted = load_counted_points(points, path.stem, pred.classes, size)
     point_estimate = slide_point_estimates(
-        counted, pred, outputs["labels"], rows, background, target_halfwidth=target_halfwidth
+        counted, pred, outputs["labels"], rows, background, target_halfwidth=target_halfwidth, folds=fold_models
     )
+    if folds is not None and point_estimate is not None and held_out is None:
+        point_estimate["notes"].append(
+            "no cross-fitting: the design changed since 'histoseg sample --crossfit' (or the slide is not in it)"
+        )
+    del fold_models, fold_predictions
     collection, geo_info = labels_tif_to_geojson(
         outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
     )

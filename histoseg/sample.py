@@ -55,6 +55,7 @@ from histoseg.report.counting import design_path, load_counted_points, points_fi
 from histoseg.sampling.allocation import stratum_sd
 from histoseg.sampling.design import (
     DESIGNS,
+    SUFFIX,
     PointDesign,
     add_round,
     is_design_file,
@@ -378,4 +379,164 @@ def run_sample(
     return 0
 
 
-__all__ = ["STRATA_RULES", "run_sample", "sources_from_results"]
+FINETUNE_RECIPE: dict[str, Any] = {
+    "loss": "ce",
+    "regularizer": "crf",
+    "regularizer_weight": 0.1,
+    "lr": 0.0005,
+    "scheduler": "cosine",
+    "freeze_encoder": False,
+}
+"""The fold models' fine-tuning recipe: configs/kidney_scribbles.yaml's (partial CE + CRF 0.1, lr 5e-4)."""
+
+_NETWORK_KEYS = ("arch", "encoder", "encoder_depth", "decoder_channels", "channels_last")
+
+
+def _fold_config(base: dict[str, Any], ckpt: Path, table: Path, root: Path, steps: int, seed: int) -> dict[str, Any]:
+    """A LightningCLI config that fine-tunes ``ckpt`` on one fold's slide table for ``steps`` steps."""
+    hp = {k: v for k, v in (base.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    block = base.get("histoseg") or {}
+    batch, epochs = 8, 4
+    model = {k: hp[k] for k in _NETWORK_KEYS if k in hp}
+    model.update({"encoder_weights": None, "init_checkpoint": str(ckpt.resolve()), **FINETUNE_RECIPE})
+    return {
+        "seed_everything": int(seed),
+        "trainer": {
+            "max_epochs": epochs,
+            "accelerator": "auto",
+            "devices": "auto",
+            "logger": False,
+            "default_root_dir": str(root.resolve()),
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"save_last": True, "every_n_epochs": 1},
+                }
+            ],
+        },
+        "model": {"class_path": "histoseg.tasks.SegmentationTask", "init_args": model},
+        "data": {
+            "class_path": "histoseg.datamodules.SlideDataModule",
+            "init_args": {
+                "slides": str(table.resolve()),
+                "classes": list(block.get("classes") or hp.get("classes") or []),
+                "mpp": float(block.get("mpp") or hp.get("mpp")),
+                "patch_size": int(block.get("patch_size") or hp.get("patch_size")),
+                "batch_size": batch,
+                "patches_per_epoch": max(batch, steps * batch // epochs),
+                "val_patches": 1,
+                "class_balanced": True,
+                "num_workers": 0,
+                "seed": int(seed),
+            },
+        },
+    }
+
+
+def run_crossfit(
+    out: str | os.PathLike[str],
+    *,
+    ckpt_path: str | os.PathLike[str],
+    slides: str | Sequence[str],
+    folds: int = 2,
+    seed: int = 0,
+    steps: int = 64,
+    mpp: float | None = None,
+    quiet: bool = False,
+) -> int:
+    """Split every slide's classified points into ``folds`` folds and write one fine-tuning per fold.
+
+    Writes into ``<out>/crossfit/``: per fold ``k`` the training points of each slide (every fold
+    but ``k``, ``<stem>.fold<k>.csv``), the slide table ``fold<k>.slides.csv`` and the config
+    ``fold<k>.yaml`` (fine-tunes ``ckpt_path`` on them, :data:`FINETUNE_RECIPE`, ``steps`` steps);
+    and ``crossfit.json`` (:mod:`histoseg.report.crossfit`). Only complete rounds are split.
+
+    Raises:
+        HistosegError: a bad option, no classified points, a slide without its design, or files in
+            ``<out>/crossfit`` histoseg did not write.
+    """
+    import yaml
+
+    from histoseg.inference.checkpoint import read_checkpoint, resolve_checkpoint_path
+    from histoseg.io.files import atomic_path, sha256_file
+    from histoseg.labels.points import PointSet, write_points_csv
+    from histoseg.report.crossfit import FOLDER, is_manifest, manifest_path, write_manifest
+    from histoseg.sampling.design import crossfit_folds
+
+    if not 2 <= folds <= 10:
+        raise ConfigError(f"--crossfit {folds}: give 2 to 10 folds (2 is the usual choice)")
+    if not 1 <= steps <= 100_000:
+        raise ConfigError(f"--finetune_steps {steps}: give a positive number of steps (default 64)")
+    out_dir = Path(out)
+    if not out_dir.is_dir():
+        raise HistosegError(f"--out {out_dir}: not a points folder; run 'histoseg sample' and classify the points first")
+    ckpt = resolve_checkpoint_path(ckpt_path)
+    base = read_checkpoint(ckpt)
+    classes = list(base["histoseg"]["classes"])
+    paths = {safe_stem(p.stem): p for p in collect_slides(slides, out_dir)}
+    folder = out_dir / FOLDER
+    record = manifest_path(out_dir)
+    if folder.exists() and any(folder.iterdir()) and not is_manifest(record):
+        raise HistosegError(
+            f"{folder}: exists and was not written by 'histoseg sample --crossfit'; move it away and run again"
+        )
+    plan = []
+    for design_file in sorted(out_dir.glob(f"*{SUFFIX}")):
+        if not is_design_file(design_file):
+            continue
+        stem = design_file.name[: -len(SUFFIX)]
+        counted = load_counted_points(out_dir, stem, classes)
+        if counted is None or counted.rounds == 0:
+            continue
+        if stem not in paths:
+            raise HistosegError(
+                f"--slides: no slide file for {design_file.name} ({counted.design.slide if counted.design else stem}); "
+                "give --slides the slides the points were placed on"
+            )
+        fold_of = crossfit_folds(counted.design, folds, seed) if counted.design is not None else {}
+        fold = np.array([fold_of[str(i)] for i in counted.ids], np.int64)
+        plan.append((stem, counted, fold, sha256_file(design_file)))
+    if not plan:
+        raise HistosegError(
+            f"--out {out_dir}: no slide with a complete round of classified points; classify the points "
+            "(docs/intervals.md) and run again"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {}
+    for k in range(folds):
+        rows = ["slide,labels,kind,split,mpp"]
+        for stem, counted, fold, _ in plan:
+            train = fold != k
+            path = folder / f"{stem}.fold{k}.csv"
+            write_points_csv(PointSet(counted.x[train], counted.y[train], counted.label[train]), path, classes)
+            rows.append(f"{paths[stem].resolve()},{path.resolve()},points,train,{'' if mpp is None else mpp}")
+        table = folder / f"fold{k}.slides.csv"
+        with atomic_path(table) as tmp:
+            Path(tmp).write_text("\n".join(rows) + "\n", encoding="utf-8")
+        config = _fold_config(base, ckpt, table, folder / f"fold{k}", steps, seed + k)
+        with atomic_path(folder / f"fold{k}.yaml") as tmp:
+            Path(tmp).write_text(
+                f"# Fold {k} of {folds}: fine-tunes {ckpt.name} on the counted points of every other fold\n"
+                "# (histoseg sample --crossfit; docs/intervals.md). Run: python -m histoseg fit --config THIS\n"
+                + yaml.safe_dump(config, sort_keys=False),
+                encoding="utf-8",
+            )
+    for stem, counted, fold, design_sha in plan:
+        manifest[stem] = {
+            "design_sha256": design_sha,
+            "held_out": [[str(counted.ids[i]) for i in np.flatnonzero(fold == k).tolist()] for k in range(folds)],
+        }
+    write_manifest(record, folds, seed, sha256_file(ckpt), manifest)
+    if not quiet:
+        print(f"sample: {len(plan)} slide(s), {folds} folds -> {folder}; fit each fold, then quantify:", file=sys.stderr)
+        for k in range(folds):
+            print(f"  python -m histoseg fit --config {folder / f'fold{k}.yaml'}", file=sys.stderr)
+        print(
+            f"  python -m histoseg quantify --ckpt_path {ckpt} --slides SLIDES --out RESULTS --points {out_dir} "
+            f"--crossfit '{folder}/fold*/**/last.ckpt'",
+            file=sys.stderr,
+        )
+    return 0
+
+
+__all__ = ["FINETUNE_RECIPE", "STRATA_RULES", "run_crossfit", "run_sample", "sources_from_results"]

@@ -171,3 +171,30 @@ def test_the_loop_in_docs_intervals_runs_as_written(tiny_slide_checkpoint, tmp_p
             classify_geojson(tmp_path / "points" / "good.points.geojson", truth)
     row = read_points_csv(tmp_path / "results" / "report.csv")[0]
     assert row["if_design"] == "stratified" and float(row["if_ci_low"]) <= float(row["if_estimate"])
+
+
+def test_crossfit_folds_fine_tune_and_give_cross_fitted_ppi(sampled, tmp_path, capsys):
+    """sample --crossfit 2 -> fit each fold's config -> quantify --crossfit: the headline is cross-fitted PPI."""
+    ckpt, slides, points, truth, _ = sampled
+    classify_geojson(points / "good.points.geojson", truth)
+    args = ["sample", "--crossfit", "2", "--ckpt_path", ckpt, "--slides", slides / "good.tif", "--out", points]
+    assert cli_exit_code([*args, "--finetune_steps", "2"]) == 0
+    manifest = json.loads((points / "crossfit" / "crossfit.json").read_text(encoding="utf-8"))
+    held = manifest["slides"]["good"]["held_out"]
+    ids = [r["id"] for r in read_points_csv(points / "good.points.csv")]
+    assert sorted(held[0] + held[1]) == sorted(ids) and not set(held[0]) & set(held[1])
+    for k in range(2):  # each fold trains on the other fold's points only
+        train = read_points_csv(points / "crossfit" / f"good.fold{k}.csv")
+        assert len(train) == len(held[1 - k])
+        assert cli_exit_code(["fit", "--config", points / "crossfit" / f"fold{k}.yaml"]) == 0
+    out = tmp_path / "results"
+    quantify = ["quantify", "--ckpt_path", ckpt, "--slides", slides / "good.tif", "--out", out, "--points", points]
+    capsys.readouterr()
+    # The base checkpoint is no fold model: one line, exit 2, nothing written.
+    assert cli_exit_code([*quantify, "--crossfit", ckpt]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --crossfit") and not out.exists()
+    assert cli_exit_code([*quantify, "--no_progress", "--crossfit", str(points / "crossfit" / "fold*" / "**" / "last.ckpt")]) == 0
+    result = json.loads((out / ".good.result.json").read_text(encoding="utf-8"))["point_counting"]
+    assert "cross-fitted PPI" in result["estimators"]
+    assert result["estimate"]["if_method"].startswith("cross-fitted PPI")
