@@ -117,7 +117,6 @@ def _quantify(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--target_halfwidth",
-        "--target-halfwidth",
         type=float,
         default=0.05,
         help="with --points: the interval half-width (0.05 = +-5 pp) the report says how many points would reach",
