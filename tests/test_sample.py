@@ -147,54 +147,62 @@ def test_bad_options_stop_before_anything_is_written(tiny_slide_checkpoint, tmp_
     assert not points.exists() or not any(points.iterdir())
 
 
-def test_the_loop_in_docs_intervals_runs_as_written(tiny_slide_checkpoint, tmp_path, monkeypatch):
-    """docs/intervals.md's three commands, with CKPT and the slide glob filled in, in a fresh folder."""
+def documented_commands(heading: str) -> list[list[str]]:
+    """The commands of the first ```bash block under ``heading`` in docs/intervals.md."""
     import re
     import shlex
 
-    folder, ckpt = tiny_slide_checkpoint
     text = (Path(__file__).resolve().parents[1] / "docs" / "intervals.md").read_text(encoding="utf-8")
-    (block,) = re.findall(r"## The loop\n\n```bash\n(.*?)```", text, re.S)
+    (block,) = re.findall(rf"## {re.escape(heading)}\n.*?```bash\n(.*?)```", text, re.S)
     commands = [shlex.split(line) for line in block.strip().splitlines()]
-    assert [c[3] for c in commands] == ["quantify", "sample", "quantify"]
+    assert all(c[:3] == ["python", "-m", "histoseg"] for c in commands)
+    return commands
+
+
+def run_documented(command: list[str], ckpt: Path) -> int:
+    # The tiny slide is a TIFF: the documented glob of SVS files becomes a glob of TIFFs.
+    return cli_exit_code([str(ckpt) if a == "CKPT" else a.replace("*.svs", "*.tif") for a in command[3:]])
+
+
+def test_the_loop_and_the_cross_fitting_in_docs_intervals_run_as_written(
+    tiny_slide_checkpoint, tmp_path, monkeypatch, capsys
+):
+    """docs/intervals.md's loop, then its cross-fitting commands, in a fresh folder (CKPT filled in)."""
+    folder, ckpt = tiny_slide_checkpoint
+    loop = documented_commands("The loop")
+    crossfit = documented_commands("Fine-tuning from the same clicks (cross-fitting)")
+    assert [c[3] for c in loop] == ["quantify", "sample", "quantify"]
+    assert [c[3] for c in crossfit] == ["sample", "fit", "fit", "quantify"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "slides").mkdir()
     shutil.copy(folder / "good.tif", tmp_path / "slides" / "good.tif")
     truth = np.asarray(Image.open(folder / "good.png"))
-    for k, command in enumerate(commands):
-        assert command[:3] == ["python", "-m", "histoseg"]
-        # The tiny slide is a TIFF: the documented glob of SVS files becomes a glob of TIFFs.
-        args = [str(ckpt) if a == "CKPT" else a.replace("*.svs", "*.tif") for a in command[3:]]
-        assert cli_exit_code(args) == 0, command
+    for command in loop:
+        assert run_documented(command, ckpt) == 0, command
         if command[3] == "sample":
-            assert (tmp_path / "points" / "good.design.json").is_file()
             classify_geojson(tmp_path / "points" / "good.points.geojson", truth)
     row = read_points_csv(tmp_path / "results" / "report.csv")[0]
     assert row["if_design"] == "stratified" and float(row["if_ci_low"]) <= float(row["if_estimate"])
 
-
-def test_crossfit_folds_fine_tune_and_give_cross_fitted_ppi(sampled, tmp_path, capsys):
-    """sample --crossfit 2 -> fit each fold's config -> quantify --crossfit: the headline is cross-fitted PPI."""
-    ckpt, slides, points, truth, _ = sampled
-    classify_geojson(points / "good.points.geojson", truth)
-    args = ["sample", "--crossfit", "2", "--ckpt_path", ckpt, "--slides", slides / "good.tif", "--out", points]
-    assert cli_exit_code([*args, "--finetune_steps", "2"]) == 0
+    points = tmp_path / "points"
+    assert run_documented(crossfit[0], ckpt) == 0
     manifest = json.loads((points / "crossfit" / "crossfit.json").read_text(encoding="utf-8"))
     held = manifest["slides"]["good"]["held_out"]
     ids = [r["id"] for r in read_points_csv(points / "good.points.csv")]
     assert sorted(held[0] + held[1]) == sorted(ids) and not set(held[0]) & set(held[1])
     for k in range(2):  # each fold trains on the other fold's points only
-        train = read_points_csv(points / "crossfit" / f"good.fold{k}.csv")
-        assert len(train) == len(held[1 - k])
-        assert cli_exit_code(["fit", "--config", points / "crossfit" / f"fold{k}.yaml"]) == 0
-    out = tmp_path / "results"
-    quantify = ["quantify", "--ckpt_path", ckpt, "--slides", slides / "good.tif", "--out", out, "--points", points]
+        assert len(read_points_csv(points / "crossfit" / f"good.fold{k}.csv")) == len(held[1 - k])
+    for command in crossfit[1:3]:
+        assert run_documented(command, ckpt) == 0, command
     capsys.readouterr()
-    # The base checkpoint is no fold model: one line, exit 2, nothing written.
-    assert cli_exit_code([*quantify, "--crossfit", ckpt]) == 2
+    # The base checkpoint is no fold model: one line, exit 2, the results untouched.
+    before = (tmp_path / "results" / "report.csv").read_bytes()
+    wrong = [*crossfit[3][:-1], "CKPT"]
+    assert run_documented(wrong, ckpt) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --crossfit") and not out.exists()
-    assert cli_exit_code([*quantify, "--no_progress", "--crossfit", str(points / "crossfit" / "fold*" / "**" / "last.ckpt")]) == 0
-    result = json.loads((out / ".good.result.json").read_text(encoding="utf-8"))["point_counting"]
+    assert len(err) == 1 and err[0].startswith("error: --crossfit")
+    assert (tmp_path / "results" / "report.csv").read_bytes() == before
+    assert run_documented(crossfit[3], ckpt) == 0
+    result = json.loads((tmp_path / "results" / ".good.result.json").read_text(encoding="utf-8"))["point_counting"]
     assert "cross-fitted PPI" in result["estimators"]
     assert result["estimate"]["if_method"].startswith("cross-fitted PPI")
