@@ -1,22 +1,36 @@
 """index.html, the cohort page: content and escaping (known answers), rebuilt on rerun, and rendered in a
 real headless Chromium (skipped when none is installed) with every row and image present."""
 
+import base64
+import io
+import json
 import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_cohort import make_slide, tiny_predictor
 
 from histoseg.quantify import run_quantify
-from histoseg.report.html import find_intervals, render_html
+from histoseg.report.areas import class_colors
+from histoseg.report.figures import PREDICTION_BOX_KEY, blend_labels, write_overlay_png
+from histoseg.report.html import _fmt, _thumbnail, render_html
 from histoseg.report.summary import run_summary
 
 ROWS = [
-    {"class": "background", "area_mm2": 0.5, "fraction_of_tissue": float("nan")},
-    {"class": "interstitium", "area_mm2": 0.25, "fraction_of_tissue": 0.25, "tta_lo": 0.2, "tta_hi": 0.3},
-    {"class": "tubules", "area_mm2": 0.75, "fraction_of_tissue": 0.75, "tta_lo": 0.7, "tta_hi": 0.8},
-]
+    {"class": "background", "pixels": 1828, "area_um2": 5e5, "area_mm2": 0.5, "fraction_of_tissue": float("nan")},
+    {"class": "interstitium", "pixels": 5, "area_um2": 628300.0, "area_mm2": 0.6283, "fraction_of_tissue": 0.25,
+     "tta_fraction_min": float("nan"), "tta_fraction_max": float("nan")},
+    {"class": "tubules", "pixels": 12064, "area_um2": 20.0, "area_mm2": 2e-05, "fraction_of_tissue": 0.75,
+     "tta_fraction_min": float("nan"), "tta_fraction_max": float("nan")},
+]  # fmt: skip
+
+EXTRA = {"checkpoint_sha256": "ab" * 32, "classes": ["background", "interstitium", "tubules"],
+         "settings": {"precision": "auto", "precision_used": ["32"], "background_class": 0, "tta": False,
+                      "skip_glass": True, "overlap": 0.5, "channels_last": None, "mpp_override": None},
+         "training_seed": None, "world_size": 1}  # fmt: skip
 
 
 def ok_result(name, stem, fraction, **extra):
@@ -24,56 +38,92 @@ def ok_result(name, stem, fraction, **extra):
             "mpp": 0.5, "mpp_source": "metadata", "rows": ROWS, **extra}  # fmt: skip
 
 
-def test_find_intervals_generic():
-    row = {"point_fraction": 0.3, "point_ci_low": 0.2, "point_ci_high": 0.4, "x_lo": 1, "x_hi": 2,
-           "ppi_low": 0.1, "ppi_high": 0.5, "ppi": 0.3, "interstitial_fraction_ci": [0.1, 0.2], "lonely_lo": 1}  # fmt: skip
-    assert find_intervals(row) == [
-        ("point", "point_fraction", "point_ci_low", "point_ci_high"),
-        ("x", None, "x_lo", "x_hi"),
-        ("ppi", "ppi", "ppi_low", "ppi_high"),
-        ("interstitial_fraction", None, "interstitial_fraction_ci[0]", "interstitial_fraction_ci[1]"),
-    ]
+def cohort_heads(page):
+    table = re.search(r'<table id="cohort">.*?</table>', page).group(0)
+    return table, re.findall(r"<th\b[^>]*>(.*?)</th>", table)
+
+
+def row_cells(table, index=0, cls="ok"):
+    return re.findall(r"<td[^>]*>(.*?)</td>", re.findall(rf'<tr class="{cls}">.*?</tr>', table)[index])
+
+
+def test_number_formats():
+    assert [_fmt(v, "percent") for v in (0.25, 0.38249, 1.0)] == ["25.0 %", "38.2 %", "100.0 %"]
+    assert [_fmt(v, "area") for v in (0.6283, 2e-05, 12345.6, 3.0, 0.0, float("nan"))] == [
+        "0.628", "0.0000200", "12300", "3.00", "0", ""]  # fmt: skip
+    assert _fmt(12064, "count") == "12,064"
 
 
 def test_page_content_and_escaping():
     results = [
-        ok_result("<script>alert(1)</script>.svs", "evil", 0.25, interstitial_fraction_lo=0.2, interstitial_fraction_hi=0.31),
+        ok_result("<script>alert(1)</script>.svs", "evil", 0.25),
         {"slide": "b&b.svs", "stem": "b_b", "status": "failed", "error": 'truncated <file> "x"'},
     ]  # fmt: skip
-    extra = {"checkpoint_sha256": "ab" * 32, "classes": ["background", "interstitium", "tubules"],
-             "settings": {"precision": "bf16-mixed", "background_class": "background"}}  # fmt: skip
+    extra = json.loads(json.dumps(EXTRA))
     page = render_html(results, extra)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;.svs" in page
     assert "truncated &lt;file&gt; &quot;x&quot;" in page and "b&amp;b.svs" in page
-    table = re.search(r'<table id="cohort">.*?</table>', page).group(0)
+    table, heads = cohort_heads(page)
     assert table.count("<tr") == 3  # header + 2 slides
-    heads = re.findall(r"<th\b[^>]*>(.*?)</th>", table)
-    assert heads == ["", "slide", "status", "error", "interstitial fraction", "interstitial fraction [interval]",
-                     "interstitium % of tissue", "tubules % of tissue", "interstitium mm²", "tubules mm²",
-                     "tissue mm²", "mpp (source)"]  # fmt: skip
-    first = re.findall(r"<td[^>]*>(.*?)</td>", re.findall(r"<tr class=\"ok\">.*?</tr>", table)[0])
-    assert first[4:12] == [
-        "25.0 %",
-        "25.0 % [20.0 %, 31.0 %]",
-        "25.0 %",
-        "75.0 %",
-        "0.25",
-        "0.75",
-        "1",
-        "0.5 (metadata)",
-    ]
-    assert 'class="failed"' in table
-    # per-slide rows: every column, intervals merged; links relative and quoted
-    assert '<th class="t">tta</th>' in page and "0.2 [0.2, 0.3]" not in page and "[0.2, 0.3]" in page
+    # chosen columns, human names; the error column because a slide failed; no TTA column without --tta
+    assert heads == ["", "Slide", "Status", "Interstitial fraction (model)", "Tissue (mm²)", "Error"]
+    first = row_cells(table)
+    assert first[2:] == ["ok", "25.0 %", "0.628", ""]  # tissue = interstitium + tubules, 3 significant digits
+    assert 'class="failed"' in table and row_cells(table, cls="failed")[-1] == "truncated &lt;file&gt; &quot;x&quot;"
+    # per slide, in a <details>: human column names, one number format, no empty (tta) columns
+    section = re.search(r'<details class="slide" id="slide-evil">.*?</details>', page).group(0)
+    class_heads = re.findall(r"<th\b[^>]*>(.*?)</th>", section)
+    assert class_heads == ["Class", "Area (mm²)", "Share of tissue", "Pixels in the label map"]
+    assert "<td>0.0000200</td>" in section and "<td>12,064</td>" in section and "<td>75.0 %</td>" in section
+    assert not re.search(r"\de[+-]\d", page) and "area_um2" not in page and "tta" not in section
     assert (
         'href="evil.geojson"' in page
         and 'href=".evil.result.json"' in page
         and 'src="evil.overlay.png"' in page
     )
-    assert "bf16-mixed" in page and "metadata: 1 slides" in page
+    # settings in words, no Python reprs
+    settings = re.search(r"<h2>Settings</h2>(.*?)</dl>", page).group(1)
+    assert "<dt>Precision used</dt><dd>float32</dd>" in settings
+    assert "<dt>Test-time augmentation</dt><dd>no (quantify --tta not used)</dd>" in settings
+    assert "<dt>Background (glass) class</dt><dd>background</dd>" in settings
+    assert "<dt>Tile overlap</dt><dd>50 % of a tile</dd>" in settings
+    assert "from the slide&#x27;s metadata: 1 slide" in settings
+    for repr_ in ("[", "True", "False", "None"):
+        assert repr_ not in settings, repr_
     extra["settings"]["checkpoint_sha256"] = "ab" * 32
     assert render_html(results, extra).count("ab" * 32) == 1  # shown once, also when settings repeat it
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+
+
+def test_columns_only_when_they_hold_values():
+    tta = ok_result("a.svs", "a", 0.3, tta_fraction_min=0.281, tta_fraction_max=0.352)
+    page = render_html([tta, ok_result("b.svs", "b", 0.2)], EXTRA)
+    table, heads = cohort_heads(page)
+    assert heads == ["", "Slide", "Status", "Interstitial fraction (model)", "Tissue (mm²)",
+                     "Model variability under rotation"]  # fmt: skip  (no Error column: nothing failed)
+    assert row_cells(table, 0)[-1] == "28.1–35.2 %" and row_cells(table, 1)[-1] == ""
+    assert "not a confidence interval" in table
+    without = render_html([ok_result("b.svs", "b", 0.2)], EXTRA)
+    assert "rotation" not in cohort_heads(without)[0] and "Error" not in cohort_heads(without)[1]
+
+
+def test_thumbnail_is_the_prediction_panel(tmp_path):
+    """The overlay is a figure (slide | prediction, legend); the table thumbnail is its prediction panel."""
+    labels = np.ones((40, 60), np.uint8)  # all interstitium
+    write_overlay_png(tmp_path / "s.overlay.png", np.zeros((40, 60, 3), np.uint8), labels,
+                      ["background", "interstitium", "tubules"], rows=ROWS, title="s")  # fmt: skip
+    with Image.open(tmp_path / "s.overlay.png") as whole:
+        assert PREDICTION_BOX_KEY in whole.info and np.asarray(whole.convert("RGB")).max() == 255  # white margins
+    uri = _thumbnail(tmp_path / "s.overlay.png")
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    colour = blend_labels(np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), np.uint8),
+                          class_colors(["background", "interstitium", "tubules"]), [0])[0, 0]  # fmt: skip
+    assert thumb.shape[1] == 128 and abs(thumb.shape[0] - 128 * 40 / 60) <= 1.5  # the panel's aspect, 128 wide
+    assert np.abs(thumb.astype(int) - colour.astype(int)).max() <= 2  # only the painted map, no frame/legend
+    # an image without the box (an older overlay) is shrunk whole
+    Image.fromarray(np.full((50, 400, 3), 255, np.uint8)).save(tmp_path / "plain.png")
+    plain = _thumbnail(tmp_path / "plain.png")
+    assert Image.open(io.BytesIO(base64.b64decode(plain.split(",", 1)[1]))).size == (128, 16)
 
 
 def test_run_summary_known_answer():

@@ -22,7 +22,7 @@ import numpy as np
 from histoseg.io.files import atomic_path
 from histoseg.report.areas import class_colors, find_class
 
-__all__ = ["blend_labels", "write_cohort_png", "write_overlay_png"]
+__all__ = ["PREDICTION_BOX_KEY", "blend_labels", "write_cohort_png", "write_overlay_png"]
 
 
 def _figure(width_in: float, height_in: float) -> Any:
@@ -34,10 +34,15 @@ def _figure(width_in: float, height_in: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+PREDICTION_BOX_KEY = "histoseg prediction box"
+"""PNG text key of an overlay: ``"left top right bottom"``, the prediction panel's pixel box in the PNG
+(the cohort page thumbnails that panel, not the whole figure with its legend)."""
+
+
+def _save(figure: Any, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> Path:
     final = Path(path)
     with atomic_path(final) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        figure.savefig(tmp, format="png", dpi=100, metadata=dict(metadata or {}))
     return final
 
 
@@ -139,6 +144,7 @@ def write_overlay_png(
     figure = _figure(fig_w, fig_h)
     x_start = (fig_w - (2 * panel_w + gap)) / 2
     by_class = {str(r.get("class")): r for r in rows or []}
+    box = ""
     for column, (image, name) in enumerate(((thumb, "slide"), (blended, "prediction"))):
         left = x_start + column * (panel_w + gap)
         ax = figure.add_axes((left / fig_w, bottom / fig_h, panel_w / fig_w, panel_h / fig_h))
@@ -146,6 +152,10 @@ def write_overlay_png(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=9, pad=3)
+        if column == 1:  # pixel box of the panel inside its frame line (the PNG is fig_w x fig_h x 100 px)
+            x0, y0 = round(left * 100) + 2, round((fig_h - bottom - panel_h) * 100) + 2
+            x1, y1 = round((left + panel_w) * 100) - 2, round((fig_h - bottom) * 100) - 2
+            box = f"{x0} {y0} {max(x0 + 1, x1)} {max(y0 + 1, y1)}"
         if column == 0 and thumbnail_mpp and thumbnail_mpp > 0:
             um_per_px = thumbnail_mpp * w0 / w
             length = _nice_length(0.25 * w * um_per_px)
@@ -205,7 +215,7 @@ def write_overlay_png(
             fontsize=11,
             fontweight="bold",
         )
-    return _save(figure, path)
+    return _save(figure, path, {PREDICTION_BOX_KEY: box})
 
 
 def write_cohort_png(path: str | os.PathLike[str], results: Sequence[Mapping[str, Any]]) -> Path:
