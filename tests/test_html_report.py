@@ -15,9 +15,16 @@ from test_cohort import make_slide, tiny_predictor
 
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_colors
-from histoseg.report.figures import PREDICTION_BOX_KEY, blend_labels, write_overlay_png
+from histoseg.report.figures import (
+    PREDICTION_BOX_KEY,
+    blend_labels,
+    cohort_figure,
+    write_cohort_png,
+    write_overlay_png,
+)
 from histoseg.report.html import _fmt, _thumbnail, render_html
 from histoseg.report.summary import run_summary
+from histoseg.report.tables import model_outside_headline, slide_headline
 
 ROWS = [
     {"class": "background", "pixels": 1828, "area_um2": 5e5, "area_mm2": 0.5, "fraction_of_tissue": float("nan")},
@@ -196,3 +203,85 @@ def test_page_renders_in_headless_chromium(cohort, tmp_path):
     shot = tmp_path / "report.png"
     run = headless(exe, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1000", url)
     assert run.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def headline(estimate, low, high, points, needed, target=0.05):
+    return {"design": "grid", "points_used": points, "estimate": {
+        "if_estimate": estimate, "if_ci_low": low, "if_ci_high": high, "if_method": "post-stratified (grid, Matérn)",
+        "if_points": points, "if_points_needed": needed, "if_more_points": max(0, needed - points),
+        "if_design": "grid", "target_halfwidth": target}}  # fmt: skip
+
+
+def point_cohort():
+    """Slide a: model 10 %, points 38.2 % (33.1–43.4): flagged. Slide b: model 30 %, points 29 % (24–34.5):
+    not flagged. Slide c: no points."""
+    return [
+        ok_result("a.svs", "a", 0.10, point_counting=headline(0.382, 0.331, 0.434, 120, 410)),
+        ok_result("b.svs", "b", 0.30, point_counting=headline(0.29, 0.24, 0.345, 300, 290),
+                  tta_fraction_min=0.281, tta_fraction_max=0.352),
+        ok_result("c.svs", "c", 0.20),
+    ]  # fmt: skip
+
+
+def test_slide_headline_and_flag_known_answers():
+    a, b, c = point_cohort()
+    assert slide_headline(a)["if_estimate"] == 0.382 and slide_headline(c) is None
+    assert model_outside_headline(a) is True and model_outside_headline(b) is False
+    assert model_outside_headline(c) is None
+    assert model_outside_headline({**b, "interstitial_fraction": 0.345}) is False  # the interval's end is inside
+    # from the report rows when the result has no point_counting field; more points derived
+    rows = [{**ROWS[1], "if_estimate": 0.5, "if_ci_low": 0.4, "if_ci_high": 0.6, "if_method": "point counting",
+             "if_points": 80, "if_points_needed": 200, "if_design": "random"}]  # fmt: skip
+    from_rows = slide_headline({"interstitial_fraction": 0.3, "rows": rows})
+    assert from_rows["if_more_points"] == 120 and from_rows["if_method"] == "point counting"
+    assert model_outside_headline({"interstitial_fraction": 0.3, "rows": rows}) is True
+    nan_rows = [{**rows[0], "if_estimate": float("nan")}]
+    assert slide_headline({"rows": nan_rows}) is None
+
+
+def test_cohort_table_shows_the_headline_and_flags_disagreement():
+    page = render_html(point_cohort(), EXTRA)
+    table, heads = cohort_heads(page)
+    assert heads == ["", "Slide", "Status", "Interstitial fraction (model)",
+                     "Estimate from counted points (95 % interval)", "Method", "Points", "More points for ±5.0 %",
+                     "Tissue (mm²)", "Model variability under rotation"]  # fmt: skip
+    a = row_cells(table, 0, "ok disagree")
+    assert a[3] == "10.0 %" and a[4].startswith("38.2 % (33.1–43.4) <span class=\"flag\" title=\"the model-only")
+    assert a[4].endswith(">model outside</span>") and a[5:8] == ["post-stratified (grid, Matérn)", "120", "290"]
+    b, c = row_cells(table, 0), row_cells(table, 1)
+    assert b[3:8] == ["30.0 %", "29.0 % (24.0–34.5)", "post-stratified (grid, Matérn)", "300", "0"]
+    assert b[9] == "28.1–35.2 %" and c[4] == "no counted points"
+    assert table.count('class="flag"') == 1 and table.count('<tr class="ok disagree">') == 1
+    # the rotation spread is labelled as the model's variability, away from the intervals, and explained
+    assert heads.index("Model variability under rotation") - heads.index("More points for ±5.0 %") > 1
+    legend = page[page.index("</table>") : page.index("<h2>Cohort plot")]
+    assert "model outside</span> marks a slide whose model-only value lies outside that interval" in legend
+    assert "not a confidence interval" in legend
+    details = re.search(r'<details class="slide" id="slide-a">.*?</details>', page).group(0)
+    assert "from counted points 38.2 % (33.1–43.4)" in details and "410 in all" in details
+
+
+def test_cohort_plot_draws_the_intervals(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    results = point_cohort() + [{"slide": "d.svs", "status": "failed", "error": "x"}]
+    figure = cohort_figure(results)
+    ax = figure.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1  # one series: the slides with counted points (a, b), not c
+    line, _, (segments,) = bars[0]
+    xs, ys = line.get_data()
+    assert np.allclose(xs, [38.2, 29.0])
+    ends = sorted((round(s[0][0], 6), round(s[1][0], 6)) for s in segments.get_segments())
+    assert ends == [(24.0, 34.5), (33.1, 43.4)]
+    dots = next(c for c in ax.collections if c.get_offsets().shape == (3, 2))
+    model_y = {round(x, 6): y for x, y in dots.get_offsets()}
+    assert ys[0] < model_y[10.0] and ys[1] < model_y[30.0]  # the estimate drawn just below its slide's model dot
+    assert line.get_marker() == "s" and dots.get_paths()  # a square beside the model's dot
+    assert [t.get_text() for t in ax.texts].count("model outside") == 1
+    colours = {t.get_text(): t.get_color() for t in ax.get_yticklabels()}
+    assert colours["a.svs"] == "#d00000" and colours["b.svs"] != "#d00000"
+    # without points: no error bars at all
+    plain = cohort_figure([ok_result("c.svs", "c", 0.2)])
+    assert not [c for c in plain.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert write_cohort_png(tmp_path / "cohort.png", results).stat().st_size > 5_000

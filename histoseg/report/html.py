@@ -6,7 +6,11 @@ network, no external scripts, styles or fonts. It shows
 
 - the cohort table, one row per slide (sortable by clicking a column header), narrow enough for a
   1280 px window: a thumbnail of the prediction (the overlay's prediction panel), the status, the
-  model's interstitial fraction, the tissue area; the model's variability under rotation only
+  model's interstitial fraction; with counted points (``--points``) the slide's headline estimate
+  with its 95 % interval (``38.2 % (33.1–43.4)``), its method, its points and the points still
+  needed for the target half-width, and a "model outside" badge (with a tooltip and a legend
+  sentence) when the model-only value lies outside that interval; the tissue area; the model's
+  variability under rotation (TTA spread, never beside the intervals and never called one) only
   when ``--tta`` was used and the error only when a slide failed;
 - the cohort plot ``cohort.png``;
 - per slide, one click away (a ``<details>``): the overlay ``<stem>.overlay.png``, links to its
@@ -47,6 +51,7 @@ from histoseg import __version__
 from histoseg.io.files import atomic_path
 from histoseg.report.areas import INTERSTITIAL_FRACTION_DEFINITION
 from histoseg.report.figures import PREDICTION_BOX_KEY
+from histoseg.report.tables import model_outside_headline, slide_headline
 
 __all__ = ["render_html", "write_html_report"]
 
@@ -59,7 +64,7 @@ th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:m
 th{background:#f3f3f3;position:sticky;top:0;font-weight:600} td.t,th.t{text-align:left}
 #cohort th{cursor:pointer;user-select:none;text-align:left}
 #cohort th[aria-sort=ascending]::after{content:" \\25B2"} #cohort th[aria-sort=descending]::after{content:" \\25BC"}
-tr.failed td{background:#fdecea} td.name{max-width:18em;overflow-wrap:anywhere}
+tr.failed td{background:#fdecea} td.name{min-width:10em;max-width:18em;overflow-wrap:anywhere}
 .err{color:#b00020;text-align:left;max-width:24em;overflow-wrap:anywhere;font-size:.9em}
 img.thumb{display:block;max-width:128px;max-height:96px}
 .wide{overflow-x:auto;max-width:100%} img{max-width:100%;height:auto}
@@ -68,6 +73,9 @@ details.slide>summary{cursor:pointer;padding:.2em 0} details.slide[open]>summary
 .links a{margin-right:1em} dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.2em 1em}
 dt{font-weight:600} dd{margin:0;overflow-wrap:anywhere} code{font-family:ui-monospace,Menlo,Consolas,monospace}
 .note{color:#555;font-size:.9em;max-width:60em}
+.flag{display:inline-block;margin-left:.4em;padding:0 .4em;border-radius:3px;background:#b00020;color:#fff;
+font-size:.8em;font-weight:600;white-space:nowrap;cursor:help} tr.disagree td{background:#fff4e5}
+td.method{text-align:left;font-size:.85em;max-width:13em}
 """
 
 _SCRIPT = """
@@ -221,29 +229,84 @@ TTA_TITLE = (
 )
 
 
+FLAG_TITLE = (
+    "the model-only value lies outside the 95 % interval of the estimate from the counted points: "
+    "the model and the points disagree on this slide; trust the points and look at the overlay"
+)
+
+
+def _interval(head: Mapping[str, Any]) -> str:
+    """``38.2 % (33.1–43.4)``: a headline estimate with its 95 % interval."""
+    low, high = 100 * float(head["if_ci_low"]), 100 * float(head["if_ci_high"])
+    return f"{_fmt(head['if_estimate'], 'percent')} ({low:.1f}–{high:.1f})"
+
+
+def _halfwidth_text(results: Sequence[Mapping[str, Any]]) -> str:
+    """``±5.0 %`` when every headline has the same target half-width, else ""."""
+    targets = {
+        _number(h.get("target_halfwidth"))
+        for h in (slide_headline(r) for r in results)
+        if h is not None and _number(h.get("target_halfwidth")) is not None
+    }
+    return f"±{100 * targets.pop():.1f} %" if len(targets) == 1 else ""
+
+
+def _more_points(head: Mapping[str, Any]) -> tuple[str, str]:
+    """The points still to count for the target half-width, and its tooltip."""
+    more = _number(head.get("if_more_points"))
+    target = _number(head.get("target_halfwidth"))
+    goal = f"a 95 % interval of ±{100 * target:.1f} %" if target is not None else "the target half-width"
+    if more is None:
+        return "", f"cannot be worked out from these points for {goal}"
+    needed = _number(head.get("if_points_needed"))
+    total = f" ({int(needed):,} in all)" if needed is not None else ""
+    return f"{int(more):,}", f"points to classify in addition for {goal}{total}"
+
+
 def _cohort_table(results: Sequence[Mapping[str, Any]], out_dir: Path | None, background: str) -> str:
     """The cohort table: the columns a reader compares slides by; the rest is in each slide's details."""
     failed = any(r.get("status") != "ok" for r in results)
     tta = any(_tta_range(r) is not None for r in results)
+    heads_of = [slide_headline(r) if r.get("status") == "ok" else None for r in results]
+    points = any(h is not None for h in heads_of)
     heads: list[tuple[str, str]] = [("", "prediction thumbnail"), ("Slide", "click the name for its details")]
     heads.append(("Status", "ok, or failed (the reason in Error)"))
     heads.append(("Interstitial fraction (model)", INTERSTITIAL_FRACTION_DEFINITION))
+    if points:
+        heads.append(("Estimate from counted points (95 % interval)", HEADLINE_TITLE))
+        heads.append(("Method", "the estimator the points' design calls for, and its variance"))
+        heads.append(("Points", "classified points the estimate used"))
+        target = _halfwidth_text(results)
+        heads.append(
+            (f"More points for {target}" if target else "More points needed", "points still to classify")
+        )
     heads.append(("Tissue (mm²)", "area of every class except background (glass)"))
     if tta:
         heads.append(("Model variability under rotation", TTA_TITLE))
     if failed:
         heads.append(("Error", "why the slide failed"))
     body = []
-    for result in results:
+    for result, head in zip(results, heads_of, strict=True):
         stem = str(result.get("stem", ""))
         ok = result.get("status") == "ok"
         thumb = _thumbnail(out_dir / f"{stem}.overlay.png") if out_dir is not None and ok else None
         name = str(result.get("slide", ""))
         cells = [_cell(f'<img class="thumb" alt="" src="{thumb}">' if thumb else "", cls="t")]
-        cells.append(_cell(f'<a href="#slide-{_href(stem)}">{escape(name)}</a>', name, "t name"))
+        link = escape(name).replace("_", "_<wbr>")  # long scanner names wrap at their underscores
+        cells.append(_cell(f'<a href="#slide-{_href(stem)}">{link}</a>', name, "t name"))
         cells.append(_cell(escape(str(result.get("status", ""))), str(result.get("status", "")), "t"))
         value = result.get("interstitial_fraction") if ok else None
         cells.append(_cell(_fmt(value, "percent"), value))
+        flagged = bool(model_outside_headline(result)) if head is not None else False
+        if points and head is not None:
+            badge = f' <span class="flag" title="{escape(FLAG_TITLE)}">model outside</span>' if flagged else ""
+            cells.append(_cell(escape(_interval(head)) + badge, head["if_estimate"]))
+            cells.append(_cell(escape(str(head.get("if_method") or "")), cls="method", title=_design(head)))
+            cells.append(_cell(_fmt(head.get("if_points"), "count"), head.get("if_points")))
+            more, tip = _more_points(head)
+            cells.append(_cell(more, _number(head.get("if_more_points")), title=tip))
+        elif points:
+            cells += [_cell("no counted points" if ok else "", cls="t"), _cell(""), _cell(""), _cell("")]
         tissue = _tissue_mm2(result, background) if ok else None
         cells.append(_cell(_fmt(tissue, "area"), tissue))
         if tta:
@@ -252,10 +315,39 @@ def _cohort_table(results: Sequence[Mapping[str, Any]], out_dir: Path | None, ba
             cells.append(_cell(text, spread[0] if spread else None, title=TTA_TITLE if spread else ""))
         if failed:
             cells.append(_cell(escape(str(result.get("error") or "")), cls="err"))
-        body.append(f'<tr class="{"ok" if ok else "failed"}">' + "".join(cells) + "</tr>")
-    head = "".join(f'<th title="{escape(tip)} (click to sort)">{escape(h)}</th>' for h, tip in heads)
-    table = f'<table id="cohort"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-    return f'<div class="wide">{table}</div>'
+        klass = "ok disagree" if flagged else ("ok" if ok else "failed")
+        body.append(f'<tr class="{klass}">' + "".join(cells) + "</tr>")
+    head_row = "".join(f'<th title="{escape(tip)} (click to sort)">{escape(h)}</th>' for h, tip in heads)
+    table = f'<table id="cohort"><thead><tr>{head_row}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    notes = []
+    if points:
+        notes.append(
+            "<b>Estimate from counted points</b>: the slide's headline interstitial fraction from its "
+            "classified points, by the estimator the points' design calls for, with its 95 % interval; "
+            "the model-only value is the model's label map alone, without an interval. "
+            f'<span class="flag" title="{escape(FLAG_TITLE)}">model outside</span> marks a slide whose '
+            "model-only value lies outside that interval: the model and the points disagree there; "
+            "trust the points and look at its overlay."
+        )
+    if tta:
+        notes.append(
+            "<b>Model variability under rotation</b> is the lowest to highest model value over the 8 "
+            "rotated/mirrored views (--tta): how much the model changes its mind, not a confidence "
+            "interval; it can miss the true fraction entirely."
+        )
+    legend = "".join(f'<p class="note">{n}</p>' for n in notes)
+    return f'<div class="wide">{table}</div>{legend}'
+
+
+HEADLINE_TITLE = (
+    "the headline interstitial fraction from the slide's counted points (quantify --points) and its "
+    "95 % interval"
+)
+
+
+def _design(head: Mapping[str, Any]) -> str:
+    design = str(head.get("if_design") or "")
+    return f"points placed by design: {design}" if design else ""
 
 
 _CLASS_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -299,6 +391,18 @@ def _slide_facts(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     expected = _fmt(result.get("expected_interstitial_fraction"), "percent")
     if expected:
         facts.append(("Interstitial fraction from the softmax (expected) areas", expected))
+    head = slide_headline(result)
+    if head is not None:
+        facts.append(("Estimate from counted points (95 % interval)", _interval(head)))
+        if model_outside_headline(result):
+            facts.append(("Model versus points", "the model-only value lies outside this interval"))
+        facts.append(("Method", str(head.get("if_method") or "")))
+        facts.append(("Design of the points", str(head.get("if_design") or "")))
+        facts.append(("Points used", _fmt(head.get("if_points"), "count")))
+        more, tip = _more_points(head)
+        if more:
+            facts.append(("More points to classify", f"{more}: {tip}"))
+        facts += _other_estimates(result)
     spread = _tta_range(result)
     if spread is not None:
         facts.append(
@@ -322,6 +426,26 @@ def _slide_facts(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in facts if v]
 
 
+def _other_estimates(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every estimator computed from the slide's points (``point_counting.estimators``)."""
+    counting = result.get("point_counting")
+    estimators = counting.get("estimators") if isinstance(counting, Mapping) else None
+    out = []
+    for name, est in (estimators or {}).items():
+        if not isinstance(est, Mapping) or _number(est.get("estimate")) is None:
+            continue
+        low, high = _number(est.get("ci_low")), _number(est.get("ci_high"))
+        text = _fmt(est.get("estimate"), "percent")
+        if low is not None and high is not None:
+            text += f" ({100 * low:.1f}–{100 * high:.1f})"
+        if _number(est.get("n")) is not None:
+            text += f", {_fmt(est.get('n'), 'count')} points"
+        if est.get("variance"):
+            text += f"; variance: {est['variance']}"
+        out.append((f"Estimator: {name}", text))
+    return out
+
+
 _MPP_SOURCES = {
     "metadata": "from the slide's metadata",
     "tiff-resolution": "from the TIFF resolution tags",
@@ -336,6 +460,11 @@ def _slide_section(result: Mapping[str, Any]) -> str:
     summary = f"<b>{name}</b>"
     if ok:
         summary += f" — interstitial fraction (model) {escape(_fmt(result.get('interstitial_fraction'), 'percent'))}"
+        head = slide_headline(result)
+        if head is not None:
+            summary += f"; from counted points {escape(_interval(head))}"
+            if model_outside_headline(result):
+                summary += f' <span class="flag" title="{escape(FLAG_TITLE)}">model outside</span>'
     else:
         summary += ' — <span class="err">failed</span>'
     parts = [f'<details class="slide" id="slide-{escape(stem)}"><summary>{summary}</summary>']
