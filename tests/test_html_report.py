@@ -1,12 +1,15 @@
 """index.html, the cohort page: content and escaping (known answers), rebuilt on rerun, and rendered in a
-real headless Chromium (skipped when none is installed) with every row and image present."""
+real headless Chromium (skipped when none is installed) with every row and image present and no sideways
+scrolling at 1280 and 1920 px (screenshots in the test's tmp folder, or in $HISTOSEG_SCREENSHOTS)."""
 
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +25,7 @@ from histoseg.report.figures import (
     write_cohort_png,
     write_overlay_png,
 )
-from histoseg.report.html import _fmt, _thumbnail, render_html
+from histoseg.report.html import _fmt, _thumbnail, render_html, write_html_report
 from histoseg.report.summary import run_summary
 from histoseg.report.tables import model_outside_headline, slide_headline
 
@@ -200,9 +203,54 @@ def test_page_renders_in_headless_chromium(cohort, tmp_path):
     # the inline script ran: 2 table rows; every image (2 thumbnails, cohort plot, 2 overlays) decoded
     assert 'data-rows="2"' in root, root
     assert 'data-images-ok="5/5"' in root, root
-    shot = tmp_path / "report.png"
-    run = headless(exe, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1000", url)
-    assert run.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def widest_page(out, folder):
+    """The quantify page's slides with everything that widens the table: counted points, a flag, the TTA
+    spread, a long scanner file name and a failed slide with a long reason."""
+    folder.mkdir()
+    results = []
+    for path in sorted(out.glob(".*.result.json")):
+        shutil.copy(out / path.name[1:].replace(".result.json", ".overlay.png"), folder)
+        results.append(json.loads(path.read_text()))
+    first, second = results
+    first["point_counting"] = headline(0.382, 0.331, 0.434, 120, 410)  # the model's value is far outside
+    second["point_counting"] = headline(second["interstitial_fraction"], 0.0, 0.05, 1_234, 5_678)
+    second.update(slide="2026-12-07_kidney_biopsy_scanner-42_with_a_very_long_generated_file_name.svs",
+                  tta_fraction_min=0.001, tta_fraction_max=0.004)  # fmt: skip
+    failed = {"slide": "broken_" + "x" * 60 + ".svs", "stem": "broken", "status": "failed",
+              "error": "cannot read slide (not a TIFF file: the first bytes are zero); check that the file "
+                       "is complete and not corrupted, or copy it again from the scanner"}  # fmt: skip
+    write_cohort_png(folder / "cohort.png", [*results, failed])
+    return write_html_report(folder, [*results, failed], {**EXTRA, "settings": {**EXTRA["settings"], "tta": True}})
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_page_fits_the_window_in_headless_chromium(cohort, tmp_path, width):
+    """No sideways scrolling at 1280 and 1920 px: neither the page nor the cohort table is wider than the
+    window (the script records the overflow in data-overflow), also with points, TTA and a failure."""
+    exe = browser()
+    _, _, out = cohort
+    shots = Path(os.environ.get("HISTOSEG_SCREENSHOTS") or tmp_path)  # set it to keep the screenshots
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = {"plain": out / "index.html", "widest": widest_page(out, tmp_path / "widest")}
+    for name, page in pages.items():
+        url = page.as_uri()
+        dom = headless(exe, tmp_path / "profile", f"--window-size={width},1000", "--dump-dom", url)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        root = re.search(r"<html[^>]*>", dom.stdout).group(0)
+        assert 'data-overflow="0"' in root or re.search(r'data-overflow="-\d+"', root), (name, width, root)
+        rows = 3 if name == "widest" else 2
+        assert f'data-rows="{rows}"' in root and re.search(r'data-images-ok="(\d+)/\1"', root), root
+        shot = shots / f"index-{name}-{width}.png"
+        run = headless(exe, tmp_path / "profile", f"--screenshot={shot}", f"--window-size={width},1000", url)
+        assert run.returncode == 0 and shot.stat().st_size > 10_000
+        with Image.open(shot) as image:
+            assert image.size == (width, 1000)
+    # the check can fail: the same widest page at 500 px does overflow
+    narrow = headless(exe, tmp_path / "profile", "--window-size=500,1000", "--dump-dom", pages["widest"].as_uri())
+    overflow = int(re.search(r'data-overflow="(-?\d+)"', narrow.stdout).group(1))
+    assert overflow > 0
 
 
 def headline(estimate, low, high, points, needed, target=0.05):

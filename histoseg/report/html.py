@@ -65,7 +65,7 @@ th{background:#f3f3f3;position:sticky;top:0;font-weight:600} td.t,th.t{text-alig
 #cohort th{cursor:pointer;user-select:none;text-align:left}
 #cohort th[aria-sort=ascending]::after{content:" \\25B2"} #cohort th[aria-sort=descending]::after{content:" \\25BC"}
 tr.failed td{background:#fdecea} td.name{min-width:10em;max-width:18em;overflow-wrap:anywhere}
-.err{color:#b00020;text-align:left;max-width:24em;overflow-wrap:anywhere;font-size:.9em}
+.err{color:#b00020;text-align:left;min-width:12em;max-width:24em;overflow-wrap:anywhere;font-size:.9em}
 img.thumb{display:block;max-width:128px;max-height:96px}
 .wide{overflow-x:auto;max-width:100%} img{max-width:100%;height:auto}
 details.slide{margin:.6em 0;border:1px solid #ddd;border-radius:4px;padding:.3em .8em}
