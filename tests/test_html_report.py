@@ -203,6 +203,10 @@ def test_page_renders_in_headless_chromium(cohort, tmp_path):
     # the inline script ran: 2 table rows; every image (2 thumbnails, cohort plot, 2 overlays) decoded
     assert 'data-rows="2"' in root, root
     assert 'data-images-ok="5/5"' in root, root
+    # a slide's link opens its folded details (the page opened at its anchor)
+    linked = headless(exe, tmp_path / "profile", "--dump-dom", url + "#slide-kidney_1")
+    assert re.search(r'<details class="slide" id="slide-kidney_1" open', linked.stdout), linked.stdout[-500:]
+    assert not re.search(r'<details class="slide" id="slide-b" open', linked.stdout)
 
 
 def widest_page(out, folder):

@@ -95,6 +95,9 @@ _SCRIPT = """
   function openTarget(){var id=decodeURIComponent(location.hash.slice(1));
     var el=id?document.getElementById(id):null;if(el&&el.tagName==='DETAILS'){el.open=true;el.scrollIntoView();}}
   window.addEventListener('hashchange',openTarget);
+  document.addEventListener('click',function(e){var a=e.target.closest&&e.target.closest('a[href^="#slide-"]');
+    var el=a?document.getElementById(decodeURIComponent(a.getAttribute('href').slice(1))):null;
+    if(el&&el.tagName==='DETAILS')el.open=true;});
   window.addEventListener('load',function(){
     openTarget();
     var imgs=document.images,ok=0;
