@@ -39,7 +39,8 @@ ROWS = [
 
 EXTRA = {"checkpoint_sha256": "ab" * 32, "classes": ["background", "interstitium", "tubules"],
          "settings": {"precision": "auto", "precision_used": ["32"], "background_class": 0, "tta": False,
-                      "skip_glass": True, "overlap": 0.5, "channels_last": None, "mpp_override": None},
+                      "skip_glass": True, "overlap": 0.5, "channels_last": None, "mpp_override": None,
+                      "target_halfwidth": 0.05},
          "training_seed": None, "world_size": 1}  # fmt: skip
 
 
@@ -97,6 +98,7 @@ def test_page_content_and_escaping():
     assert "<dt>Test-time augmentation</dt><dd>no (quantify --tta not used)</dd>" in settings
     assert "<dt>Background (glass) class</dt><dd>background</dd>" in settings
     assert "<dt>Tile overlap</dt><dd>50 % of a tile</dd>" in settings
+    assert "<dt>Target half-width of the 95 % interval</dt><dd>±5.0 %</dd>" in settings
     assert "from the slide&#x27;s metadata: 1 slide" in settings
     for repr_ in ("[", "True", "False", "None"):
         assert repr_ not in settings, repr_

@@ -556,6 +556,8 @@ def _setting(key: str, value: Any, classes: Sequence[str]) -> tuple[str, str]:
         return "Training seed", "not recorded" if value is None else _words(value)
     if key == "world_size":
         return "Processes", _words(value)
+    if key == "target_halfwidth" and number is not None:
+        return "Target half-width of the 95 % interval", f"±{100 * number:.1f} %"
     return key.replace("_", " ").capitalize(), _words(value)
 
 
