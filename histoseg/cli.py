@@ -20,7 +20,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from histoseg import __version__
 from histoseg.errors import HistosegError
@@ -74,8 +74,31 @@ def _lightning_cli(args: list[str] | None) -> None:
     run(args)
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default (``(default: 0.5)``) unless its help already names one or
+    there is none to show (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or action.option_strings == []
+        ):
+            return action.help
+        return f"{text} (default: {default})"
+
+
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line with the fix, like every other error."""
+    """argparse whose usage errors are one ``error:`` line with the fix, like every other error, and
+    whose help shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise HistosegError(f"{self.prog}: {message}; see '{self.prog} --help'")
@@ -91,7 +114,9 @@ def _quantify(argv: list[str]) -> int:
         "--slides", required=True, help="slide file, folder, or glob (quote it: 'slides/*.svs')"
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="level-0 mpp override (default: read from each slide)"
+    )
     from histoseg.inference import options as inference_options
 
     inference_options.add_arguments(parser)
@@ -190,7 +215,9 @@ def _sample(argv: list[str]) -> int:
     parser.add_argument(
         "--margin_um", type=float, default=50.0, help="the frame: the model's tissue grown by this margin (µm)"
     )
-    parser.add_argument("--mpp", type=float, default=None, help="level-0 mpp override for slides without one")
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="level-0 mpp override (default: read from each slide)"
+    )
     parser.add_argument(
         "--crossfit",
         type=int,
@@ -291,7 +318,7 @@ def _check_mpp_override(mpp: float, model_mpp: float) -> None:
 def _synthesize(argv: list[str]) -> int:
     from histoseg.synthetic import main
 
-    result = main(argv)
+    result = main(argv, prog="histoseg synthesize")
     return int(result or 0)
 
 

@@ -261,7 +261,7 @@ def run(args: list[str] | None) -> None:
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False},
+        parser_kwargs={"exit_on_error": False, "prog": "histoseg"},  # not "__main__.py" in the usage
         args=args,
         auto_configure_optimizers=False,
     )

@@ -44,6 +44,23 @@ def test_help_and_version(capsys):
     assert fit_help.returncode == 0 and "--config" in fit_help.stdout
 
 
+def test_program_names_and_defaults_in_help(capsys):
+    """Every --help names the program as typed (not ``__main__.py``); quantify's shows its defaults."""
+    for command in ("quantify", "sample", "synthesize", "corrections"):
+        result = in_process(capsys, command, "--help")
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: histoseg {command} "), result.stdout[:200]
+    fit = run("fit", "--help")  # a fresh interpreter: argv[0] is __main__.py there
+    assert fit.returncode == 0 and fit.stdout.startswith("usage: histoseg [options] fit "), fit.stdout[:200]
+    module = subprocess.run([sys.executable, "-m", "histoseg.synthetic", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert module.stdout.startswith("usage: python -m histoseg.synthetic "), module.stdout[:200]
+    quantify = " ".join(in_process(capsys, "quantify", "--help").stdout.split())
+    for shown in ("(default: 0.5)", "(default: auto)", "(default: 4)", "(default: cpu)", "(default: atrous)",
+                  "(default: read from each slide)", "(default: the model's)"):  # fmt: skip
+        assert shown in quantify, shown
+    assert "(default: None)" not in quantify and "(default: False)" not in quantify
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_parses(config, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)

@@ -109,3 +109,35 @@ def test_summary_without_checkpoints_or_validation():
         "fit: done, 0 epochs, 2 optimizer steps",
         "  no checkpoint saved (checkpointing disabled or fast_dev_run)",
     ]
+
+
+def test_checkpoints_are_where_the_docs_say(slides, capsys):
+    """With Lightning's default logger (configs/kidney.yaml sets none), fit writes its checkpoints under
+    <default_root_dir>/lightning_logs/version_0/checkpoints/: the path docs/qupath.md and
+    docs/terminal_and_report.md give for runs/kidney."""
+    import yaml
+
+    kidney = yaml.safe_load((ROOT / "configs" / "kidney.yaml").read_text())
+    assert "logger" not in kidney["trainer"] and kidney["trainer"]["default_root_dir"] == "runs/kidney"
+    code = run("fit", "--config", TINY, "--data.init_args.slides", "slides.csv", "--trainer.default_root_dir", "run",
+               "--trainer.enable_progress_bar", "false", "--trainer.logger", "true",
+               "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.monitor",
+               "val_dice", "--trainer.callbacks.mode", "max", "--trainer.callbacks.save_last", "true",
+               "--trainer.callbacks.filename", "best-{epoch}-{val_dice:.3f}")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    assert (slides / "run/lightning_logs/version_0/checkpoints/last.ckpt").is_file()
+    assert "  last checkpoint: run/lightning_logs/version_0/checkpoints/last.ckpt" in err.splitlines()
+    documented = {
+        doc: re.findall(r"runs/kidney/[^\s'`)]*\.ckpt", (ROOT / "docs" / doc).read_text())
+        for doc in ("qupath.md", "terminal_and_report.md")
+    }
+    for doc, paths in documented.items():
+        assert paths, doc
+        for path in paths:
+            real = path.startswith("runs/kidney/lightning_logs/version_0/checkpoints/")
+            assert real or "**" in path, (doc, path)
+    assert any(p.endswith("/checkpoints/last.ckpt") for p in documented["qupath.md"])
+    pattern = r"best-epoch=\d+-val_dice=\d\.\d{3}\.ckpt"  # configs/kidney.yaml's filename
+    assert re.findall(pattern, "\n".join(documented["terminal_and_report.md"]))
+    assert re.fullmatch(pattern, next((slides / "run").rglob("best-*.ckpt")).name)

@@ -268,3 +268,16 @@ def test_design_layer_list_is_the_import_contract():
         for line in re.findall(r"^\d+\. (.+)$", design, re.M)
     ]
     assert documented == expected, f"docs/DESIGN.md layers {documented} != pyproject contract {expected}"
+
+
+def test_brush_width_in_the_docs_is_the_code_default():
+    """docs/qupath.md and docs/labels.md give data.brush_um's default as the code has it."""
+    import inspect
+
+    from histoseg.datamodules import SlideDataModule
+
+    default = inspect.signature(SlideDataModule.__init__).parameters["brush_um"].default
+    number = r"(\d+(?:\.\d+)?)"
+    qupath = re.findall(rf"`data\.brush_um`, default {number} µm", (ROOT / "docs" / "qupath.md").read_text())
+    labels = re.findall(rf"`data\.brush_um` microns\s+\(default {number}", (ROOT / "docs" / "labels.md").read_text())
+    assert qupath and labels and {float(v) for v in qupath + labels} == {default} == {2.0}

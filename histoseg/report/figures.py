@@ -3,7 +3,8 @@
 - :func:`write_overlay_png`: the slide thumbnail beside the same thumbnail with the label map
   blended in, with a legend (class colour, area, % of tissue) and the interstitial fraction;
 - :func:`write_cohort_png`: the interstitial fraction of every slide (dot plot; failed slides
-  listed in red).
+  listed in red), with each slide's headline estimate from counted points and its 95 % interval
+  beside the model-only value, and the slides where the two disagree marked.
 
 Plots use matplotlib's object API with the Agg canvas (no global backend switch, no display);
 every file is written atomically (:func:`histoseg.io.files.atomic_path`).
@@ -22,7 +23,7 @@ import numpy as np
 from histoseg.io.files import atomic_path
 from histoseg.report.areas import class_colors, find_class
 
-__all__ = ["blend_labels", "write_cohort_png", "write_overlay_png"]
+__all__ = ["PREDICTION_BOX_KEY", "blend_labels", "cohort_figure", "write_cohort_png", "write_overlay_png"]
 
 
 def _figure(width_in: float, height_in: float) -> Any:
@@ -34,10 +35,15 @@ def _figure(width_in: float, height_in: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+PREDICTION_BOX_KEY = "histoseg prediction box"
+"""PNG text key of an overlay: ``"left top right bottom"``, the prediction panel's pixel box in the PNG
+(the cohort page thumbnails that panel, not the whole figure with its legend)."""
+
+
+def _save(figure: Any, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> Path:
     final = Path(path)
     with atomic_path(final) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        figure.savefig(tmp, format="png", dpi=100, metadata=dict(metadata or {}))
     return final
 
 
@@ -159,6 +165,7 @@ def write_overlay_png(
     figure = _figure(fig_w, fig_h)
     x_start = (fig_w - (2 * panel_w + gap)) / 2
     by_class = {str(r.get("class")): r for r in rows or []}
+    box = ""
     for column, (image, name) in enumerate(((thumb, "slide"), (blended, "prediction"))):
         left = x_start + column * (panel_w + gap)
         ax = figure.add_axes((left / fig_w, bottom / fig_h, panel_w / fig_w, panel_h / fig_h))
@@ -168,6 +175,10 @@ def write_overlay_png(
         ax.set_title(name if column == 0 or points is None else f"{name} + counted points", fontsize=9, pad=3)
         if column == 1 and points is not None:
             _draw_points(ax, points, colors, w, h)
+        if column == 1:  # pixel box of the panel inside its frame line (the PNG is fig_w x fig_h x 100 px)
+            x0, y0 = round(left * 100) + 2, round((fig_h - bottom - panel_h) * 100) + 2
+            x1, y1 = round((left + panel_w) * 100) - 2, round((fig_h - bottom) * 100) - 2
+            box = f"{x0} {y0} {max(x0 + 1, x1)} {max(y0 + 1, y1)}"
         if column == 0 and thumbnail_mpp and thumbnail_mpp > 0:
             um_per_px = thumbnail_mpp * w0 / w
             length = _nice_length(0.25 * w * um_per_px)
@@ -227,21 +238,16 @@ def write_overlay_png(
             fontsize=11,
             fontweight="bold",
         )
-    return _save(figure, path)
+    return _save(figure, path, {PREDICTION_BOX_KEY: box})
 
 
-def write_cohort_png(path: str | os.PathLike[str], results: Sequence[Mapping[str, Any]]) -> Path:
-    """Dot plot of the interstitial fraction (%) of every slide; failed slides listed in red.
+def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:
+    """The cohort plot as a matplotlib Figure (see :func:`write_cohort_png`)."""
+    from matplotlib.lines import Line2D
 
-    Args:
-        path: Output PNG.
-        results: Per-slide dicts with ``slide``, ``status``, and ``interstitial_fraction`` (or
-            ``rows`` carrying it).
+    from histoseg.report.tables import model_outside_headline, slide_headline
 
-    Returns:
-        The path written.
-    """
-    names, values, failed = [], [], []
+    names, values, heads, flags, failed = [], [], [], [], []
     for result in results:
         name = str(result.get("slide", ""))
         if result.get("status", "ok") != "ok":
@@ -252,23 +258,30 @@ def write_cohort_png(path: str | os.PathLike[str], results: Sequence[Mapping[str
             value = result["rows"][0].get("interstitial_fraction")
         names.append(name)
         values.append(math.nan if value is None else float(value))
+        heads.append(slide_headline(result))
+        flags.append(bool(model_outside_headline(result)))
     n = max(len(names), 1)
-    height = min(1.6 + 0.28 * n + (0.4 if failed else 0.0), 60.0)
+    any_head = any(h is not None for h in heads)
+    height = min(1.6 + 0.28 * n * (1.5 if any_head else 1.0) + (0.4 if failed else 0.0), 60.0)
+    height += 0.5 if any_head else 0.0
     figure = _figure(7.5, height)
     ax = figure.subplots()
-    ys = np.arange(len(names))[::-1]
+    ys = np.arange(len(names), dtype=float)[::-1]
+    model_y = ys + (0.15 if any_head else 0.0)  # the model above, the estimate from points below
     finite = [math.isfinite(v) for v in values]
     xs = [100 * v if ok else 0.0 for v, ok in zip(values, finite, strict=True)]
-    ax.hlines(ys, 0, xs, color="#bbbbbb", linewidth=1)
+    ax.hlines(model_y, 0, xs, color="#bbbbbb", linewidth=1)
     ax.scatter(
         [x for x, ok in zip(xs, finite, strict=True) if ok],
-        [y for y, ok in zip(ys, finite, strict=True) if ok],
+        [y for y, ok in zip(model_y, finite, strict=True) if ok],
         color="#e69f00",
-        edgecolor="black",
+        edgecolors=["#d00000" if f else "black" for f, ok in zip(flags, finite, strict=True) if ok],
+        linewidths=[2.0 if f else 0.8 for f, ok in zip(flags, finite, strict=True) if ok],
+        marker="o",
         zorder=3,
         s=36,
     )
-    for x, y, ok in zip(xs, ys, finite, strict=True):
+    for x, y, ok in zip(xs, model_y, finite, strict=True):
         ax.annotate(
             f"{x:.1f} %" if ok else "n/a (no kidney tissue classes)",
             (x if ok else 0, y),
@@ -277,18 +290,91 @@ def write_cohort_png(path: str | os.PathLike[str], results: Sequence[Mapping[str
             va="center",
             fontsize=8,
         )
-    ax.set_yticks(ys, names, fontsize=8)
+    rights = [x for x, ok in zip(xs, finite, strict=True) if ok]
+    shown = [(y - 0.15, h, f) for y, h, f in zip(ys, heads, flags, strict=True) if h is not None]
+    if shown:
+        est = np.array([100 * float(h["if_estimate"]) for _, h, _ in shown])
+        low = np.array([100 * float(h["if_ci_low"]) for _, h, _ in shown])
+        high = np.array([100 * float(h["if_ci_high"]) for _, h, _ in shown])
+        ax.errorbar(
+            est,
+            [y for y, _, _ in shown],
+            xerr=[est - low, high - est],
+            fmt="s",
+            color="#0072b2",
+            markersize=5,
+            capsize=3,
+            elinewidth=1.2,
+            zorder=4,
+            label="estimate from counted points, 95 % interval",
+        )
+        for (y, _, flag), right in zip(shown, high, strict=True):
+            if flag:
+                ax.annotate(
+                    "model outside",
+                    (right, y),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7.5,
+                    color="#d00000",
+                    fontweight="bold",
+                )
+        rights += list(high)
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="black", label="model only"),
+            Line2D([], [], marker="s", color="#0072b2", label="from counted points (95 % interval)"),
+        ]
+        if any(f for _, _, f in shown):
+            handles.append(
+                Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="#d00000",
+                       markeredgewidth=2.0, label="model outside the interval")  # fmt: skip
+            )
+        figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, (0.3 if failed else 0.02) / height),
+                      ncol=len(handles), fontsize=7.5, frameon=False)  # fmt: skip
+    ax.set_yticks(ys, [_short(name) for name in names], fontsize=8)
+    for label, flag in zip(ax.get_yticklabels(), flags, strict=True):
+        if flag:
+            label.set_color("#d00000")
     ax.set_ylim(-0.7, len(names) - 0.3 if names else 0.7)
-    top = max([x for x, ok in zip(xs, finite, strict=True) if ok] + [0.0])
+    top = max(rights + [0.0])
     ax.set_xlim(0, max(100.0 if top > 60 else min(100.0, top * 1.3 + 5), 10.0))
     ax.set_xlabel(
-        "interstitial fraction (%) = interstitium / (interstitium + tubules + glomeruli)", fontsize=9
+        "interstitial fraction (%) = interstitium / (interstitium + tubules + glomeruli)", fontsize=8
     )
     ax.grid(axis="x", color="#eeeeee")
     ax.set_axisbelow(True)
     ax.set_title(f"Interstitial fraction per slide (n = {len(names)})", fontsize=11)
     if failed:
-        shown = ", ".join(failed[:8]) + (f" and {len(failed) - 8} more" if len(failed) > 8 else "")
-        figure.text(0.01, 0.01, f"failed ({len(failed)}): {shown}", color="#b00000", fontsize=8)
-    figure.tight_layout(rect=(0, 0.04 if failed else 0, 1, 1))
-    return _save(figure, path)
+        listed = ", ".join(failed[:8]) + (f" and {len(failed) - 8} more" if len(failed) > 8 else "")
+        figure.text(0.01, 0.01, f"failed ({len(failed)}): {listed}", color="#b00000", fontsize=8)
+    reserved = (0.3 if failed else 0.0) + (0.35 if shown else 0.0)
+    figure.tight_layout(rect=(0, reserved / height, 1, 1))
+    return figure
+
+
+def _short(name: str, limit: int = 36) -> str:
+    """A slide name for a tick label: long names keep their start and end (``slide_00_wi…scanner.svs``)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) * 2 // 3
+    return name[:head] + "…" + name[-(limit - 1 - head) :]
+
+
+def write_cohort_png(path: str | os.PathLike[str], results: Sequence[Mapping[str, Any]]) -> Path:
+    """Dot plot of the interstitial fraction (%) of every slide; failed slides listed in red.
+
+    Each slide's model-only value is a dot; a slide with counted points (quantify ``--points``) also
+    gets its headline estimate as a square with its 95 % interval as error bars, just below the dot;
+    a slide whose model-only value lies outside that interval has its dot ringed and its name in red
+    and is marked "model outside".
+
+    Args:
+        path: Output PNG.
+        results: Per-slide dicts with ``slide``, ``status``, and ``interstitial_fraction`` (or
+            ``rows`` carrying it), and ``point_counting.estimate`` when the slide has counted points.
+
+    Returns:
+        The path written.
+    """
+    return _save(cohort_figure(results), path)

@@ -36,7 +36,9 @@ from histoseg.report.areas import INTERSTITIAL_FRACTION_DEFINITION
 __all__ = [
     "DEFINITIONS",
     "REPORT_COLUMNS",
+    "model_outside_headline",
     "report_rows",
+    "slide_headline",
     "write_report_csv",
     "write_report_json",
 ]
@@ -270,3 +272,64 @@ def write_report_json(
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(_clean(document), handle, indent=1, allow_nan=False)
     return final
+
+
+_HEADLINE_KEYS = (
+    "if_estimate",
+    "if_ci_low",
+    "if_ci_high",
+    "if_method",
+    "if_points",
+    "if_points_needed",
+    "if_design",
+)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def slide_headline(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The slide's headline estimate from its counted points, or None when it has none.
+
+    Read from ``result["point_counting"]["estimate"]`` (quantify ``--points``), else from the first
+    report row with a finite ``if_estimate``. ``if_more_points`` (the points to count in addition to
+    reach the target half-width) is derived from ``if_points_needed - if_points`` when absent.
+
+    Example:
+        >>> h = slide_headline({"point_counting": {"estimate": {"if_estimate": 0.3, "if_ci_low": 0.2,
+        ...     "if_ci_high": 0.4, "if_points": 100, "if_points_needed": 150}}})
+        >>> h["if_more_points"]
+        50
+    """
+    counting = result.get("point_counting")
+    estimate = counting.get("estimate") if isinstance(counting, Mapping) else None
+    if not isinstance(estimate, Mapping):
+        estimate = next(
+            (
+                {k: row.get(k) for k in _HEADLINE_KEYS}
+                for row in result.get("rows") or []
+                if _finite(row.get("if_estimate")) is not None
+            ),
+            None,
+        )
+    if estimate is None or any(_finite(estimate.get(k)) is None for k in _HEADLINE_KEYS[:3]):
+        return None
+    head = dict(estimate)
+    if head.get("if_more_points") is None:
+        needed, points = _finite(head.get("if_points_needed")), _finite(head.get("if_points"))
+        head["if_more_points"] = None if needed is None or points is None else max(0, int(needed - points))
+    return head
+
+
+def model_outside_headline(result: Mapping[str, Any]) -> bool | None:
+    """Whether the model-only interstitial fraction lies outside the headline's interval (None: no
+    headline or no model value)."""
+    head = slide_headline(result)
+    model = _finite(result.get("interstitial_fraction"))
+    if head is None or model is None:
+        return None
+    return not float(head["if_ci_low"]) <= model <= float(head["if_ci_high"])

@@ -12,10 +12,15 @@ from histoseg.synthetic.dataset import generate_dataset
 from histoseg.synthetic.params import TissueParams
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: generate a synthetic dataset and print where it was written."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m histoseg.synthetic") -> int:
+    """Command line: generate a synthetic dataset and print where it was written.
+
+    Args:
+        argv: The arguments (None: ``sys.argv``).
+        prog: The program name in the usage and help (``histoseg synthesize`` from the ``histoseg`` command).
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m histoseg.synthetic",
+        prog=prog,
         description="Generate synthetic PAS kidney cortex slides with exact label masks.",
     )
     parser.add_argument("--out", required=True, help="output folder")
