@@ -190,7 +190,6 @@ def _sample(argv: list[str]) -> int:
             "Place counting points on each slide for a pathologist to classify (QuPath GeoJSON and CSV, "
             "with the design record quantify --points needs); run again to add a round of points."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="points folder (one design and points files per slide)")
     parser.add_argument("--results", default=None, help="a 'histoseg quantify' output folder: its label maps place the points")
