@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from histoseg import __version__
-from histoseg.errors import HistosegError
+from histoseg.errors import ArgumentParser, HistosegError
 
 COMMANDS = ("fit", "validate", "test", "predict", "quantify", "sample", "synthesize", "corrections", "doctor")
 
@@ -74,11 +74,8 @@ def _lightning_cli(args: list[str] | None) -> None:
     run(args)
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line with the fix, like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise HistosegError(f"{self.prog}: {message}; see '{self.prog} --help'")
+_ArgumentParser = ArgumentParser
+"""The shared parser of every command (:class:`histoseg.errors.ArgumentParser`): usage errors are one line."""
 
 
 def _quantify(argv: list[str]) -> int:

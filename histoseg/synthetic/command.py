@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from histoseg.errors import HistosegError
+from histoseg.errors import ArgumentParser, HistosegError
 from histoseg.synthetic.dataset import generate_dataset
 from histoseg.synthetic.params import TissueParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: generate a synthetic dataset and print where it was written."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m histoseg.synthetic",
         description="Generate synthetic PAS kidney cortex slides with exact label masks.",
     )
@@ -25,8 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=2304, help="slide height in pixels (default 2304)")
     parser.add_argument("--mpp", type=float, default=0.5, help="microns per pixel (default 0.5)")
     parser.add_argument("--fibrosis", type=float, default=0.0, help="0 healthy .. 1 severe (default 0)")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         slides = generate_dataset(
             args.out,
             n_slides=args.n,
