@@ -42,12 +42,16 @@ from typing import Any, NamedTuple
 
 from histoseg.errors import ArgumentParser, ConfigError, LabelError
 from histoseg.io.files import atomic_path
+from histoseg.io.outputs import is_owned_json
 from histoseg.labels.annotations import check_geometry, feature_class_name, feature_label, load_geojson_features
 
 __all__ = ["CorrectionStats", "extract_corrections", "main", "write_corrections"]
 
 MARK = "histoseg_corrections"
-"""Top-level key of the files written here (a file without it is never overwritten)."""
+"""Top-level key of the files written here: the ownership record (:data:`RECORD`)."""
+RECORD = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
+"""A file is this command's output when it has these fields of these types (:func:`histoseg.io.outputs.has_record`);
+any other file is never overwritten."""
 
 
 class CorrectionStats(NamedTuple):
@@ -142,12 +146,8 @@ def _check_output(out: Path, inputs: Sequence[Path]) -> None:
         raise ConfigError(f"{out}: --out is one of the input files; give a new file, e.g. labels.geojson")
     if out.suffix.lower() not in (".geojson", ".json"):
         raise ConfigError(f"{out}: --out must end in .geojson")
-    if out.exists():
-        try:
-            ours = MARK in json.loads(out.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError):
-            ours = False
-        if not ours:
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not is_owned_json(out, RECORD):
             raise ConfigError(
                 f"{out}: exists and was not written by 'histoseg corrections'; choose another --out"
             )

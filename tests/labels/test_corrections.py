@@ -108,3 +108,26 @@ def test_corrections_keeps_the_contract_when_all_is_well(capsys, files):
     assert json.loads((folder / "x.geojson").read_text())["features"][0]["properties"]["classification"] == {
         "name": "glomeruli"
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["histoseg_corrections", 1]',
+        '{"note": "histoseg_corrections"}',
+        '{"type": "FeatureCollection", "histoseg_corrections": "yes", "features": []}',
+        '"histoseg_corrections"',
+    ],
+)
+def test_ownership_a_user_file_can_pass_corrections_out(capsys, files, text):
+    """Issue 28, class 2: a user's JSON that merely contains the marker string is never overwritten."""
+    folder, args = files
+    mine = folder / "mine.json"
+    mine.write_text(text)
+    expect_one_error(capsys, [f"{mine}: exists and was not written by 'histoseg corrections'"], *args, "--out", mine)
+    assert mine.read_text() == text
+    # the command's own output is still recognised and rewritten on a rerun
+    from reliability_helpers import run
+
+    assert run(capsys, *args, "--out", folder / "labels.geojson")[0] == 0
+    assert run(capsys, *args, "--out", folder / "labels.geojson")[0] == 0
