@@ -42,6 +42,19 @@ def test_one_cycle_schedule_for_any_number_of_steps(total):
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
 
 
+def test_a_trainer_edge_value_no_limit_trains_at_a_constant_rate(caplog):
+    """Issue 28, class 6: ``--trainer.max_epochs -1`` (no limit) gives an infinite fit length; the cosine
+    schedule (OverflowError on int(inf)) falls back to the constant rate with one warning naming the fix."""
+    task = small_task(lr=0.01)
+    task.trainer = SimpleNamespace(estimated_stepping_batches=float("inf"))
+    with caplog.at_level("WARNING", logger="histoseg"):
+        config = task.configure_optimizers()
+    assert isinstance(config, torch.optim.Optimizer)
+    assert config.param_groups[0]["lr"] == pytest.approx(0.01)
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "constant lr=0.01" in record.getMessage() and "--trainer.max_steps N" in record.getMessage()
+
+
 def test_regularizer_reaches_the_training_loss_only():
     """regularizer=crf adds w x crf_loss(logits, image), entropy w x the entropy of the unlabelled
     pixels, in training only."""
