@@ -209,6 +209,7 @@ def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, split
         assert (best.monitor, best.save_top_k, latest.monitor) == ("val_dice", 1, "val_loss")
         assert cli.trainer.limit_val_batches == 1.0
     else:
-        assert (best.monitor, best.save_top_k, best.save_last) == (None, 0, True)  # last.ckpt only
+        # last.ckpt only, written every epoch (issue 28: save_top_k=0 wrote it only when the fit ended)
+        assert (best.monitor, best.save_top_k, best.save_last, best.filename) == (None, 1, False, "last")
         assert (latest.monitor, latest.save_top_k) == (None, 1)  # the newest epoch
         assert cli.trainer.limit_val_batches == 0  # no empty validation loop
