@@ -218,9 +218,10 @@ class HistosegCLI(LightningCLI):
             if monitor is None or not str(monitor).startswith("val"):
                 continue
             log.warning(
-                "%s: no validation slides; checkpoints keep the last epoch (not the best %s)",
+                "%s: no validation slides; checkpoints keep the last epoch (not the best %s)%s",
                 datamodule.slide_table(),
                 monitor,
+                ": last.ckpt, written after every epoch (--ckpt_path last resumes)" if callback.save_last else "",
             )
             callback.monitor = None
             if callback.save_last:

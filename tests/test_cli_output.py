@@ -109,3 +109,24 @@ def test_summary_without_checkpoints_or_validation():
         "fit: done, 0 epochs, 2 optimizer steps",
         "  no checkpoint saved (checkpointing disabled or fast_dev_run)",
     ]
+
+
+def test_work_lost_without_a_word_summary_of_a_fit_without_validation():
+    """Issue 28, class 9: without validation the one checkpoint is last.ckpt (newest epoch), not a 'best' one."""
+
+    class Callback:
+        monitor = None
+        best_model_path = "run/checkpoints/last.ckpt"
+        last_model_path = ""
+
+    class Trainer:
+        checkpoint_callbacks = [Callback()]
+        callback_metrics = {}
+        global_step = 6
+        current_epoch = 3
+
+    assert fit_summary(Trainer(), CLASSES) == [
+        "fit: done, 3 epochs, 6 optimizer steps",
+        "  last checkpoint: run/checkpoints/last.ckpt",
+        "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'slides/*.svs' --out results",
+    ]
