@@ -217,11 +217,12 @@ class HistosegCLI(LightningCLI):
             monitor = getattr(callback, "monitor", None)
             if monitor is None or not str(monitor).startswith("val"):
                 continue
+            written = ": last.ckpt, written after every epoch (--ckpt_path last resumes)"
             log.warning(
                 "%s: no validation slides; checkpoints keep the last epoch (not the best %s)%s",
                 datamodule.slide_table(),
                 monitor,
-                ": last.ckpt, written after every epoch (--ckpt_path last resumes)" if callback.save_last else "",
+                written if callback.save_last else "",
             )
             callback.monitor = None
             if callback.save_last:

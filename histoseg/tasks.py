@@ -232,7 +232,8 @@ class BaseTask(L.LightningModule):
         if not math.isfinite(estimated):
             log.warning(
                 "trainer.max_epochs=-1 (no limit): the cosine schedule needs the fit's length, so this fit "
-                "trains at the constant lr=%g; set --trainer.max_steps N for the cosine schedule over N steps",
+                "trains at the constant lr=%g; "
+                "set --trainer.max_steps N for the cosine schedule over N steps",
                 self.lr,
             )
             return optimizer

@@ -196,7 +196,8 @@ def test_a_trainer_edge_value_max_epochs_no_limit(capsys, slide):
     """Issue 28, class 6: ``--trainer.max_epochs -1`` (Lightning's "no limit") trains (here until max_time)
     at a constant rate with one warning line, instead of an OverflowError from the cosine schedule."""
     folder = slide[0]
-    code, lines, err = run(capsys, *fit_args(folder, "--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:01"))
+    no_limit = ("--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:01")
+    code, lines, err = run(capsys, *fit_args(folder, *no_limit))
     assert (code, lines) == (0, []), err[-3000:]
     assert "Traceback" not in err and "OverflowError" not in err
     warnings = [ln for ln in err.splitlines() if "trainer.max_epochs=-1 (no limit)" in ln]

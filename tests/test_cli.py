@@ -215,7 +215,10 @@ def test_validate_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
 
 
 TWO_CONFIG_CASES = {
-    "unknown option": ("trainer:\n  bogus_option: 3\n", ["second.yaml: invalid configuration", "bogus_option"]),
+    "unknown option": (
+        "trainer:\n  bogus_option: 3\n",
+        ["second.yaml: invalid configuration", "bogus_option"],
+    ),
     "bad value": ("model:\n  init_args:\n    lr: abc\n", ["second.yaml: invalid configuration", "abc"]),
     "not YAML": ("trainer:\n  max_epochs: [1\n", ["second.yaml: not valid YAML at line 3"]),
 }
@@ -227,7 +230,8 @@ def test_messages_that_mislead_second_config_at_fault_is_named(case, tmp_path, c
     text, needles = TWO_CONFIG_CASES[case]
     (tmp_path / "second.yaml").write_text(text)
     tiny = str(ROOT / "tests" / "conf" / "tiny.yaml")
-    for args in (["--config", tiny, "--config", str(tmp_path / "second.yaml")], ["--config", tiny, f"--config={tmp_path / 'second.yaml'}"]):
+    second = tmp_path / "second.yaml"
+    for args in (["--config", tiny, "--config", str(second)], ["--config", tiny, f"--config={second}"]):
         result = in_process(capsys, "fit", *args, "--trainer.default_root_dir", str(tmp_path / "run"))
         assert_user_error(result, *needles)
         assert "tiny.yaml" not in result.stderr

@@ -112,7 +112,7 @@ def test_summary_without_checkpoints_or_validation():
 
 
 def test_work_lost_without_a_word_summary_of_a_fit_without_validation():
-    """Issue 28, class 9: without validation the one checkpoint is last.ckpt (newest epoch), not a 'best' one."""
+    """Issue 28, class 9: without validation the one checkpoint is last.ckpt (newest epoch), not a best."""
 
     class Callback:
         monitor = None

@@ -233,5 +233,6 @@ def test_corrections_bypasses_the_contract_synthesize_usage_error_is_one_line(ca
     """Issue 28, class 1 (one error path for every command): argparse's usage block never reaches the user."""
     from reliability_helpers import expect_one_error
 
-    expect_one_error(capsys, ["argument --n: invalid int value: 'abc'", "--help"], "synthesize", "--out", "x", "--n", "abc")
+    args = ("synthesize", "--out", "x", "--n", "abc")
+    expect_one_error(capsys, ["argument --n: invalid int value: 'abc'", "--help"], *args)
     assert "usage:" not in capsys.readouterr().err

@@ -53,7 +53,7 @@ def _resolution_to_mpp(resolution: Any, unit: int | None) -> float | None:
 
 
 def _tiff_tag_mpp(resolution: Any, unit: int | None) -> float | None:
-    """The mpp a TIFF X/YResolution tag and ResolutionUnit say, plausible or not (None when absent/invalid)."""
+    """The mpp a TIFF X/YResolution tag and ResolutionUnit say, plausible or not (None: absent/invalid)."""
     if resolution is None:
         return None
     if isinstance(resolution, tuple):
@@ -80,7 +80,7 @@ class Backend:
     mpp: float | None
     mpp_source: MppSource
     metadata_mpp: float | None = None
-    """What the metadata said when it is not taken as the resolution (``mpp`` is None): an implausible value."""
+    """What the metadata said when it is not taken as the resolution (``mpp`` None): an implausible value."""
 
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:  # pragma: no cover - interface
         """Read a window (level-0 origin, size at ``level``); (h, w, 3) uint8, white outside."""

@@ -158,7 +158,8 @@ class Slide:
             if said is not None:
                 low, high = MPP_RANGE
                 raise SlideError(
-                    f"{self.path}: its metadata says {said:g} microns per pixel ({self._backend.mpp_source}), "
+                    f"{self.path}: its metadata says {said:g} microns per pixel "
+                    f"({self._backend.mpp_source}), "
                     f"not a plausible slide resolution ({low:g}-{high:g}: a unit mistake or an image tool's "
                     "dpi default); pass the true value (e.g. --mpp 0.5, or mpp: in the slide table)"
                 )

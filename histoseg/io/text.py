@@ -87,8 +87,8 @@ def spreadsheet_safe(value: object) -> object:
     never changed, and a text that is a plain number, like ``-3`` or ``+1e-5``, cannot be a formula).
 
     Example:
-        >>> spreadsheet_safe("=1+1"), spreadsheet_safe("-0.25"), spreadsheet_safe(-0.25), spreadsheet_safe("a=b")
-        ("'=1+1", '-0.25', -0.25, 'a=b')
+        >>> [spreadsheet_safe(v) for v in ("=1+1", "-0.25", -0.25, "a=b")]
+        ["'=1+1", '-0.25', -0.25, 'a=b']
     """
     if not isinstance(value, str) or not value.startswith(FORMULA_TRIGGERS):
         return value

@@ -228,12 +228,18 @@ def check_geometry(geometry: Any, where: str) -> None:
                 raise LabelError(f"{where}: {kind} has a position {value!r:.60} that is not [x, y]; {fix}")
             for number in numbers:
                 if isinstance(number, bool) or not isinstance(number, (int, float)):
-                    raise LabelError(f"{where}: {kind} has a coordinate {number!r:.40} that is not a number; {fix}")
+                    raise LabelError(
+                        f"{where}: {kind} has a coordinate {number!r:.40} that is not a number; {fix}"
+                    )
                 if not math.isfinite(number):
-                    raise LabelError(f"{where}: {kind} has a coordinate {number} (not a finite number); {fix}")
+                    raise LabelError(
+                        f"{where}: {kind} has a coordinate {number} (not a finite number); {fix}"
+                    )
             return
         if not isinstance(value, list):
-            raise LabelError(f"{where}: {kind} coordinates are not nested as GeoJSON {kind} coordinates; {fix}")
+            raise LabelError(
+                f"{where}: {kind} coordinates are not nested as GeoJSON {kind} coordinates; {fix}"
+            )
         for item in value:
             positions(item, depth - 1)
 

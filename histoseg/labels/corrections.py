@@ -43,15 +43,20 @@ from typing import Any, NamedTuple
 from histoseg.errors import ArgumentParser, ConfigError, LabelError
 from histoseg.io.files import atomic_path
 from histoseg.io.outputs import is_owned_json
-from histoseg.labels.annotations import check_geometry, feature_class_name, feature_label, load_geojson_features
+from histoseg.labels.annotations import (
+    check_geometry,
+    feature_class_name,
+    feature_label,
+    load_geojson_features,
+)
 
 __all__ = ["CorrectionStats", "extract_corrections", "main", "write_corrections"]
 
 MARK = "histoseg_corrections"
 """Top-level key of the files written here: the ownership record (:data:`RECORD`)."""
 RECORD = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
-"""A file is this command's output when it has these fields of these types (:func:`histoseg.io.outputs.has_record`);
-any other file is never overwritten."""
+"""A file is this command's output when it has these fields of these types
+(:func:`histoseg.io.outputs.has_record`); any other file is never overwritten."""
 
 
 class CorrectionStats(NamedTuple):

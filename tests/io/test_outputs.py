@@ -9,7 +9,10 @@ import pytest
 from histoseg.io.outputs import REPORT_RECORD, has_record, is_ours, is_owned_json
 
 SPEC = {"histoseg_corrections": {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
-OURS = {"histoseg_corrections": {"predicted": "a.geojson", "corrected": "b.geojson", "tolerance": 0.5}, "features": []}
+OURS = {
+    "histoseg_corrections": {"predicted": "a.geojson", "corrected": "b.geojson", "tolerance": 0.5},
+    "features": [],
+}
 
 
 @pytest.mark.parametrize(
@@ -35,7 +38,8 @@ def test_ownership_a_user_file_can_pass_never_for_an_imitation(imitation):
 
 def test_ownership_a_user_file_can_pass_the_record_itself(tmp_path):
     assert has_record(OURS, SPEC)
-    assert has_record({**OURS, "histoseg_corrections": {**OURS["histoseg_corrections"], "tolerance": 2}}, SPEC)
+    integer = {**OURS["histoseg_corrections"], "tolerance": 2}
+    assert has_record({**OURS, "histoseg_corrections": integer}, SPEC)
     (tmp_path / "x.json").write_text(json.dumps(OURS))
     (tmp_path / "y.json").write_text('["histoseg_corrections"]')
     (tmp_path / "z.json").write_text("{not json")
@@ -58,6 +62,7 @@ def test_ownership_a_user_file_can_pass_cohort_report(tmp_path, report):
     """A user's report.json that only looks like histoseg's does not make the cohort names histoseg's."""
     (tmp_path / "report.json").write_text(json.dumps(report))
     assert not is_ours(tmp_path / "report.csv", tmp_path)
-    (tmp_path / "report.json").write_text(json.dumps({"histoseg_version": "0.1", "definitions": {}, "slides": []}))
+    ours = {"histoseg_version": "0.1", "definitions": {}, "slides": []}
+    (tmp_path / "report.json").write_text(json.dumps(ours))
     assert is_ours(tmp_path / "report.csv", tmp_path)
     assert set(REPORT_RECORD) == {"histoseg_version", "definitions", "slides"}

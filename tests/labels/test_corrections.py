@@ -1,5 +1,5 @@
-"""``histoseg corrections`` keeps the error contract (issue 28, class 1): usage errors, damaged geometry and an
-unwritable ``--out`` each give one ``error:`` line, exit status 2, no traceback and no file."""
+"""``histoseg corrections`` keeps the error contract (issue 28, class 1): usage errors, damaged geometry
+and an unwritable ``--out`` each give one ``error:`` line, exit status 2, no traceback and no file."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def bad_geometries():
         ({"type": "Polygon", "coordinates": [nan_ring]}, "Polygon has a coordinate nan"),
         ({"type": "LineString", "coordinates": [[0, 0], [math.inf, 1]]}, "LineString has a coordinate inf"),
         ({"type": "Blob", "coordinates": [[0, 0]]}, "unknown geometry type 'Blob'"),
-        ({"type": "Polygon", "coordinates": [[["a", 0], [1, 1], [0, 1], ["a", 0]]]}, "'a' that is not a number"),
-        ({"type": "Polygon", "coordinates": [[0, 0], [1, 1], [0, 1], [0, 0]]}, "not nested as GeoJSON Polygon"),
+        ({"type": "Polygon", "coordinates": [[["a", 0], [1, 1], [0, 1], ["a", 0]]]}, "'a' that is not"),
+        ({"type": "Polygon", "coordinates": [[0, 0], [1, 1], [0, 1], [0, 0]]}, "not nested as GeoJSON"),
         ({"type": "Point"}, "Point without 'coordinates'"),
         ({"type": "GeometryCollection", "geometries": [{"type": "Curve", "coordinates": []}]}, "'Curve'"),
     ]
@@ -67,7 +67,8 @@ def bad_geometries():
 @pytest.mark.parametrize("which", ["--predicted", "--corrected"])
 def test_corrections_bypasses_the_contract_bad_geometry(capsys, files, geometry, needle, which):
     folder, args = files
-    bad = write(folder / "bad.geojson", [square(0, 0, 8, "tubules"), {**square(0, 0, 1, "other"), "geometry": geometry}])
+    damaged = {**square(0, 0, 1, "other"), "geometry": geometry}
+    bad = write(folder / "bad.geojson", [square(0, 0, 8, "tubules"), damaged])
     args[args.index(which) + 1] = bad
     expect_one_error(capsys, [f"{bad}: feature 1: ", needle, "; "], *args, "--out", folder / "x.geojson")
     assert not (folder / "x.geojson").exists()
@@ -92,7 +93,8 @@ def test_corrections_bypasses_the_contract_unwritable_out(capsys, files, tmp_pat
     folder, args = files
     out = unwritable_folder(tmp_path) / "labels.geojson"
     try:
-        expect_one_error(capsys, [f"{out}: cannot write the labels", "writable folder for --out"], *args, "--out", out)
+        needles = [f"{out}: cannot write the labels", "writable folder for --out"]
+        expect_one_error(capsys, needles, *args, "--out", out)
     finally:
         (tmp_path / "read-only").chmod(0o755)
     assert not out.exists()
@@ -124,7 +126,8 @@ def test_ownership_a_user_file_can_pass_corrections_out(capsys, files, text):
     folder, args = files
     mine = folder / "mine.json"
     mine.write_text(text)
-    expect_one_error(capsys, [f"{mine}: exists and was not written by 'histoseg corrections'"], *args, "--out", mine)
+    needle = f"{mine}: exists and was not written by 'histoseg corrections'"
+    expect_one_error(capsys, [needle], *args, "--out", mine)
     assert mine.read_text() == text
     # the command's own output is still recognised and rewritten on a rerun
     from reliability_helpers import run
