@@ -179,14 +179,19 @@ def _sample(argv: list[str]) -> int:
     predictor = None
     if parsed.ckpt_path is not None:
         if parsed.slides is None:
-            raise HistosegError("--ckpt_path: give --slides too (the slides to predict), or use --results")
+            raise HistosegError(
+                "--ckpt_path without --slides; give --slides too (the slides to predict), or use --results"
+            )
         from histoseg.inference.checkpoint import load_predictor
 
         predictor = load_predictor(parsed.ckpt_path, tile_size=options.tile_size)
         if parsed.mpp is not None:
             _check_mpp_override(parsed.mpp, predictor.mpp)
     elif parsed.slides is not None:
-        raise HistosegError("--slides: give --ckpt_path too (the model that predicts them), or use --results")
+        raise HistosegError(
+            "--slides without --ckpt_path; "
+            "give --ckpt_path too (the model that predicts them), or use --results"
+        )
     return run_sample(
         parsed.out,
         results=parsed.results,

@@ -150,7 +150,7 @@ def _check_output(out: Path, inputs: Sequence[Path]) -> None:
     if any(out.resolve() == p.resolve() for p in inputs):
         raise ConfigError(f"{out}: --out is one of the input files; give a new file, e.g. labels.geojson")
     if out.suffix.lower() not in (".geojson", ".json"):
-        raise ConfigError(f"{out}: --out must end in .geojson")
+        raise ConfigError(f"{out}: --out must end in .geojson; give e.g. --out labels.geojson")
     if out.exists() or out.is_symlink():
         if out.is_symlink() or not is_owned_json(out, RECORD):
             raise ConfigError(
@@ -171,7 +171,7 @@ def write_corrections(
         ConfigError: ``out`` is an input, has the wrong suffix, or is a file histoseg did not write.
     """
     if not tolerance >= 0:
-        raise ConfigError(f"--tolerance {tolerance}: must be >= 0 (level-0 pixels)")
+        raise ConfigError(f"--tolerance {tolerance}: must be >= 0 (level-0 pixels); e.g. --tolerance 0.5")
     predicted, corrected, out = Path(predicted), Path(corrected), Path(out)
     _check_output(out, [predicted, corrected])
     features, stats = extract_corrections(
