@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from histoseg import __version__
-from histoseg.errors import HistosegError
+from histoseg.errors import ArgumentParser, HistosegError
 
 COMMANDS = ("fit", "validate", "test", "predict", "quantify", "sample", "synthesize", "corrections", "doctor")
 
@@ -92,16 +92,13 @@ class _DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {default})"
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line with the fix, like every other error, and
-    whose help shows the defaults."""
+class _ArgumentParser(ArgumentParser):
+    """The shared parser of every command (:class:`histoseg.errors.ArgumentParser`: usage errors are
+    one line), with the defaults shown in its help."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise HistosegError(f"{self.prog}: {message}; see '{self.prog} --help'")
 
 
 def _quantify(argv: list[str]) -> int:
@@ -251,14 +248,19 @@ def _sample(argv: list[str]) -> int:
     predictor = None
     if parsed.ckpt_path is not None:
         if parsed.slides is None:
-            raise HistosegError("--ckpt_path: give --slides too (the slides to predict), or use --results")
+            raise HistosegError(
+                "--ckpt_path without --slides; give --slides too (the slides to predict), or use --results"
+            )
         from histoseg.inference.checkpoint import load_predictor
 
         predictor = load_predictor(parsed.ckpt_path, tile_size=options.tile_size)
         if parsed.mpp is not None:
             _check_mpp_override(parsed.mpp, predictor.mpp)
     elif parsed.slides is not None:
-        raise HistosegError("--slides: give --ckpt_path too (the model that predicts them), or use --results")
+        raise HistosegError(
+            "--slides without --ckpt_path; "
+            "give --ckpt_path too (the model that predicts them), or use --results"
+        )
     return run_sample(
         parsed.out,
         results=parsed.results,
@@ -407,8 +409,67 @@ def main(args: Sequence[str] | None = None) -> None:
         raise
 
 
+def _config_files(argv: list[str]) -> list[str]:
+    """The ``--config`` files of the command line, in order (``--config FILE`` and ``--config=FILE``)."""
+    files = []
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            files.append(argv[index + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def _dotted_keys(data: object, prefix: str = "") -> set[str]:
+    """Every key path of a parsed YAML document (``trainer``, ``trainer.max_epochs``, ...)."""
+    keys: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            keys.add(path)
+            keys |= _dotted_keys(value, f"{path}.")
+    return keys
+
+
+def _config_at_fault(text: str, configs: list[str]) -> tuple[str | None, str | None]:
+    """``(file, its own problem)``: the config file an error is about, and a message when the file itself
+    is the problem (missing, not YAML); ``(None, None)`` when no single file can be named.
+
+    A missing or unparsable file is at fault; otherwise the last file that sets the key the error names
+    (later files override earlier ones, so the last one's value is the one refused).
+    """
+    import re
+
+    import yaml
+
+    documents: list[tuple[str, object]] = []
+    for name in configs:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                documents.append((name, yaml.safe_load(handle)))
+        except OSError as exc:
+            return name, f"cannot read the configuration ({exc.strerror}); check the --config path"
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            return name, f"not valid YAML{where} ({problem}); fix the file (--print_config shows a valid one)"
+        except UnicodeDecodeError:
+            return name, "not a UTF-8 text file; save the configuration as UTF-8 YAML"
+    keys = re.findall(r"option '([^']+)'|Key \"([^\"]+)\"|Parser key \"([^\"]+)\"", text)
+    names = [next(k for k in group if k) for group in keys]
+    for key in reversed(names):  # the innermost key is named last
+        for name, data in reversed(documents):
+            found = _dotted_keys(data)
+            if key in found or any(k.endswith(f".{key}") for k in found):
+                return name, None
+    if "unrecognized arguments" in text or (names and "is required" not in text):
+        return None, None  # a command-line option, not a file
+    return (configs[0], None) if len(configs) == 1 else (None, None)
+
+
 def _config_message(exc: BaseException, argv: list[str]) -> str:
-    """One line for a configuration error from jsonargparse."""
+    """One line for a configuration error from jsonargparse, naming the config file at fault."""
     import re
 
     text = " ".join(str(exc).replace("`", "").split()).rstrip(". ")
@@ -418,11 +479,10 @@ def _config_message(exc: BaseException, argv: list[str]) -> str:
     key = re.search(r'Parser key "([^"]+)"', text)
     if match:
         text = (f"{key.group(1)}: " if key else "") + match.group(0)
-    config = None
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 < len(argv):
-            config = argv[index + 1]
+    configs = _config_files(argv)
+    config, problem = _config_at_fault(text, configs) if configs else (None, None)
+    if problem is not None:
+        return f"{config}: {problem}"
     where = f"{config}: " if config else ""
     hint = "; check the option names and values (histoseg fit --help, --print_config)"
     return f"{where}invalid configuration: {text[:300]}{hint}"

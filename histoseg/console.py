@@ -84,7 +84,11 @@ def _checkpoints(trainer: Any) -> tuple[str, str, str, float | None]:
     best = last = monitor = ""
     score: float | None = None
     for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
-        best = best or str(getattr(callback, "best_model_path", "") or "")
+        kept = str(getattr(callback, "best_model_path", "") or "")
+        if getattr(callback, "monitor", None):
+            best = best or kept
+        else:  # unmonitored: its checkpoint is the newest epoch, not a best one (fits without validation)
+            last = last or kept
         last = last or str(getattr(callback, "last_model_path", "") or "")
         if not monitor and getattr(callback, "monitor", None):
             monitor = str(callback.monitor)

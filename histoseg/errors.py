@@ -13,6 +13,9 @@ should still give a specific fix (``tests/test_error_messages.py`` checks them).
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class HistosegError(Exception):
     """An error caused by the user's input; its message is one line with the fix."""
@@ -49,3 +52,16 @@ class CheckpointError(HistosegError):
     """A checkpoint is missing, unreadable, or not a histoseg checkpoint."""
 
     default_fix = "give the .ckpt written by 'histoseg fit'"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line with the fix, like every other error.
+
+    argparse itself prints a usage block and ``PROG: error: ...`` and exits; every histoseg command
+    parses with this class instead, so a missing option or a non-number is a :class:`HistosegError`
+    printed by the command line's one error path.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the usage error as a :class:`ConfigError` (one line, exit status 2)."""
+        raise ConfigError(f"{self.prog}: {message}; see '{self.prog} --help'")

@@ -195,8 +195,14 @@ class HistosegCLI(LightningCLI):
         Training on every labelled slide (the final model) has nothing to validate on. Lightning
         would otherwise warn about an empty validation loader and, at every epoch, that
         ``val_dice`` is missing, and save no best checkpoint; the configs'
-        ``ModelCheckpoint(monitor=val_dice, save_last=true)`` then keeps ``last.ckpt`` only (a
-        checkpoint without ``save_last`` keeps the newest epoch).
+        ``ModelCheckpoint(monitor=val_dice, save_last=true)`` then write ``last.ckpt`` at the end of
+        every epoch, so ``--ckpt_path last`` resumes a crashed fit from its last epoch (a checkpoint
+        without ``save_last`` keeps the newest epoch under its own name).
+
+        Lightning writes ``last.ckpt`` at an epoch's end only when a top-k checkpoint was saved at
+        that step; with ``save_top_k=0`` (no second copy) it was written only when the fit ended, so
+        a crash after hours left nothing to resume from. Unmonitored, the top-1 checkpoint *is* the
+        newest epoch: named ``last`` it is the ``last.ckpt``, rewritten every epoch, one file.
         """
         datamodule = getattr(self, "datamodule", None)
         if not isinstance(datamodule, SlideDataModule):
@@ -211,14 +217,18 @@ class HistosegCLI(LightningCLI):
             monitor = getattr(callback, "monitor", None)
             if monitor is None or not str(monitor).startswith("val"):
                 continue
+            written = ": last.ckpt, written after every epoch (--ckpt_path last resumes)"
             log.warning(
-                "%s: no validation slides; checkpoints keep the last epoch (not the best %s)",
+                "%s: no validation slides; checkpoints keep the last epoch (not the best %s)%s",
                 datamodule.slide_table(),
                 monitor,
+                written if callback.save_last else "",
             )
             callback.monitor = None
             if callback.save_last:
-                callback.save_top_k = 0  # last.ckpt only, not a second copy of it
+                callback.filename = "last"  # the newest epoch is last.ckpt, written every epoch
+                callback.save_top_k = 1
+                callback.save_last = False  # no second copy of it
 
     def before_fit(self) -> None:
         """Check ``--ckpt_path``; adapt checkpointing when there is nothing to validate on."""

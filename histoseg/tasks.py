@@ -218,13 +218,26 @@ class BaseTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """AdamW, with a one-cycle cosine schedule over the whole fit when ``scheduler='cosine'``.
 
-        The warm-up is 5 % of the steps (at least 2; fits under 3 steps keep a constant rate).
+        The warm-up is 5 % of the steps (at least 2; fits under 3 steps keep a constant rate). A fit
+        without a length (``trainer.max_epochs=-1``, Lightning's "no limit", and no
+        ``trainer.max_steps``) has no "whole fit" to spread the schedule over: it trains at the
+        constant rate ``lr`` and says so in one warning line (``--trainer.max_steps N`` gives the
+        cosine schedule over ``N`` steps, as with ``max_epochs=-1`` Lightning stops at ``max_steps``).
         """
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_name == "none":
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        estimated = float(self.trainer.estimated_stepping_batches)
+        if not math.isfinite(estimated):
+            log.warning(
+                "trainer.max_epochs=-1 (no limit): the cosine schedule needs the fit's length, so this fit "
+                "trains at the constant lr=%g; "
+                "set --trainer.max_steps N for the cosine schedule over N steps",
+                self.lr,
+            )
+            return optimizer
+        total = max(int(estimated), 1)
         pct_start = 0.05
         if pct_start * total < 2:
             # OneCycleLR divides by the warm-up length in steps minus one (zero at 20 or 2 steps)

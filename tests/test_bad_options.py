@@ -154,6 +154,20 @@ def test_check_first_slide_metadata_mpp_is_a_per_slide_status(capsys, tmp_path):
     assert [s["status"] for s in report["slides"]] == ["failed"]
 
 
+@pytest.mark.parametrize(("mpp", "said"), [(0.001, "0.001"), (1e5, "100000")])
+def test_messages_that_mislead_slide_metadata_mpp_named_with_its_value(capsys, tmp_path, mpp, said):
+    """Issue 28, class 8: quantify tells a slide its metadata mpp is implausible, with the value."""
+    write_tiff_pyramid(tmp_path / "odd.tif", np.full((128, 160, 3), 200, np.uint8), mpp=mpp, levels=1)
+    ckpt = tiny_checkpoint(tmp_path / "m.ckpt", mpp=2.0)
+    args = ["quantify", "--ckpt_path", ckpt, "--slides", tmp_path / "odd.tif", "--out", tmp_path / "out"]
+    status, lines, err = run(capsys, *args, "--no_progress")
+    assert status == 1 and "Traceback" not in err
+    assert len(lines) == 1 and f"its metadata says {said} microns per pixel" in lines[0], err[-2000:]
+    assert "no resolution" not in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["status"] for s in report["slides"]] == ["failed"]
+
+
 # ---- class 6: trainer options ----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
@@ -176,6 +190,19 @@ def test_trainer_options(capsys, slide, option, value, needle):
     line = expect_one_error(capsys, [needle, "; "], *fit_args(folder, option, value))
     assert "Traceback" not in line
     assert not (folder / "run").exists()
+
+
+def test_a_trainer_edge_value_max_epochs_no_limit(capsys, slide):
+    """Issue 28, class 6: ``--trainer.max_epochs -1`` (Lightning's "no limit") trains (here until max_time)
+    at a constant rate with one warning line, instead of an OverflowError from the cosine schedule."""
+    folder = slide[0]
+    no_limit = ("--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:01")
+    code, lines, err = run(capsys, *fit_args(folder, *no_limit))
+    assert (code, lines) == (0, []), err[-3000:]
+    assert "Traceback" not in err and "OverflowError" not in err
+    warnings = [ln for ln in err.splitlines() if "trainer.max_epochs=-1 (no limit)" in ln]
+    assert len(warnings) == 1 and "--trainer.max_steps N" in warnings[0], err[-3000:]
+    assert list((folder / "run").rglob("*.ckpt"))
 
 
 def test_trainer_options_default_root_dir_is_a_file(capsys, slide):

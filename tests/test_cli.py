@@ -229,3 +229,31 @@ def test_validate_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
     assert info.value.code == 2 and len(errors) == 1, errors
     assert "evil.ckpt: not a readable histoseg checkpoint" in errors[0] and "run code" in errors[0]
     assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+TWO_CONFIG_CASES = {
+    "unknown option": (
+        "trainer:\n  bogus_option: 3\n",
+        ["second.yaml: invalid configuration", "bogus_option"],
+    ),
+    "bad value": ("model:\n  init_args:\n    lr: abc\n", ["second.yaml: invalid configuration", "abc"]),
+    "not YAML": ("trainer:\n  max_epochs: [1\n", ["second.yaml: not valid YAML at line 3"]),
+}
+
+
+@pytest.mark.parametrize("case", list(TWO_CONFIG_CASES), ids=list(TWO_CONFIG_CASES))
+def test_messages_that_mislead_second_config_at_fault_is_named(case, tmp_path, capsys):
+    """Issue 28, class 8: a second --config at fault is reported under its own name, not the first's."""
+    text, needles = TWO_CONFIG_CASES[case]
+    (tmp_path / "second.yaml").write_text(text)
+    tiny = str(ROOT / "tests" / "conf" / "tiny.yaml")
+    second = tmp_path / "second.yaml"
+    for args in (["--config", tiny, "--config", str(second)], ["--config", tiny, f"--config={second}"]):
+        result = in_process(capsys, "fit", *args, "--trainer.default_root_dir", str(tmp_path / "run"))
+        assert_user_error(result, *needles)
+        assert "tiny.yaml" not in result.stderr
+    result = in_process(capsys, "fit", "--config", tiny, "--config", str(tmp_path / "missing.yaml"))
+    assert_user_error(result, "missing.yaml: cannot read the configuration", "--config path")
+    # an option typed on the command line is not blamed on a file
+    result = in_process(capsys, "fit", "--config", tiny, "--trainer.bogus", "2")
+    assert_user_error(result, "error: invalid configuration: unrecognized arguments: --trainer.bogus")

@@ -141,3 +141,24 @@ def test_checkpoints_are_where_the_docs_say(slides, capsys):
     pattern = r"best-epoch=\d+-val_dice=\d\.\d{3}\.ckpt"  # configs/kidney.yaml's filename
     assert re.findall(pattern, "\n".join(documented["terminal_and_report.md"]))
     assert re.fullmatch(pattern, next((slides / "run").rglob("best-*.ckpt")).name)
+
+
+def test_work_lost_without_a_word_summary_of_a_fit_without_validation():
+    """Issue 28, class 9: without validation the one checkpoint is last.ckpt (newest epoch), not a best."""
+
+    class Callback:
+        monitor = None
+        best_model_path = "run/checkpoints/last.ckpt"
+        last_model_path = ""
+
+    class Trainer:
+        checkpoint_callbacks = [Callback()]
+        callback_metrics = {}
+        global_step = 6
+        current_epoch = 3
+
+    assert fit_summary(Trainer(), CLASSES) == [
+        "fit: done, 3 epochs, 6 optimizer steps",
+        "  last checkpoint: run/checkpoints/last.ckpt",
+        "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'slides/*.svs' --out results",
+    ]

@@ -122,3 +122,53 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
     assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
     final = torch.load(max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 3 * 24
+
+
+def test_work_lost_without_a_word_fit_without_validation_keeps_last_every_epoch(tmp_path):
+    """Issue 28, class 9: a fit without validation slides (every slide in train, as the flash and scribble
+    recipes are run) with the configs' ModelCheckpoint(monitor=val_dice, save_last=true) writes last.ckpt
+    after every epoch, so a fit killed in epoch 2 resumes with --ckpt_path last and finishes."""
+    make_labelled_slide(tmp_path, "a", seed=0)
+    (tmp_path / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\n")
+    root = tmp_path / "run"
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        "--data.init_args.slides",
+        tmp_path / "slides.csv",
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.limit_train_batches",
+        "3",
+        "--data.init_args.patches_per_epoch",
+        "6",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.monitor",
+        "val_dice",
+        "--trainer.callbacks.mode",
+        "max",
+        "--trainer.callbacks.save_last",
+        "true",
+    ]
+    process = histoseg(*args)
+    found = wait_for(lambda: any(root.rglob("last.ckpt")), process, timeout=120)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert found, "no last.ckpt before the fit ended (or was killed)"
+    first = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
+    assert first["epoch"] < 2  # written at the end of an early epoch, not when the fit ended
+    assert [p.name for p in root.rglob("*.ckpt")] == ["last.ckpt"]  # one file, no second copy
+    resumed = subprocess.run(
+        [sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
+    final = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
+    assert final["epoch"] == 2 and final["global_step"] == 3 * 3

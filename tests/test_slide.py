@@ -69,6 +69,22 @@ def test_tiff_without_resolution_needs_mpp(tmp_path, rng):
     assert Slide(path, mpp=0.3).mpp == 0.3
 
 
+@pytest.mark.parametrize(("mpp", "said"), [(0.001, "0.001"), (1e5, "100000"), (25400 / 72, "352.778")])
+def test_messages_that_mislead_implausible_metadata_mpp_is_named(tmp_path, rng, mpp, said):
+    """Issue 28, class 8: a resolution tag saying 0.001 or 1e5 um/px (or a 72 dpi default) is named with its
+    value as implausible, not reported as "no resolution in its metadata"."""
+    path = write_tiff_pyramid(
+        tmp_path / "m.tif", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), mpp=mpp, levels=1
+    )
+    with pytest.raises(SlideError) as error:
+        Slide(path)
+    message = str(error.value)
+    assert f"m.tif: its metadata says {said} microns per pixel (tiff-resolution)" in message, message
+    assert "not a plausible slide resolution (0.05-100" in message and "--mpp" in message
+    assert "no resolution" not in message
+    assert Slide(path, mpp=0.5).mpp == 0.5
+
+
 @pytest.mark.parametrize(
     "content, match",
     [

@@ -42,6 +42,19 @@ def test_one_cycle_schedule_for_any_number_of_steps(total):
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
 
 
+def test_a_trainer_edge_value_no_limit_trains_at_a_constant_rate(caplog):
+    """Issue 28, class 6: ``--trainer.max_epochs -1`` (no limit) gives an infinite fit length; the cosine
+    schedule (OverflowError on int(inf)) falls back to the constant rate with one warning naming the fix."""
+    task = small_task(lr=0.01)
+    task.trainer = SimpleNamespace(estimated_stepping_batches=float("inf"))
+    with caplog.at_level("WARNING", logger="histoseg"):
+        config = task.configure_optimizers()
+    assert isinstance(config, torch.optim.Optimizer)
+    assert config.param_groups[0]["lr"] == pytest.approx(0.01)
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "constant lr=0.01" in record.getMessage() and "--trainer.max_steps N" in record.getMessage()
+
+
 def test_regularizer_reaches_the_training_loss_only():
     """regularizer=crf adds w x crf_loss(logits, image), entropy w x the entropy of the unlabelled
     pixels, in training only."""
@@ -196,6 +209,7 @@ def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, split
         assert (best.monitor, best.save_top_k, latest.monitor) == ("val_dice", 1, "val_loss")
         assert cli.trainer.limit_val_batches == 1.0
     else:
-        assert (best.monitor, best.save_top_k, best.save_last) == (None, 0, True)  # last.ckpt only
+        # last.ckpt only, written every epoch (issue 28: save_top_k=0 wrote it only when the fit ended)
+        assert (best.monitor, best.save_top_k, best.save_last, best.filename) == (None, 1, False, "last")
         assert (latest.monitor, latest.save_top_k) == (None, 1)  # the newest epoch
         assert cli.trainer.limit_val_batches == 0  # no empty validation loop

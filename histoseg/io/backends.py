@@ -42,7 +42,18 @@ Image.MAX_IMAGE_PIXELS = None  # slides are large by nature; we never decode the
 
 
 def _resolution_to_mpp(resolution: Any, unit: int | None) -> float | None:
-    """Convert a TIFF X/YResolution tag value and ResolutionUnit to mpp (None when absent/invalid)."""
+    """Convert a TIFF X/YResolution tag value and ResolutionUnit to mpp (None when absent/invalid).
+
+    Values outside 0.01-100 microns per pixel (72/96/300 dpi defaults of image tools, unit mistakes)
+    are not taken as the slide's resolution; :func:`_tiff_tag_mpp` keeps what the tag said, so the
+    message can name it.
+    """
+    mpp = _tiff_tag_mpp(resolution, unit)
+    return mpp if mpp is not None and 0.01 <= mpp <= 100.0 else None
+
+
+def _tiff_tag_mpp(resolution: Any, unit: int | None) -> float | None:
+    """The mpp a TIFF X/YResolution tag and ResolutionUnit say, plausible or not (None: absent/invalid)."""
     if resolution is None:
         return None
     if isinstance(resolution, tuple):
@@ -58,8 +69,7 @@ def _resolution_to_mpp(resolution: Any, unit: int | None) -> float | None:
         mpp = 25400.0 / value
     else:
         return None
-    # 72/96/300 dpi defaults written by image tools are not microscope resolutions.
-    return mpp if 0.01 <= mpp <= 100.0 else None
+    return mpp if math.isfinite(mpp) else None
 
 
 class Backend:
@@ -69,6 +79,8 @@ class Backend:
     level_downsamples: list[float]
     mpp: float | None
     mpp_source: MppSource
+    metadata_mpp: float | None = None
+    """What the metadata said when it is not taken as the resolution (``mpp`` None): an implausible value."""
 
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:  # pragma: no cover - interface
         """Read a window (level-0 origin, size at ``level``); (h, w, 3) uint8, white outside."""
@@ -163,7 +175,10 @@ class TiffBackend(Backend):
         unit_tag = tags.get("ResolutionUnit")
         res_tag = tags.get("XResolution")
         unit = int(unit_tag.value) if unit_tag is not None else None
-        mpp = _resolution_to_mpp(res_tag.value if res_tag is not None else None, unit)
+        value = res_tag.value if res_tag is not None else None
+        mpp = _resolution_to_mpp(value, unit)
+        if mpp is None:
+            self.metadata_mpp = _tiff_tag_mpp(value, unit)
         return mpp, "tiff-resolution"
 
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:

@@ -154,6 +154,15 @@ class Slide:
             self.mpp_source = self._backend.mpp_source
         else:
             self._backend.close()
+            said = getattr(self._backend, "metadata_mpp", None)
+            if said is not None:
+                low, high = MPP_RANGE
+                raise SlideError(
+                    f"{self.path}: its metadata says {said:g} microns per pixel "
+                    f"({self._backend.mpp_source}), "
+                    f"not a plausible slide resolution ({low:g}-{high:g}: a unit mistake or an image tool's "
+                    "dpi default); pass the true value (e.g. --mpp 0.5, or mpp: in the slide table)"
+                )
             raise SlideError(
                 f"{self.path}: the file has no resolution (microns per pixel) in its metadata; "
                 "pass it explicitly (e.g. --mpp 0.5, or mpp: in the slide table)"

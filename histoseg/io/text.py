@@ -72,3 +72,30 @@ def read_table_text(path: str | os.PathLike[str]) -> tuple[str, str]:
             f"{path}: cannot read the table ({exc.strerror}); check the path and permissions"
         ) from None
     return decode_table(data, path)
+
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection)."""
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell no spreadsheet runs as a formula: OWASP's CSV-injection defence.
+
+    A text cell beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    single quote (``=HYPERLINK(...)`` is written ``'=HYPERLINK(...)``; spreadsheets show the text).
+    Numbers are left alone, also as text: ``-0.5`` stays a number (:class:`int`/:class:`float` values are
+    never changed, and a text that is a plain number, like ``-3`` or ``+1e-5``, cannot be a formula).
+
+    Example:
+        >>> [spreadsheet_safe(v) for v in ("=1+1", "-0.25", -0.25, "a=b")]
+        ["'=1+1", '-0.25', -0.25, 'a=b']
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_TRIGGERS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    if value[:1] in ("\t", "\r"):
+        return "'" + value
+    return value

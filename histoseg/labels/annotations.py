@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,82 @@ def feature_label(feature: Mapping[str, Any], index: int) -> str:
     return f"feature {index}"
 
 
+GEOMETRY_NESTING = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
+}
+"""GeoJSON geometry types (RFC 7946) and how many list levels hold their positions."""
+
+
+def check_geometry(geometry: Any, where: str) -> None:
+    """Check a GeoJSON geometry before a geometry library sees it (shapely raises on bad input).
+
+    A geometry is None (no geometry), a ``GeometryCollection`` of geometries, or one of
+    :data:`GEOMETRY_NESTING` whose ``coordinates`` nest positions of 2 or 3 finite numbers.
+    Empty lists are allowed (an empty geometry).
+
+    Args:
+        geometry: The feature's ``geometry`` value.
+        where: The file and feature, for the message (``"b.geojson: feature 3"``).
+
+    Raises:
+        LabelError: naming the feature, the geometry type and what is wrong.
+    """
+    fix = "fix or delete that annotation in QuPath and export again"
+    if geometry is None:
+        return
+    if not isinstance(geometry, Mapping):
+        raise LabelError(f"{where}: geometry is a {type(geometry).__name__}, not a GeoJSON geometry; {fix}")
+    kind = geometry.get("type")
+    if kind == "GeometryCollection":
+        parts = geometry.get("geometries")
+        if not isinstance(parts, list):
+            raise LabelError(f"{where}: GeometryCollection without a 'geometries' list; {fix}")
+        for part in parts:
+            if part is None:
+                raise LabelError(f"{where}: GeometryCollection holds a null geometry; {fix}")
+            check_geometry(part, where)
+        return
+    if kind not in GEOMETRY_NESTING:
+        known = ", ".join([*GEOMETRY_NESTING, "GeometryCollection"])
+        raise LabelError(f"{where}: unknown geometry type {kind!r} (GeoJSON has {known}); {fix}")
+
+    def positions(value: Any, depth: int) -> None:
+        if depth == 0:
+            if not isinstance(value, list):
+                raise LabelError(
+                    f"{where}: {kind} coordinates are not nested as GeoJSON {kind} coordinates "
+                    f"({value!r:.40} where a position [x, y] belongs); {fix}"
+                )
+            numbers = value
+            if not 2 <= len(numbers) <= 3:
+                raise LabelError(f"{where}: {kind} has a position {value!r:.60} that is not [x, y]; {fix}")
+            for number in numbers:
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    raise LabelError(
+                        f"{where}: {kind} has a coordinate {number!r:.40} that is not a number; {fix}"
+                    )
+                if not math.isfinite(number):
+                    raise LabelError(
+                        f"{where}: {kind} has a coordinate {number} (not a finite number); {fix}"
+                    )
+            return
+        if not isinstance(value, list):
+            raise LabelError(
+                f"{where}: {kind} coordinates are not nested as GeoJSON {kind} coordinates; {fix}"
+            )
+        for item in value:
+            positions(item, depth - 1)
+
+    if "coordinates" not in geometry:
+        raise LabelError(f"{where}: {kind} without 'coordinates'; {fix}")
+    positions(geometry["coordinates"], GEOMETRY_NESTING[kind])
+
+
 @dataclass(frozen=True)
 class ClassifiedFeature(Generic[T]):
     """A GeoJSON feature whose geometry its reader accepted and whose class is known.
@@ -236,6 +313,7 @@ def classify_features(
 __all__ = [
     "ClassLookup",
     "ClassifiedFeature",
+    "check_geometry",
     "classify_features",
     "feature_class_name",
     "feature_label",

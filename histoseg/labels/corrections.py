@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -41,14 +40,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from histoseg.errors import ConfigError, LabelError
+from histoseg.errors import ArgumentParser, ConfigError, LabelError
 from histoseg.io.files import atomic_path
-from histoseg.labels.annotations import feature_class_name, load_geojson_features
+from histoseg.io.outputs import is_owned_json
+from histoseg.labels.annotations import (
+    check_geometry,
+    feature_class_name,
+    feature_label,
+    load_geojson_features,
+)
 
 __all__ = ["CorrectionStats", "extract_corrections", "main", "write_corrections"]
 
 MARK = "histoseg_corrections"
-"""Top-level key of the files written here (a file without it is never overwritten)."""
+"""Top-level key of the files written here: the ownership record (:data:`RECORD`)."""
+RECORD = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
+"""A file is this command's output when it has these fields of these types
+(:func:`histoseg.io.outputs.has_record`); any other file is never overwritten."""
 
 
 class CorrectionStats(NamedTuple):
@@ -63,6 +71,7 @@ class CorrectionStats(NamedTuple):
 
 def _shape(feature: Mapping[str, Any]) -> Any:
     """The feature's shapely geometry (polygons repaired), or None when absent/empty/invalid."""
+    import shapely.errors
     import shapely.geometry
     from shapely.validation import make_valid
 
@@ -71,12 +80,12 @@ def _shape(feature: Mapping[str, Any]) -> Any:
         return None
     try:
         shape = shapely.geometry.shape(geometry)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
-        return None
-    if shape.is_empty:
-        return None
-    if shape.geom_type in ("Polygon", "MultiPolygon") and not shape.is_valid:
-        shape = make_valid(shape)
+        if shape.is_empty:
+            return None
+        if shape.geom_type in ("Polygon", "MultiPolygon") and not shape.is_valid:
+            shape = make_valid(shape)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, shapely.errors.ShapelyError):
+        return None  # the command checks geometries first (check_geometry); this is for direct callers
     return shape
 
 
@@ -141,13 +150,9 @@ def _check_output(out: Path, inputs: Sequence[Path]) -> None:
     if any(out.resolve() == p.resolve() for p in inputs):
         raise ConfigError(f"{out}: --out is one of the input files; give a new file, e.g. labels.geojson")
     if out.suffix.lower() not in (".geojson", ".json"):
-        raise ConfigError(f"{out}: --out must end in .geojson")
-    if out.exists():
-        try:
-            ours = MARK in json.loads(out.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError):
-            ours = False
-        if not ours:
+        raise ConfigError(f"{out}: --out must end in .geojson; give e.g. --out labels.geojson")
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not is_owned_json(out, RECORD):
             raise ConfigError(
                 f"{out}: exists and was not written by 'histoseg corrections'; choose another --out"
             )
@@ -166,13 +171,11 @@ def write_corrections(
         ConfigError: ``out`` is an input, has the wrong suffix, or is a file histoseg did not write.
     """
     if not tolerance >= 0:
-        raise ConfigError(f"--tolerance {tolerance}: must be >= 0 (level-0 pixels)")
+        raise ConfigError(f"--tolerance {tolerance}: must be >= 0 (level-0 pixels); e.g. --tolerance 0.5")
     predicted, corrected, out = Path(predicted), Path(corrected), Path(out)
     _check_output(out, [predicted, corrected])
     features, stats = extract_corrections(
-        load_geojson_features(predicted, "prediction"),
-        load_geojson_features(corrected, "corrections"),
-        tolerance,
+        _load_checked(predicted, "prediction"), _load_checked(corrected, "corrections"), tolerance
     )
     if not features:
         raise LabelError(
@@ -184,14 +187,27 @@ def write_corrections(
         MARK: {"predicted": predicted.name, "corrected": corrected.name, "tolerance": tolerance},
         "features": features,
     }
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(json.dumps(document), encoding="utf-8")
+    try:
+        with atomic_path(out) as tmp:
+            Path(tmp).write_text(json.dumps(document), encoding="utf-8")
+    except OSError as exc:  # a folder that cannot hold files, read-only, disk full
+        raise ConfigError(
+            f"{out}: cannot write the labels ({exc.strerror or exc}); choose a writable folder for --out"
+        ) from None
     return stats
+
+
+def _load_checked(path: Path, what: str) -> list[dict[str, Any]]:
+    """The file's features, every geometry checked (:func:`check_geometry`) before shapely sees it."""
+    features = load_geojson_features(path, what)
+    for i, feature in enumerate(features):
+        check_geometry(feature.get("geometry"), f"{path}: {feature_label(feature, i)}")
+    return features
 
 
 def main(argv: Sequence[str]) -> int:
     """``histoseg corrections --predicted A.geojson --corrected B.geojson --out labels.geojson``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="histoseg corrections",
         description="Keep only what was corrected in QuPath (new, redrawn or reclassified annotations, strokes) "
         "as training labels for a fine-tune (slide table kind=scribbles); see docs/qupath.md.",

@@ -31,6 +31,7 @@ import numpy as np
 
 from histoseg import __version__
 from histoseg.io.files import atomic_path
+from histoseg.io.text import spreadsheet_safe
 from histoseg.report.areas import INTERSTITIAL_FRACTION_DEFINITION
 
 __all__ = [
@@ -199,13 +200,18 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _csv_value(value: Any) -> Any:
+    """The CSV cell of a value: NaN empty, floats exact, text never a spreadsheet formula."""
     if isinstance(value, (float, np.floating)):
         return "" if not math.isfinite(float(value)) else repr(float(value))
-    return value
+    return spreadsheet_safe(value)
 
 
 def write_report_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write report rows as CSV (columns :data:`REPORT_COLUMNS`; NaN written empty), atomically."""
+    """Write report rows as CSV (columns :data:`REPORT_COLUMNS`; NaN written empty), atomically.
+
+    Text cells that a spreadsheet would run as a formula (a slide named ``=cmd|...``) get a leading
+    single quote (:func:`histoseg.io.text.spreadsheet_safe`); numbers are written as numbers.
+    """
     final = Path(path)
     with atomic_path(final) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from histoseg.errors import HistosegError
+from histoseg.errors import ArgumentParser, HistosegError
 from histoseg.synthetic.dataset import generate_dataset
 from histoseg.synthetic.params import TissueParams
 
@@ -19,7 +18,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m histoseg.synt
         argv: The arguments (None: ``sys.argv``).
         prog: The program name in the usage and help (``histoseg synthesize`` from the ``histoseg`` command).
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Generate synthetic PAS kidney cortex slides with exact label masks.",
     )
@@ -30,8 +29,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m histoseg.synt
     parser.add_argument("--height", type=int, default=2304, help="slide height in pixels (default 2304)")
     parser.add_argument("--mpp", type=float, default=0.5, help="microns per pixel (default 0.5)")
     parser.add_argument("--fibrosis", type=float, default=0.0, help="0 healthy .. 1 severe (default 0)")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         slides = generate_dataset(
             args.out,
             n_slides=args.n,
