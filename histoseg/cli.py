@@ -234,7 +234,7 @@ def _sample(argv: list[str]) -> int:
 
     if parsed.crossfit:
         if parsed.ckpt_path is None or parsed.slides is None:
-            raise HistosegError("--crossfit: give --ckpt_path (the model the folds fine-tune) and --slides too")
+            raise HistosegError("--crossfit: needs the model the folds fine-tune and its slides; give --ckpt_path and --slides too")
         return run_crossfit(
             parsed.out,
             ckpt_path=parsed.ckpt_path,

@@ -527,7 +527,7 @@ def _fold_predictors(
     if not crossfit:
         return None
     if points is None:
-        raise ConfigError("--crossfit: give --points too (the folder whose points the fold models were fitted on)")
+        raise ConfigError("--crossfit: the fold models need the points they were fitted on; give --points too")
     import glob
 
     from histoseg.inference.checkpoint import load_predictor, read_checkpoint

@@ -287,19 +287,19 @@ def run_sample(
         HistosegError: invalid option, unreadable inputs, or a file in ``out`` histoseg did not write.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n {n}: give the number of points per slide, at least 1 (e.g. --n 100)")
+        raise ConfigError(f"--n {n}: fewer than 1 point per slide; give at least 1 (e.g. --n 100)")
     if design not in DESIGNS:
-        raise ConfigError(f"--design {design}: choose one of {', '.join(DESIGNS)}")
+        raise ConfigError(f"--design {design}: not a design; choose one of {', '.join(DESIGNS)}")
     if strata not in STRATA_RULES:
-        raise ConfigError(f"--strata {strata}: choose one of {', '.join(STRATA_RULES)}")
+        raise ConfigError(f"--strata {strata}: not a strata rule; choose one of {', '.join(STRATA_RULES)}")
     if not (math.isfinite(margin_um) and 0 <= margin_um <= 10_000):
-        raise ConfigError(f"--margin_um {margin_um}: give a margin between 0 and 10000 µm (default 50)")
+        raise ConfigError(f"--margin_um {margin_um}: outside 0 to 10000 µm; give a margin in that range (default 50)")
     if seed is not None and not 0 <= seed < 2**63:
-        raise ConfigError(f"--seed {seed}: give a non-negative integer")
+        raise ConfigError(f"--seed {seed}: negative or too large; give a non-negative integer below 2**63")
     if (predictor is None) != (slides is None):
         raise ConfigError("--ckpt_path and --slides go together; give both, or --results")
     if results is not None and predictor is not None:
-        raise ConfigError("--results and --ckpt_path: give one source of label maps, not both")
+        raise ConfigError("--results and --ckpt_path: two sources of label maps; give one of them")
     out_dir = Path(out)
     user_seed = secrets.randbits(31) if seed is None else int(seed)
     sources: list[_Source] = []
@@ -464,9 +464,9 @@ def run_crossfit(
     from histoseg.sampling.design import crossfit_folds
 
     if not 2 <= folds <= 10:
-        raise ConfigError(f"--crossfit {folds}: give 2 to 10 folds (2 is the usual choice)")
+        raise ConfigError(f"--crossfit {folds}: not 2 to 10 folds; give 2 to 10 (2 is the usual choice)")
     if not 1 <= steps <= 100_000:
-        raise ConfigError(f"--finetune_steps {steps}: give a positive number of steps (default 64)")
+        raise ConfigError(f"--finetune_steps {steps}: not a positive number of steps; give one (default 64)")
     out_dir = Path(out)
     if not out_dir.is_dir():
         raise HistosegError(f"--out {out_dir}: not a points folder; run 'histoseg sample' and classify the points first")

@@ -162,7 +162,7 @@ def new_design(
         ConfigError: ``n`` < 1, or too small for the strata.
     """
     if n < 1:
-        raise ConfigError(f"--n {n}: give a number of points per slide of at least 1, e.g. --n 100")
+        raise ConfigError(f"--n {n}: fewer than 1 point per slide; give at least 1, e.g. --n 100")
     rng = np.random.default_rng(seed)
     lattice = None
     counts: list[int] | None = None
@@ -179,7 +179,7 @@ def new_design(
         x, y, strata = stratified_points(frame, alloc, rng)
         stratum = strata.astype(np.int64)
     else:
-        raise ConfigError(f"--design {kind}: choose one of {', '.join(DESIGNS)}")
+        raise ConfigError(f"--design {kind}: not a design; choose one of {', '.join(DESIGNS)}")
     record = {
         "round": 1,
         "seed": int(seed),
@@ -226,7 +226,7 @@ def add_round(
         A new :class:`PointDesign` with the round appended (the input is not changed).
     """
     if n < 1:
-        raise ConfigError(f"--n {n}: give the number of points to add, at least 1")
+        raise ConfigError(f"--n {n}: fewer than 1 point to add; give at least 1")
     rng = np.random.default_rng(seed)
     taken = {(round(float(a), 2), round(float(b), 2)) for a, b in zip(design.x, design.y, strict=True)}
     number = design.last_round + 1
@@ -376,7 +376,7 @@ def crossfit_folds(design: PointDesign, folds: int, seed: int = 0) -> dict[str, 
     every fold is a sample of the same design with (nearly) the same size.
     """
     if folds < 2:
-        raise ConfigError(f"folds={folds}: cross-fitting needs at least 2 folds")
+        raise ConfigError(f"folds={folds}: fewer than 2 folds; cross-fitting needs at least 2")
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
     dealt = 0
