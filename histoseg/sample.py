@@ -171,11 +171,20 @@ def _unclassified_ours(path: Path) -> bool:
         return False
     named = all(isinstance(n, str) and n.startswith("p") for n in points.names)
     if path.suffix.lower() == ".geojson":
+        # Ours only if every feature carries the record at its fixed place, checked by type (a file
+        # that merely contains the marker text somewhere is not).
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
+            with open(path, encoding="utf-8") as handle:
+                features = json.load(handle).get("features")
+        except (OSError, ValueError, AttributeError):
             return False
-        named = named and MARKER in text
+        named = named and isinstance(features, list) and all(
+            isinstance(f, dict)
+            and isinstance(f.get("properties"), dict)
+            and isinstance(f["properties"].get("histoseg"), dict)
+            and f["properties"]["histoseg"].get("written_by") == MARKER
+            for f in features
+        )
     return named and bool((points.label == UNCLASSIFIED).all())
 
 

@@ -206,3 +206,23 @@ def test_the_loop_and_the_cross_fitting_in_docs_intervals_run_as_written(
     result = json.loads((tmp_path / "results" / ".good.result.json").read_text(encoding="utf-8"))["point_counting"]
     assert "cross-fitted PPI" in result["estimators"]
     assert result["estimate"]["if_method"].startswith("cross-fitted PPI")
+
+
+def test_an_interrupted_round_is_resumed_but_a_look_alike_file_is_not_overwritten(sampled, capsys):
+    """A round file left by an interrupted run (unclassified, ours) is rewritten; a user's file that
+    only contains histoseg's marker text somewhere is not ours and stops the run."""
+    ckpt, slides, points, truth, args = sampled
+    classify_geojson(points / "good.points.geojson", truth)
+    lookalike = points / "good.points.round2.geojson"
+    text = json.dumps({"type": "FeatureCollection", "note": "histoseg sample", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1.0, 1.0]},
+         "properties": {"name": "p9999", "comment": "histoseg sample"}}]})  # fmt: skip
+    lookalike.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert cli_exit_code([*args, "--n", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {lookalike}")
+    assert lookalike.read_text(encoding="utf-8") == text
+    lookalike.unlink()
+    assert cli_exit_code([*args, "--n", "10"]) == 0
+    assert read_design(points / "good.design.json").last_round == 2
