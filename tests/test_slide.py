@@ -153,5 +153,11 @@ def test_find_slides(tmp_path):
     (tmp_path / ".hidden").write_bytes(b"x")
     assert [p.name for p in find_slides(tmp_path)] == ["a.svs", "b.tif"]
     assert [p.name for p in find_slides(str(tmp_path / "*.tif"))] == ["b.tif"]
+    # A folder of synthetic slides or of quantify outputs: histoseg's own files are never slides.
+    for name in ("b.labels.tif", "manifest.json", "slides.csv", "b.overlay.png", "b.geojson", "report.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in find_slides(tmp_path)] == ["a.svs", "b.tif"]
+    (tmp_path / "notes.txt").write_bytes(b"x")  # anything else is listed, to be reported by name
+    assert [p.name for p in find_slides(tmp_path)] == ["a.svs", "b.tif", "notes.txt"]
     with pytest.raises(SlideError, match="no slide files"):
         find_slides(str(tmp_path / "*.ndpi"))

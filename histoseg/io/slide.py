@@ -330,6 +330,28 @@ class Slide:
         return f"Slide({str(self.path)!r}, {w}x{h}, levels={self.level_count}, mpp={self.mpp:g} [{self.mpp_source}])"
 
 
+COMPANION_SUFFIXES = (
+    ".labels.tif",
+    ".labels.png",
+    ".overlay.png",
+    ".geojson",
+    ".design.json",
+    ".points.csv",
+)
+"""Names histoseg writes beside slides (label maps and masks, overlays, GeoJSON, point designs)."""
+
+COMPANION_NAMES = frozenset({"manifest.json", "slides.csv", "report.csv", "report.json", "index.html", "cohort.png"})
+"""Whole file names histoseg writes into a slide or output folder (synthetic manifest, slide table, report)."""
+
+
+def is_companion_file(name: str) -> bool:
+    """Whether a folder entry is one of histoseg's own files, never a slide: a label map or mask
+    (``*.labels.tif``), an overlay, GeoJSON, a point design or points file, the synthetic
+    ``manifest.json`` and ``slides.csv``, or a report. A folder given as ``--slides`` skips them."""
+    lower = name.lower()
+    return lower in COMPANION_NAMES or lower.endswith(COMPANION_SUFFIXES) or ".points.round" in lower
+
+
 def _listed(path: Path, in_folder: bool) -> bool:
     """Whether a folder entry or glob match is something the user named as a slide.
 
@@ -338,6 +360,8 @@ def _listed(path: Path, in_folder: bool) -> bool:
     folders are not.
     """
     if in_folder and path.name.startswith("."):
+        return False
+    if in_folder and is_companion_file(path.name):
         return False
     if path.is_symlink() or not path.is_dir():  # files, links, pipes and devices
         return path.is_symlink() or path.exists()
@@ -348,7 +372,9 @@ def find_slides(pattern: str | os.PathLike[str]) -> list[Path]:
     """Expand a slide path, folder or glob into a sorted list of files.
 
     A folder lists every file in it (not only known slide suffixes, so that a non-slide file is
-    reported, not silently skipped); a glob expands to the files it matches. Dangling or looping
+    reported, not silently skipped) except histoseg's own files (:func:`is_companion_file`: label
+    maps and masks ``*.labels.tif``, overlays, GeoJSON, point files, ``manifest.json``,
+    ``slides.csv``, reports); a glob expands to the files it matches. Dangling or looping
     symbolic links and folders named like slides are listed too, so that :class:`Slide` reports
     them by name.
 
