@@ -57,10 +57,7 @@ AREA_COLUMNS: tuple[str, ...] = (
 )
 """The columns measured from the label map: NaN on the row of a slide that has no areas."""
 
-REPORT_COLUMNS: tuple[str, ...] = (
-    "slide",
-    "class",
-    *AREA_COLUMNS,
+_HEADLINE_KEYS: tuple[str, ...] = (
     "if_estimate",
     "if_ci_low",
     "if_ci_high",
@@ -68,6 +65,14 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "if_points",
     "if_points_needed",
     "if_design",
+)
+"""The headline columns of a slide with counted points (:mod:`histoseg.report.estimates`)."""
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "slide",
+    "class",
+    *AREA_COLUMNS,
+    *_HEADLINE_KEYS,
     "point_fraction",
     "point_ci_low",
     "point_ci_high",
@@ -278,17 +283,6 @@ def write_report_json(
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(_clean(document), handle, indent=1, allow_nan=False)
     return final
-
-
-_HEADLINE_KEYS = (
-    "if_estimate",
-    "if_ci_low",
-    "if_ci_high",
-    "if_method",
-    "if_points",
-    "if_points_needed",
-    "if_design",
-)
 
 
 def _finite(value: Any) -> float | None:
