@@ -545,7 +545,7 @@ def _fold_predictors(
         checkpoint = read_checkpoint(path)
         table = (checkpoint.get("datamodule_hyper_parameters") or {}).get("slides")
         k = fold_of_checkpoint(points, manifest, table, str(path))
-        model = load_predictor(path, tile_size=tile_size)
+        model = load_predictor(path, tile_size=tile_size, checkpoint=checkpoint)
         if list(model.classes) != list(predictor.classes) or float(model.mpp) != float(predictor.mpp):
             raise ConfigError(
                 f"--crossfit {path}: its classes or mpp differ from --ckpt_path's; fine-tune the folds from that checkpoint"

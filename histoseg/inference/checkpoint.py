@@ -268,7 +268,11 @@ def build_network(block: dict[str, Any]) -> torch.nn.Module:
 
 
 def load_predictor(
-    path: str | os.PathLike[str], *, method: str = "atrous", tile_size: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    method: str = "atrous",
+    tile_size: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> Predictor:
     """Build a :class:`Predictor` from a histoseg checkpoint.
 
@@ -277,13 +281,16 @@ def load_predictor(
         method: Patch classifiers only: dense prediction method (``atrous``,
             ``shift_and_stitch`` or ``upsample``; see :mod:`histoseg.models.dense`).
         tile_size: Inference tile side in pixels (default: 512 for U-Nets, larger for classifiers).
+        checkpoint: The checkpoint dictionary of ``path`` when the caller has already read it
+            (:func:`read_checkpoint`), so it is not loaded twice.
 
     Raises:
         CheckpointError: see :func:`read_checkpoint` and :func:`check_compatible`; weights that do
             not fit the network.
     """
     path = resolve_checkpoint_path(path)
-    checkpoint = read_checkpoint(path)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)
     block = checkpoint[CHECKPOINT_KEY]
     check_compatible(path, block)
     network = build_network(block)
