@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from conftest import ROOT, make_labelled_slide
@@ -82,28 +83,48 @@ def test_killed_quantify_rerun_gives_byte_identical_reports(tiny_slide_checkpoin
     assert leftovers == []
 
 
-def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
-    make_labelled_slide(tmp_path, "a", seed=0)
-    (tmp_path / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\na.tif,a.png,val\n")
-    root = tmp_path / "run"
-    args = [
+def tiny_fit_args(slides: Path, root: Path, batches: int, *extra: str) -> list:
+    """``fit`` of tests/conf/tiny.yaml for 3 epochs of ``batches`` steps, with a ModelCheckpoint(``extra``)."""
+    return [
         "fit",
         "--config",
         TINY,
         "--data.init_args.slides",
-        tmp_path / "slides.csv",
+        slides,
         "--trainer.default_root_dir",
         root,
         "--trainer.max_epochs",
         "3",
         "--trainer.limit_train_batches",
-        "24",
+        str(batches),
         "--data.init_args.patches_per_epoch",
-        "48",
+        str(2 * batches),
         "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        *extra,
         "--trainer.callbacks.save_last",
         "true",
     ]
+
+
+def resume_last(args: list, timeout: int) -> subprocess.CompletedProcess:
+    """Rerun a killed fit with ``--ckpt_path last``; it must restore the checkpoint and finish."""
+    resumed = subprocess.run(
+        [sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
+    return resumed
+
+
+def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
+    make_labelled_slide(tmp_path, "a", seed=0)
+    (tmp_path / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\na.tif,a.png,val\n")
+    root = tmp_path / "run"
+    args = tiny_fit_args(tmp_path / "slides.csv", root, 24)
     process = histoseg(*args)
     assert wait_for(lambda: any(root.rglob("last.ckpt")), process), "no checkpoint after the first epoch"
     time.sleep(1.0)  # well inside the second epoch
@@ -111,15 +132,7 @@ def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
     process.wait()
     first = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
     assert first["epoch"] < 2
-    resumed = subprocess.run(
-        [sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
+    resume_last(args, timeout=600)
     final = torch.load(max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 3 * 24
 
@@ -131,28 +144,9 @@ def test_work_lost_without_a_word_fit_without_validation_keeps_last_every_epoch(
     make_labelled_slide(tmp_path, "a", seed=0)
     (tmp_path / "slides.csv").write_text("slide,labels,split\na.tif,a.png,train\n")
     root = tmp_path / "run"
-    args = [
-        "fit",
-        "--config",
-        TINY,
-        "--data.init_args.slides",
-        tmp_path / "slides.csv",
-        "--trainer.default_root_dir",
-        root,
-        "--trainer.max_epochs",
-        "3",
-        "--trainer.limit_train_batches",
-        "3",
-        "--data.init_args.patches_per_epoch",
-        "6",
-        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-        "--trainer.callbacks.monitor",
-        "val_dice",
-        "--trainer.callbacks.mode",
-        "max",
-        "--trainer.callbacks.save_last",
-        "true",
-    ]
+    args = tiny_fit_args(
+        tmp_path / "slides.csv", root, 3, "--trainer.callbacks.monitor", "val_dice", "--trainer.callbacks.mode", "max"
+    )
     process = histoseg(*args)
     found = wait_for(lambda: any(root.rglob("last.ckpt")), process, timeout=120)
     os.kill(process.pid, signal.SIGKILL)
@@ -161,14 +155,6 @@ def test_work_lost_without_a_word_fit_without_validation_keeps_last_every_epoch(
     first = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
     assert first["epoch"] < 2  # written at the end of an early epoch, not when the fit ended
     assert [p.name for p in root.rglob("*.ckpt")] == ["last.ckpt"]  # one file, no second copy
-    resumed = subprocess.run(
-        [sys.executable, "-m", "histoseg", *map(str, args), "--ckpt_path", "last"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Restoring states from the checkpoint" in resumed.stderr or "Restored all states" in resumed.stderr
+    resume_last(args, timeout=300)
     final = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 3 * 3
