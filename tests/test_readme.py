@@ -271,7 +271,7 @@ def test_design_layer_list_is_the_import_contract():
 
 
 def test_brush_width_in_the_docs_is_the_code_default():
-    """docs/qupath.md and docs/labels.md give data.brush_um's default as the code has it."""
+    """docs/qupath.md and docs/labels.md give data.labels.brush_um's default as the code has it."""
     import inspect
 
     from histoseg.datamodules import SlideDataModule
