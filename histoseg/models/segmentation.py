@@ -12,9 +12,9 @@ state dict (``.pth``/``.pt``/``.safetensors``, read by :mod:`histoseg.models.wei
 Vision transformers (timm ViTs such as ``tu-vit_small_patch16_224``, the layout of most pathology
 foundation models) take ``arch="dpt"`` (smp's DPT, the one smp decoder that reads a ViT's
 single-resolution tokens). The ViT is built for a fixed square input of ``input_size`` pixels (the
-training patch side; the position embedding of a weights file saved for another size is
-resampled), so prediction runs tiles of exactly that size; with ``encoder_kwargs={"dynamic_img_size":
-True}`` any multiple of the ViT's patch size works. :attr:`SegmentationNet.input_geometry` says
+training patch side, a multiple of twice the ViT's patch size; the position embedding of a
+weights file saved for another size is resampled), so prediction runs tiles of exactly that size;
+with ``encoder_kwargs={"dynamic_img_size": True}`` any multiple of twice the ViT's patch size works. :attr:`SegmentationNet.input_geometry` says
 which (stored in checkpoints, used by ``quantify``).
 
 Example:
@@ -124,7 +124,7 @@ def build_segmentation_model(
         encoder_kwargs: Keyword arguments for ``timm.create_model`` of a ``tu-`` encoder (e.g.
             ``{"init_values": 1e-5}`` for LayerScale ViTs, ``{"reg_tokens": 4}``); JSON values only.
         input_size: ``dpt``: the ViT's input side in pixels (the training patch side), a multiple
-            of its patch size.
+            of twice its patch size (DPT's coarsest stage halves the grid of patches).
         mean: Per-channel mean of [0, 1] RGB the encoder was pretrained with (None: ImageNet).
         std: Per-channel standard deviation (None: ImageNet).
 
@@ -172,12 +172,13 @@ def build_segmentation_model(
     size_multiple = 2**encoder_depth
     fixed: int | None = None
     if vit:
-        size_multiple = int(net.encoder.output_stride)
+        token = int(net.encoder.output_stride)
+        size_multiple = 2 * token  # DPT's coarsest stage halves the token grid
         if int(input_size) % size_multiple:  # type: ignore[arg-type]
             lower = max(size_multiple, int(input_size) // size_multiple * size_multiple)  # type: ignore[arg-type]
             raise ConfigError(
-                f"data.patch_size={input_size} is not a multiple of {size_multiple}, the patch size of the ViT "
-                f"{encoder}; use {lower} or {lower + size_multiple}"
+                f"data.patch_size={input_size}: not a multiple of {size_multiple} (DPT needs an even grid of the "
+                f"{token}-pixel patches of {encoder}); use {lower} or {lower + size_multiple}"
             )
         fixed = None if timm_kwargs.get("dynamic_img_size") else int(input_size)  # type: ignore[arg-type]
     if encoder_weights is not None:
