@@ -116,9 +116,10 @@ def test_vit_s_frozen_fit_then_quantify_in_a_fresh_process(tmp_path):
     assert encoder["pos_embed"].shape == (1, 1 + 4 * 4, 384)
     assert torch.equal(encoder["pos_embed"][:, 0], vit.pos_embed[:, 0])  # the class token's, kept
     fresh = build_segmentation_model(5, input_size=64, **{**SMALL_DPT, "decoder_channels": (16,) * 4})
-    torch.manual_seed(0)
-    head = "network.net.segmentation_head.0.weight"
-    assert not torch.equal(state[head], fresh.state_dict()[head[len("network.") :]])  # the decoder trained
+    trainable = [n for n, _ in fresh.named_parameters() if not n.startswith("net.encoder.")]
+    optimizer = checkpoint["optimizer_states"][0]
+    assert sum(len(g["params"]) for g in optimizer["param_groups"]) == len(trainable) > 0  # the decoder alone
+    assert all(float(s["exp_avg"].abs().sum()) > 0 for s in optimizer["state"].values())  # ... and it learned
 
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -130,8 +131,7 @@ def test_vit_s_frozen_fit_then_quantify_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader((out / "report.csv").open()))
     assert {r["class"] for r in rows} >= set(block["classes"]) and all(r["status"] == "ok" for r in rows)
-    settings = json.loads(next(out.rglob("*.json")).read_text()) if list(out.rglob("*.json")) else {}
-    assert "64" in json.dumps(settings) or settings == {}
+    assert json.loads((out / "report.json").read_text())["settings"]["tile_size"] == 64  # the ViT's input
 
     bad = subprocess.run(
         [sys.executable, "-m", "histoseg", "quantify", "--ckpt_path", str(ckpt), "--slides", str(tmp_path / "s1.tif"),
