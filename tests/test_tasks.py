@@ -213,3 +213,18 @@ def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, split
         assert (best.monitor, best.save_top_k, best.save_last, best.filename) == (None, 1, False, "last")
         assert (latest.monitor, latest.save_top_k) == (None, 1)  # the newest epoch
         assert cli.trainer.limit_val_batches == 0  # no empty validation loop
+
+
+def test_frozen_encoder_stays_in_eval_mode_and_keeps_its_statistics():
+    """freeze_encoder: the decoder is trained alone, so Lightning's train() leaves the encoder in eval
+    mode and a training forward pass changes none of its BatchNorm running statistics."""
+    torch.manual_seed(0)
+    task = small_task(freeze_encoder=True)
+    before = {k: v.clone() for k, v in task.network.net.encoder.state_dict().items()}
+    task.train()
+    assert not any(m.training for m in task.network.net.encoder.modules())
+    assert task.network.net.decoder.training
+    task(torch.rand(2, 3, 64, 64)).sum().backward()
+    after = task.network.net.encoder.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert small_task().train().network.net.encoder.training  # not frozen: trains as usual

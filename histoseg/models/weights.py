@@ -203,8 +203,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike[str]) -> in
                 if resampled is None:
                     raise ConfigError(
                         f"{path}: tensor {prefix + key!r} has shape {_shape(tensor)} in the file but "
-                        f"{_shape(target[key])} in this encoder, so the weights are for another model "
-                        f"(set model.encoder to the file's architecture, or {_FIX})"
+                        f"{_shape(target[key])} in this encoder, so the file holds another architecture; set "
+                        "model.encoder (and model.encoder_kwargs) to the file's, or model.encoder_weights to a "
+                        "file saved from this encoder"
                     )
                 log.warning(
                     "%s: %s resampled from %s to %s (weights saved for another input size)",
@@ -226,8 +227,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike[str]) -> in
     matched = match_state_dict(source, target)
     if len(matched) < MIN_MATCHED * len(target):
         raise ConfigError(
-            f"{path}: only {len(matched)} of {len(target)} encoder tensors match; these weights are for "
-            f"another encoder (set model.encoder accordingly, or {_FIX})"
+            f"{path}: only {len(matched)} of {len(target)} encoder tensors match, so these weights are for "
+            f"another encoder; set model.encoder accordingly, or {_FIX}"
         )
     if len(matched) < len(target):
         log.warning(
