@@ -349,7 +349,9 @@ class SegmentationTask(BaseTask):
         classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006
         mpp: float = 1.0,
         patch_size: int = 256,
-        arch: Literal["unet", "unetplusplus", "fpn", "deeplabv3plus", "linknet", "manet", "pan", "dpt"] = "unet",
+        arch: Literal[
+            "unet", "unetplusplus", "fpn", "deeplabv3plus", "linknet", "manet", "pan", "dpt"
+        ] = "unet",
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
         encoder_depth: int = 5,

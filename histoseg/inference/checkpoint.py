@@ -242,11 +242,16 @@ def _check_block(path: Path, block: dict[str, Any]) -> None:
     geometry = block.get("input")
     if geometry is not None and not (
         isinstance(geometry, dict)
-        and (geometry.get("size") is None or (type(geometry.get("size")) is int and 1 <= geometry["size"] <= 8192))
+        and (
+            geometry.get("size") is None
+            or (type(geometry.get("size")) is int and 1 <= geometry["size"] <= 8192)
+        )
         and type(geometry.get("multiple")) is int
         and 1 <= geometry["multiple"] <= 8192
     ):
-        raise CheckpointError(f"{path}: input {geometry!r} must give the input size and multiple in pixels; {damaged}")
+        raise CheckpointError(
+            f"{path}: input {geometry!r} must give the input size and multiple in pixels; {damaged}"
+        )
     network = block["network"]
     depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
     if (

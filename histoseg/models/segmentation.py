@@ -14,8 +14,9 @@ foundation models) take ``arch="dpt"`` (smp's DPT, the one smp decoder that read
 single-resolution tokens). The ViT is built for a fixed square input of ``input_size`` pixels (the
 training patch side, a multiple of twice the ViT's patch size; the position embedding of a
 weights file saved for another size is resampled), so prediction runs tiles of exactly that size;
-with ``encoder_kwargs={"dynamic_img_size": True}`` any multiple of twice the ViT's patch size works. :attr:`SegmentationNet.input_geometry` says
-which (stored in checkpoints, used by ``quantify``).
+with ``encoder_kwargs={"dynamic_img_size": True}`` any multiple of twice the ViT's patch size
+works. :attr:`SegmentationNet.input_geometry` says which (stored in checkpoints, used by
+``quantify``).
 
 Example:
     >>> import torch
@@ -83,8 +84,11 @@ class SegmentationNet(nn.Module):
 
     @property
     def input_geometry(self) -> dict[str, Any]:
-        """What the network takes: ``size`` (the only input side it accepts, or None for any
-        multiple of ``multiple`` pixels) and the ``mean``/``std`` it normalises [0, 1] RGB with."""
+        """What the network takes, as stored in checkpoints.
+
+        ``size``: the only input side it accepts, or None for any multiple of ``multiple`` pixels;
+        ``mean``/``std``: what it normalises [0, 1] RGB with.
+        """
         return {
             "size": self.input_size,
             "multiple": self.size_multiple,
@@ -156,7 +160,9 @@ def build_segmentation_model(
     vit = arch in VIT_ARCHITECTURES
     if vit:
         if input_size is None:
-            raise ConfigError(f"model.arch={arch}: the ViT input size is missing; give input_size (data.patch_size)")
+            raise ConfigError(
+                f"model.arch={arch}: the ViT input size is missing; give input_size (data.patch_size)"
+            )
         kwargs.update(
             img_size=int(input_size),
             decoder_intermediate_channels=list(decoder_channels),
@@ -263,5 +269,7 @@ def _build_error(arch: str, encoder: str, exc: BaseException, with_kwargs: bool)
             "timm ViT (tu-vit_small_patch16_224, ...) or a convolutional arch (model.arch: unet)"
         )
     if with_kwargs and isinstance(exc, TypeError):
-        return ConfigError(f"model.encoder_kwargs: timm's {encoder[3:]} rejects them ({text}); remove or fix them")
+        return ConfigError(
+            f"model.encoder_kwargs: timm's {encoder[3:]} rejects them ({text}); remove or fix them"
+        )
     return ConfigError(f"model.encoder={encoder!r} / model.arch={arch!r}: {text}; choose a valid smp encoder")

@@ -142,13 +142,20 @@ def strip_prefix(
     return prefix, {k[len(prefix) :]: v for k, v in source.items() if k.startswith(prefix)}
 
 
-def resample_pos_embed(encoder: nn.Module, name: str, tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+def resample_pos_embed(
+    encoder: nn.Module, name: str, tensor: torch.Tensor, shape: torch.Size
+) -> torch.Tensor | None:
     """A ViT position embedding saved for another input size, resampled to ``shape``; else None.
 
     Same width, prefix tokens kept, the square grid of patch positions interpolated bicubically
     (timm's ``resample_abs_pos_embed``, as timm does for pretrained weights).
     """
-    if not name.endswith("pos_embed") or tensor.dim() != 3 or len(shape) != 3 or tensor.shape[-1] != shape[-1]:
+    if (
+        not name.endswith("pos_embed")
+        or tensor.dim() != 3
+        or len(shape) != 3
+        or tensor.shape[-1] != shape[-1]
+    ):
         return None
     grid = getattr(getattr(encoder, "patch_embed", None), "grid_size", None)
     if grid is None:
@@ -170,7 +177,9 @@ def _names(keys: list[str], limit: int = 3) -> str:
 
 
 def _shape(tensor: torch.Tensor | torch.Size) -> str:
-    return "(" + ", ".join(str(n) for n in (tensor.shape if isinstance(tensor, torch.Tensor) else tensor)) + ")"
+    return (
+        "(" + ", ".join(str(n) for n in (tensor.shape if isinstance(tensor, torch.Tensor) else tensor)) + ")"
+    )
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike[str]) -> int:

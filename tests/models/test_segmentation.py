@@ -34,7 +34,12 @@ def test_dpt_vit_takes_its_fixed_input_and_records_it():
     }
     assert net.net.encoder.model.pos_embed.shape == (1, 1 + 4 * 4, 384)  # cls token + 4x4 patches
     dynamic = build_segmentation_model(
-        3, input_size=64, encoder_kwargs={"dynamic_img_size": True}, mean=(0.5,) * 3, std=(0.25,) * 3, **SMALL_DPT
+        3,
+        input_size=64,
+        encoder_kwargs={"dynamic_img_size": True},
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        **SMALL_DPT,
     )
     assert dynamic.input_geometry == {"size": None, "multiple": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
     assert dynamic(torch.rand(1, 3, 64, 32)).shape == (1, 3, 64, 32)
@@ -43,8 +48,14 @@ def test_dpt_vit_takes_its_fixed_input_and_records_it():
 @pytest.mark.parametrize(
     ("changes", "needles"),
     [
-        ({"arch": "unet", "encoder_depth": 3, "decoder_channels": (8, 8, 8)}, ["model.arch=unet", "set model.arch: dpt"]),
-        ({"encoder": "tu-vit_smal_patch16_224"}, ["has no model 'vit_smal_patch16_224'", f"did you mean {VIT_S}?"]),
+        (
+            {"arch": "unet", "encoder_depth": 3, "decoder_channels": (8, 8, 8)},
+            ["model.arch=unet", "set model.arch: dpt"],
+        ),
+        (
+            {"encoder": "tu-vit_smal_patch16_224"},
+            ["has no model 'vit_smal_patch16_224'", f"did you mean {VIT_S}?"],
+        ),
         ({"encoder": "resnet18"}, ["model.encoder='resnet18'", "tu-<timm ViT name>"]),
         ({"encoder": "tu-resnet18"}, ["model.encoder='tu-resnet18'", "not one"]),
         ({"input_size": 80}, ["data.patch_size=80: not a multiple of 32", "use 64 or 96"]),
@@ -92,7 +103,7 @@ def test_vit_s_frozen_fit_then_quantify_in_a_fresh_process(tmp_path):
     weights = tmp_path / "vit_small.pth"
     torch.save({"state_dict": {f"model.{k}": v for k, v in vit.state_dict().items()}}, weights)
     (tmp_path / "encoder.yaml").write_text(docs_snippet())
-    for seed, split in ((0, "train"), (1, "val")):
+    for seed in (0, 1):
         make_labelled_slide(tmp_path, f"s{seed}", seed=seed)
     (tmp_path / "slides.csv").write_text(
         "slide,labels,kind,split,mpp\ns0.tif,s0.png,dense,train,\ns1.tif,s1.png,dense,val,\n"
@@ -106,9 +117,18 @@ def test_vit_s_frozen_fit_then_quantify_in_a_fresh_process(tmp_path):
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     block = checkpoint["histoseg"]
     assert block["network"]["arch"] == "dpt" and block["network"]["input_size"] == 64
-    assert block["input"] == {"size": 64, "multiple": 32, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert block["input"] == {
+        "size": 64,
+        "multiple": 32,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
     state = checkpoint["state_dict"]
-    encoder = {k[len("network.net.encoder.model.") :]: v for k, v in state.items() if k.startswith("network.net.encoder.model.")}
+    encoder = {
+        k[len("network.net.encoder.model.") :]: v
+        for k, v in state.items()
+        if k.startswith("network.net.encoder.model.")
+    }
     assert encoder.keys() == vit.state_dict().keys()
     for key, tensor in vit.state_dict().items():
         if key != "pos_embed":

@@ -62,7 +62,9 @@ def test_vit_s_layout_loads_whatever_the_prefix_and_format(tmp_path, caplog, vit
     """Loaded by name (the file lists its tensors in reverse order, which matching by position could not map)."""
     path = save(tmp_path / name, dict(reversed(vit_s.items())), prefix, wrapper)
     with caplog.at_level(logging.WARNING, "histoseg.models.weights"):
-        net = build_segmentation_model(3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT)
+        net = build_segmentation_model(
+            3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT
+        )
     loaded = net.net.encoder.model.state_dict()
     assert loaded.keys() == vit_s.keys()
     assert all(torch.equal(loaded[k], v) for k, v in vit_s.items())
@@ -81,7 +83,9 @@ def test_vit_l_layout_loads_into_a_vit_l_and_not_into_a_vit_s(tmp_path, caplog):
         assert load_encoder_weights(net.net.encoder.model, path) == 294
         assert not caplog.records
         with pytest.raises(ConfigError) as info:
-            build_segmentation_model(3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT)
+            build_segmentation_model(
+                3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT
+            )
     assert str(info.value).startswith(
         f"{path}: tensor 'model.cls_token' has shape (1, 1, 1024) in the file but (1, 1, 384) in this encoder"
     )
@@ -93,7 +97,9 @@ def test_missing_and_unexpected_tensors_are_one_warning_line(tmp_path, caplog, v
     state |= {"head.weight": torch.zeros(1000, 384), "head.bias": torch.zeros(1000)}
     path = save(tmp_path / "vit.pth", state, "module.")
     with caplog.at_level(logging.WARNING, "histoseg.models.weights"):
-        net = build_segmentation_model(3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT)
+        net = build_segmentation_model(
+            3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=224, **DPT
+        )
     [record] = caplog.records
     assert record.getMessage() == (
         f"{path}: loaded {len(vit_s) - 2} of {len(vit_s)} encoder tensors (key prefix 'module.' stripped); "
@@ -110,7 +116,9 @@ def test_position_embedding_of_another_input_size_is_resampled(tmp_path, vit_s):
     constant = torch.linspace(-1, 1, 384)
     state["pos_embed"] = torch.cat([vit_s["pos_embed"][:, :1], constant.expand(1, 196, 384)], dim=1)
     path = save(tmp_path / "vit.pth", state)
-    net = build_segmentation_model(3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=64, **DPT)
+    net = build_segmentation_model(
+        3, encoder="tu-vit_small_patch16_224", encoder_weights=str(path), input_size=64, **DPT
+    )
     pos = net.net.encoder.model.pos_embed
     assert pos.shape == (1, 17, 384)
     assert torch.equal(pos[:, 0], vit_s["pos_embed"][:, 0])
@@ -119,7 +127,9 @@ def test_position_embedding_of_another_input_size_is_resampled(tmp_path, vit_s):
 
 def test_strip_prefix_takes_the_prefix_most_names_are_under():
     target = {"a.w": 0, "b.w": 0, "w": 0}
-    source = {f"net.encoder.model.{k}": torch.zeros(1) for k in ("a.w", "b.w", "w")} | {"net.decoder.w": torch.zeros(1)}
+    source = {f"net.encoder.model.{k}": torch.zeros(1) for k in ("a.w", "b.w", "w")} | {
+        "net.decoder.w": torch.zeros(1)
+    }
     assert strip_prefix(source, target)[0] == "net.encoder.model."
     assert strip_prefix({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, target)[0] == ""
     assert strip_prefix({"x.y": torch.zeros(1)}, target) == ("", {"x.y": torch.zeros(1)})
@@ -147,7 +157,9 @@ def test_wrong_layout_is_one_error_line_naming_the_first_mismatched_key(capsys, 
     path = save(tmp_path / "vit_l.pth", vit_l_on_meta(), "model.", "state_dict")
     [line] = fit_error(capsys, tmp_path, "--model.init_args.encoder", "tu-vit_small_patch16_224",
                        "--model.init_args.encoder_weights", path)  # fmt: skip
-    assert line.startswith(f"error: {path}: tensor 'model.cls_token' has shape (1, 1, 1024) in the file but (1, 1, 384)")
+    assert line.startswith(
+        f"error: {path}: tensor 'model.cls_token' has shape (1, 1, 1024) in the file but (1, 1, 384)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -155,7 +167,11 @@ def test_wrong_layout_is_one_error_line_naming_the_first_mismatched_key(capsys, 
     [
         (b"a text file\n", "tu-vit_small_patch16_224", "cannot read encoder weights"),
         ({"epoch": 3, "note": "no tensors"}, "tu-vit_small_patch16_224", "not a state dict of tensors"),
-        (None, "tu-vit_tiny_patch16_2240", "has no model 'vit_tiny_patch16_2240'; did you mean tu-vit_tiny_patch16_224?"),
+        (
+            None,
+            "tu-vit_tiny_patch16_2240",
+            "has no model 'vit_tiny_patch16_2240'; did you mean tu-vit_tiny_patch16_224?",
+        ),
     ],
 )
 def test_user_mistakes_are_one_error_line(capsys, tmp_path, content, encoder, needle):
