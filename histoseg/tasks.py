@@ -428,16 +428,21 @@ class SegmentationTask(BaseTask):
 
     def network_config(self) -> dict[str, Any]:
         """Rebuild arguments (weights come from the checkpoint, so ``encoder_weights`` is dropped)."""
-        return {
+        config: dict[str, Any] = {
             "num_classes": len(self.classes),
             "arch": self.arch,
             "encoder": self.encoder,
             "encoder_depth": self.encoder_depth,
             "decoder_channels": list(self.decoder_channels),
-            **({"encoder_kwargs": dict(self.encoder_kwargs)} if self.encoder_kwargs else {}),
-            **({"input_size": int(self.patch_size)} if self.arch == "dpt" else {}),
-            **({"mean": list(self.encoder_mean), "std": list(self.encoder_std)} if self.encoder_mean else {}),
         }
+        # only when set, so the network description of every earlier checkpoint stays the same
+        if self.encoder_kwargs:
+            config["encoder_kwargs"] = dict(self.encoder_kwargs)
+        if self.arch == "dpt":
+            config["input_size"] = int(self.patch_size)  # a ViT's fixed input side
+        if self.encoder_mean is not None and self.encoder_std is not None:
+            config["mean"], config["std"] = list(self.encoder_mean), list(self.encoder_std)
+        return config
 
     def build_network(self) -> nn.Module:
         """Smp network behind a [0, 1] -> ImageNet normalisation."""

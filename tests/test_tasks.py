@@ -228,3 +228,18 @@ def test_frozen_encoder_stays_in_eval_mode_and_keeps_its_statistics():
     after = task.network.net.encoder.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert small_task().train().network.net.encoder.training  # not frozen: trains as usual
+
+
+def test_vit_task_records_its_input_geometry_and_normalisation():
+    """arch dpt: the ViT's fixed input (data.patch_size), the multiple and the encoder's mean/std go
+    into the network description and the checkpoint's input block; mean without std is refused."""
+    from histoseg.errors import ConfigError
+
+    vit = {"arch": "dpt", "encoder": "tu-vit_small_patch16_224", "encoder_depth": 4, "decoder_channels": [8] * 4}
+    task = SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, encoder_std=[0.25] * 3, **vit)
+    block = task.histoseg_block()
+    assert block["network"]["input_size"] == 64 and block["network"]["mean"] == [0.5] * 3
+    assert block["input"] == {"size": 64, "multiple": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    assert "mean" not in small_task().network_config()  # unchanged description for CNN checkpoints
+    with pytest.raises(ConfigError, match="model.encoder_mean and model.encoder_std: one is set"):
+        SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, **vit)

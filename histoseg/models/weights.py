@@ -28,6 +28,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,6 +65,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(os.path.expanduser(str(path)))
     if not path.is_file():
         raise ConfigError(f"{path}: encoder weights file not found; {_FIX}")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
