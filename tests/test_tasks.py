@@ -244,7 +244,7 @@ def test_vit_task_records_its_input_geometry_and_normalisation():
     task = SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, encoder_std=[0.25] * 3, **vit)
     block = task.histoseg_block()
     assert block["network"]["input_size"] == 64 and block["network"]["mean"] == [0.5] * 3
-    assert block["input"] == {"size": 64, "multiple": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    assert block["input"] == {"size": 64, "multiple": 32, "patch": 16, "mean": [0.5] * 3, "std": [0.25] * 3}
     assert "mean" not in small_task().network_config()  # unchanged description for CNN checkpoints
     with pytest.raises(ConfigError, match="model.encoder_mean and model.encoder_std: one is set"):
         SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, **vit)

@@ -325,7 +325,7 @@ def make_predictor(
 
     U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; a network
     with a fixed input size (a ViT, the block's ``input.size``) tiles at exactly that size, a
-    dynamic-size ViT at a multiple of its patch size (``input.multiple``); patch
+    dynamic-size ViT at a multiple of ``input.multiple`` (twice its patch size); patch
     classifiers are convolutionalized (:class:`histoseg.models.dense.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """

@@ -75,23 +75,27 @@ class SegmentationNet(nn.Module):
         *,
         input_size: int | None = None,
         size_multiple: int = 32,
+        patch_size: int | None = None,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
         self.input_size = input_size
         self.size_multiple = size_multiple
+        self.patch_size = patch_size
 
     @property
     def input_geometry(self) -> dict[str, Any]:
         """What the network takes, as stored in checkpoints.
 
         ``size``: the only input side it accepts, or None for any multiple of ``multiple`` pixels;
+        ``patch``: a ViT's patch side in pixels (None for convolutional encoders);
         ``mean``/``std``: what it normalises [0, 1] RGB with.
         """
         return {
             "size": self.input_size,
             "multiple": self.size_multiple,
+            "patch": self.patch_size,
             "mean": [round(v, 6) for v in self.normalize.mean.flatten().tolist()],
             "std": [round(v, 6) for v in self.normalize.std.flatten().tolist()],
         }
@@ -177,6 +181,7 @@ def build_segmentation_model(
         raise _build_error(arch, encoder, exc, bool(timm_kwargs)) from None
     size_multiple = 2**encoder_depth
     fixed: int | None = None
+    token: int | None = None
     if vit:
         token = int(net.encoder.output_stride)
         size_multiple = 2 * token  # DPT's coarsest stage halves the token grid
@@ -207,6 +212,7 @@ def build_segmentation_model(
         IMAGENET_STD if std is None else std,
         input_size=fixed,
         size_multiple=size_multiple,
+        patch_size=token,
     )
 
 

@@ -29,10 +29,17 @@ def test_dpt_vit_takes_its_fixed_input_and_records_it():
     assert net.input_geometry == {
         "size": 64,
         "multiple": 32,
+        "patch": 16,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
     }
     assert net.net.encoder.model.pos_embed.shape == (1, 1 + 4 * 4, 384)  # cls token + 4x4 patches
+    unet = build_segmentation_model(3, encoder="resnet18", encoder_depth=3, decoder_channels=(8, 8, 8))
+    assert (unet.input_geometry["size"], unet.input_geometry["multiple"], unet.input_geometry["patch"]) == (
+        None,
+        8,
+        None,
+    )
     dynamic = build_segmentation_model(
         3,
         input_size=64,
@@ -41,7 +48,13 @@ def test_dpt_vit_takes_its_fixed_input_and_records_it():
         std=(0.25,) * 3,
         **SMALL_DPT,
     )
-    assert dynamic.input_geometry == {"size": None, "multiple": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    assert dynamic.input_geometry == {
+        "size": None,
+        "multiple": 32,
+        "patch": 16,
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+    }
     assert dynamic(torch.rand(1, 3, 64, 32)).shape == (1, 3, 64, 32)
 
 
@@ -120,6 +133,7 @@ def test_vit_s_frozen_fit_then_quantify_in_a_fresh_process(tmp_path):
     assert block["input"] == {
         "size": 64,
         "multiple": 32,
+        "patch": 16,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
     }
