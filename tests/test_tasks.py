@@ -213,3 +213,72 @@ def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, split
         assert (best.monitor, best.save_top_k, best.save_last, best.filename) == (None, 1, False, "last")
         assert (latest.monitor, latest.save_top_k) == (None, 1)  # the newest epoch
         assert cli.trainer.limit_val_batches == 0  # no empty validation loop
+
+
+def test_frozen_encoder_stays_in_eval_mode_and_keeps_its_statistics():
+    """freeze_encoder: the decoder is trained alone, so Lightning's train() leaves the encoder in eval
+    mode and a training forward pass changes none of its BatchNorm running statistics."""
+    torch.manual_seed(0)
+    task = small_task(freeze_encoder=True)
+    before = {k: v.clone() for k, v in task.network.net.encoder.state_dict().items()}
+    task.train()
+    assert not any(m.training for m in task.network.net.encoder.modules())
+    assert task.network.net.decoder.training
+    task(torch.rand(2, 3, 64, 64)).sum().backward()
+    after = task.network.net.encoder.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert small_task().train().network.net.encoder.training  # not frozen: trains as usual
+
+
+def test_vit_task_records_its_input_geometry_and_normalisation():
+    """arch dpt: the ViT's fixed input (data.patch_size), the multiple and the encoder's mean/std go
+    into the network description and the checkpoint's input block; mean without std is refused."""
+    from histoseg.errors import ConfigError
+
+    vit = {
+        "arch": "dpt",
+        "encoder": "tu-vit_small_patch16_224",
+        "encoder_depth": 4,
+        "decoder_channels": [8] * 4,
+    }
+    task = SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, encoder_std=[0.25] * 3, **vit)
+    block = task.histoseg_block()
+    assert block["network"]["input_size"] == 64 and block["network"]["mean"] == [0.5] * 3
+    assert block["input"] == {"size": 64, "multiple": 32, "patch": 16, "mean": [0.5] * 3, "std": [0.25] * 3}
+    assert "mean" not in small_task().network_config()  # unchanged description for CNN checkpoints
+    with pytest.raises(ConfigError, match="model.encoder_mean and model.encoder_std: one is set"):
+        SegmentationTask(patch_size=64, encoder_mean=[0.5] * 3, **vit)
+
+
+def test_vit_checkpoint_gives_a_predictor_of_its_fixed_input_size(tmp_path):
+    """load_predictor: a ViT checkpoint tiles at its input size whatever tile is asked (the option check
+    then refuses another), a U-Net at 512 px; a damaged input block is a CheckpointError."""
+    from histoseg.errors import CheckpointError, ConfigError
+    from histoseg.inference.checkpoint import load_predictor
+    from histoseg.inference.options import InferenceOptions
+
+    vit = {
+        "arch": "dpt",
+        "encoder": "tu-vit_small_patch16_224",
+        "encoder_depth": 4,
+        "decoder_channels": [8] * 4,
+    }
+    path = save_checkpoint(SegmentationTask(patch_size=64, **vit), tmp_path / "vit.ckpt")
+    predictor = load_predictor(path, tile_size=256)
+    assert (predictor.tile_size, predictor.input_size, predictor.size_multiple, predictor.margin) == (
+        64,
+        64,
+        32,
+        8,
+    )
+    assert InferenceOptions().resolve(predictor).tile_size == 64
+    with pytest.raises(
+        ConfigError, match=r"tile_size=256: this model takes tiles of exactly 64 pixels.*; drop"
+    ):
+        InferenceOptions(tile_size=256).resolve(predictor)
+    unet = load_predictor(save_checkpoint(small_task(), tmp_path / "unet.ckpt"))
+    assert (unet.tile_size, unet.input_size, unet.size_multiple) == (512, None, 8)
+    with pytest.raises(CheckpointError, match="input .* must give the input size and multiple"):
+        load_predictor(
+            save_checkpoint(small_task(), tmp_path / "bad.ckpt", input={"size": "big", "multiple": 8})
+        )

@@ -239,6 +239,19 @@ def _check_block(path: Path, block: dict[str, Any]) -> None:
     patch = block["patch_size"]
     if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
         raise CheckpointError(f"{path}: patch_size {patch!r} must be 1-8192 pixels; {damaged}")
+    geometry = block.get("input")
+    if geometry is not None and not (
+        isinstance(geometry, dict)
+        and (
+            geometry.get("size") is None
+            or (type(geometry.get("size")) is int and 1 <= geometry["size"] <= 8192)
+        )
+        and type(geometry.get("multiple")) is int
+        and 1 <= geometry["multiple"] <= 8192
+    ):
+        raise CheckpointError(
+            f"{path}: input {geometry!r} must give the input size and multiple in pixels; {damaged}"
+        )
     network = block["network"]
     depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
     if (
@@ -310,7 +323,9 @@ def make_predictor(
 ) -> Predictor:
     """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
 
-    U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
+    U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; a network
+    with a fixed input size (a ViT, the block's ``input.size``) tiles at exactly that size, a
+    dynamic-size ViT at a multiple of ``input.multiple`` (twice its patch size); patch
     classifiers are convolutionalized (:class:`histoseg.models.dense.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """
@@ -323,9 +338,12 @@ def make_predictor(
         "histoseg_version_trained": block.get("version"),
         "seed": block.get("seed"),
     }
+    fixed: int | None = None
     if block["task"] == "segmentation":
-        multiple = 2 ** int(block["network"].get("encoder_depth", 5))
-        size = tile_size or max(512, patch)
+        geometry = block.get("input") or {}
+        multiple = int(geometry.get("multiple") or 2 ** int(block["network"].get("encoder_depth", 5)))
+        fixed = geometry.get("size")
+        size = fixed or tile_size or max(512, patch)
         size = max(multiple, size // multiple * multiple)
         model: torch.nn.Module = network
         margin = min(64, size // 8)
@@ -345,6 +363,7 @@ def make_predictor(
         tile_size=size,
         margin=margin,
         size_multiple=multiple,
+        input_size=fixed,
         background_class=classes.index("background") if "background" in classes else None,
         checkpoint_sha256=checkpoint_sha256,
         metadata=metadata,

@@ -184,6 +184,12 @@ class InferenceOptions:
         margin = int(predictor.margin if self.margin is None else self.margin)
         blend = predictor.default_blend if self.blend == "auto" else self.blend
         multiple = max(1, int(predictor.size_multiple))
+        fixed = predictor.input_size
+        if fixed is not None and tile != fixed:
+            raise ConfigError(
+                f"tile_size={tile}: this model takes tiles of exactly {fixed} pixels (the fixed input size of its "
+                f"vision transformer); drop --tile_size or give {fixed}"
+            )
         if tile <= 0 or tile % multiple:
             lower = max(multiple, tile // multiple * multiple)
             raise ConfigError(

@@ -34,6 +34,7 @@ class Predictor:
         tile_size: Suggested inference tile side in pixels (a multiple of ``size_multiple``).
         margin: Pixels cropped or down-weighted at each tile edge (receptive-field half-width).
         size_multiple: Tile sides must be multiples of this (32 for smp U-Nets, 1 for FCNs).
+        input_size: The only tile side the model accepts (a ViT built for a fixed input), or None.
         background_class: Index of the glass/background class, or None.
         checkpoint_sha256: SHA-256 of the checkpoint file ("" when not from a file).
         metadata: Anything else worth recording in reports (task, encoder, seed...).
@@ -45,6 +46,7 @@ class Predictor:
     tile_size: int = 512
     margin: int = 32
     size_multiple: int = 32
+    input_size: int | None = None
     background_class: int | None = 0
     checkpoint_sha256: str = ""
     metadata: dict[str, object] = field(default_factory=dict)
