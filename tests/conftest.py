@@ -106,7 +106,7 @@ def tiny_kidney_root(tmp_path_factory) -> Path:
     """One short fit of configs/kidney.yaml with the tiny U-Net, shared by the tests that only need
     *a* trained checkpoint (its ``last.ckpt`` lies somewhere under the returned folder). Read-only:
     tests write their outputs elsewhere."""
-    from test_configs import fit_tiny_kidney
+    from tests.test_configs import fit_tiny_kidney
 
     root = tmp_path_factory.mktemp("tiny_kidney")
     assert fit_tiny_kidney(root, "--trainer.logger", "false") == 0

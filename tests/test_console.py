@@ -7,8 +7,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_labelled_slide
-from reliability_helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
+from tests.conftest import ROOT, make_labelled_slide
+from tests.reliability.helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 from histoseg.cli import main
 from histoseg.console import LightningNoise, fit_summary

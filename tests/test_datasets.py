@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_COLOURS, make_labelled_slide
+from tests.conftest import CLASS_COLOURS, make_labelled_slide
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.datasets import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_exit_code
+from tests.conftest import cli_exit_code
 from PIL import Image
 
 from histoseg.sampling.design import is_design_file, read_design

@@ -189,7 +189,7 @@ def test_quantify_loader_checks_the_block_and_the_weights(tmp_path):
 @pytest.mark.parametrize("splits", [("train",), ("train", "val")])
 def test_fit_without_validation_slides_keeps_the_last_checkpoint(tmp_path, splits):
     """No val rows: no validation loop, ModelCheckpoint(monitor=val_dice) stops monitoring (else warnings)."""
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from histoseg.datamodules import SlideDataModule

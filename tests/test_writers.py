@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET
+from tests.conftest import ROOT
+from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 from histoseg.cli import main
 

@@ -25,7 +25,7 @@ Every string from the user's data (slide names, paths, errors) is HTML-escaped; 
 URL-quoted relative links. The page is written atomically and rebuilt on every run (also a resume).
 A script sets ``data-rows`` (table rows), ``data-images-ok`` (``loaded/total``) and
 ``data-overflow`` (pixels the page or the cohort table is wider than the window) on ``<html>``
-after the page loads, so a headless browser can check it (``tests/test_html_report.py``).
+after the page loads, so a headless browser can check it (``tests/report/test_html.py``).
 
 Example:
     >>> from histoseg.report.html import render_html

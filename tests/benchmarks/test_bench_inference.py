@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tifffile
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_inference.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_inference.py"
 
 
 def test_bench_inference_quick_prints_every_arm(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
 
 

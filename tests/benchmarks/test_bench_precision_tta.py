@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_precision_tta.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_precision_tta.py"
 
 
 def test_bench_precision_tta_quick_prints_every_arm(

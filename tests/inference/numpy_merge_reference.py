@@ -1,7 +1,7 @@
 """The host (NumPy) tile mergers of histoseg before the merge moved to the model's device (commit 234d7ee).
 
 Kept verbatim (apart from this header and the imports) as the reference oracle of
-``tests/test_device_merge.py``: at fp32 the device merge must give byte-identical label maps.
+``tests/inference/test_merge.py``: at fp32 the device merge must give byte-identical label maps.
 """
 
 from __future__ import annotations

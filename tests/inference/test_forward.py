@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_inference import CLASSES, make_truth, oracle_predictor, write_slide
+from tests.inference.test_predict import CLASSES, make_truth, oracle_predictor, write_slide
 from torch import nn
 
 import histoseg.inference.forward as forward

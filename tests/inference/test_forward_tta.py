@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
-from test_inference import CLASSES, make_truth, write_slide
+from tests.inference.test_predict import CLASSES, make_truth, write_slide
 from torch import nn
 
 from histoseg.inference.options import InferenceOptions

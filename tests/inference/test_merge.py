@@ -1,6 +1,6 @@
 """The merge on the model's device is byte-identical at fp32 to the old NumPy host merge.
 
-The reference is the host merger as it was (``tests/numpy_merge_reference.py``), fed the very same
+The reference is the host merger as it was (``tests/inference/numpy_merge_reference.py``), fed the very same
 tiles and fp32 logits of a random convolutional network (continuous logits: every pixel's argmax is
 decided by float arithmetic, so any change of weighting, accumulation order or division shows).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from numpy_merge_reference import _CropMerger, _GaussianMerger, _RowSink, _Stats
-from test_inference import CLASSES, make_truth, write_slide
+from tests.inference.numpy_merge_reference import _CropMerger, _GaussianMerger, _RowSink, _Stats
+from tests.inference.test_predict import CLASSES, make_truth, write_slide
 from torch import nn
 
 from histoseg.inference.options import InferenceOptions

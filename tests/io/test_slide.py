@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import write_tiff_pyramid
+from tests.conftest import write_tiff_pyramid
 
 from histoseg.errors import SlideError
 from histoseg.io.slide import Slide, find_slides

@@ -105,7 +105,7 @@ def _write_table(folder, rows, header="slide,labels,kind,split"):
 
 def test_registry_maps_a_registered_fake_kind_to_its_grid(tmp_path, monkeypatch):
     """Adding a kind is one builder + one registry line: the table accepts it and the grid is the builder's."""
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
 
     from histoseg.datasets import prepare_labelled_slide
     from histoseg.labels import grid
@@ -156,7 +156,7 @@ def test_unknown_label_kind_is_one_line_naming_it_and_the_known_kinds(tmp_path):
 
 
 def test_a_builder_that_labels_nothing_is_refused(tmp_path, monkeypatch):
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
 
     from histoseg.labels import grid
     from histoseg.labels.table import SlideRecord
@@ -180,7 +180,7 @@ def test_each_builtin_kind_is_its_module_builder():
 
 
 def test_dense_grid_through_the_entry_point_is_the_resampled_mask(tmp_path):
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
 
     from histoseg.labels.grid import GridOptions, build_label_grid
     from histoseg.labels.table import SlideRecord
@@ -192,7 +192,7 @@ def test_dense_grid_through_the_entry_point_is_the_resampled_mask(tmp_path):
 
 
 def test_points_grid_covers_the_points_plus_margin(tmp_path):
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
 
     from histoseg.labels.grid import GridOptions, build_label_grid
     from histoseg.labels.table import SlideRecord

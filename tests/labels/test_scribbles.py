@@ -15,7 +15,7 @@ from histoseg.labels.simulate import simulate_scribbles
 from histoseg.labels.strokes import Stroke, rasterize_strokes
 
 CLASSES = KIDNEY_CLASSES
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _feature(kind, coords, name="tubules"):
@@ -400,7 +400,7 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
     """Grown scribbles on a slide whose colours follow its classes: many more labels, all correct."""
     import csv
 
-    from conftest import make_labelled_slide
+    from tests.conftest import make_labelled_slide
 
     from histoseg.datasets import prepare_labelled_slide
     from histoseg.labels.table import read_slide_table

@@ -10,9 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_labelled_slide
+from tests.conftest import make_labelled_slide
 from PIL import Image
-from reliability_helpers import expect_one_error, library_logs_follow_capture, run, snapshot, tiny_checkpoint  # noqa: F401
+from tests.reliability.helpers import expect_one_error, library_logs_follow_capture, run, snapshot, tiny_checkpoint  # noqa: F401
 
 from histoseg.io.outputs import remove_stale_temporaries
 
@@ -45,7 +45,7 @@ def test_never_touch_slides_named_like_every_per_slide_output(capsys, cohort):
     (folder / "s.tmp-1.tif").write_bytes(b"not a temporary of ours")
     before = snapshot(folder)
     # Named by a glob, files named like histoseg's outputs are slides (a folder as --slides skips
-    # them: tests/test_slide.py); either way nothing of the user's is touched.
+    # them: tests/io/test_slide.py); either way nothing of the user's is touched.
     everything = str(folder / "*")
     status, lines, err = quantify(capsys, ckpt, everything, folder)
     assert "Traceback" not in err

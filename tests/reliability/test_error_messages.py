@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 
 import pytest
-from conftest import ROOT
+from tests.conftest import ROOT
 
 from histoseg.errors import CheckpointError, ConfigError, HistosegError, LabelError, SlideError
 

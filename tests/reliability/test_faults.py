@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import ROOT, make_labelled_slide
+from tests.conftest import ROOT, make_labelled_slide
 
 from histoseg.io.outputs import is_ours
 

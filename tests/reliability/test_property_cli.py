@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_exit_code, make_labelled_slide
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import tiny_checkpoint
+from tests.reliability.helpers import tiny_checkpoint
 
 from histoseg import KIDNEY_CLASSES
 

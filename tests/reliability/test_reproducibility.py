@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import torch
-from conftest import ROOT
-from test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
+from tests.conftest import ROOT
+from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
 from histoseg.inference.checkpoint import load_predictor
 

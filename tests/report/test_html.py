@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cohort import make_slide, tiny_predictor
+from tests.test_quantify import make_slide, tiny_predictor
 
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_colors

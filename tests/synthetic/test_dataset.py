@@ -231,7 +231,7 @@ def test_python_dash_m_histoseg_synthetic_writes_a_dataset(tmp_path: Path) -> No
 
 def test_corrections_bypasses_the_contract_synthesize_usage_error_is_one_line(capsys):
     """Issue 28, class 1 (one error path for every command): argparse's usage block never reaches the user."""
-    from reliability_helpers import expect_one_error
+    from tests.reliability.helpers import expect_one_error
 
     args = ("synthesize", "--out", "x", "--n", "abc")
     expect_one_error(capsys, ["argument --n: invalid int value: 'abc'", "--help"], *args)

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import ROOT, cli_exit_code, make_labelled_slide
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from scipy import ndimage
 
 from histoseg.cli import main
