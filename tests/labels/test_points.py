@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from histoseg import KIDNEY_CLASSES
-from histoseg.errors import HistosegError, LabelError
+from histoseg.errors import LabelError
 from histoseg.labels.points import (
     PointSet,
     rasterize_points,
     read_points,
     write_points_csv,
 )
-from histoseg.labels.simulate import grid_points_from_mask
-from histoseg.report.point_counts import INTERSTITIAL_KEY, point_count_fractions, wilson_interval
 
 CLASSES = KIDNEY_CLASSES
 
@@ -131,34 +128,6 @@ def test_read_geojson_errors(tmp_path):
         read_points(_write(tmp_path / "f.geojson", _fc([])), CLASSES)
 
 
-def test_grid_points_known_answer():
-    mask = np.zeros((8, 8), np.uint8)
-    mask[:, 4:] = 2
-    mask[6:, :4] = 255
-    pts = grid_points_from_mask(mask, spacing_px=4, scale=2.0)
-    # Grid at mask (2, 6) x (2, 6); (row 6, col 2) is ignored.
-    assert pts.x.tolist() == [4.0, 12.0, 12.0]
-    assert pts.y.tolist() == [4.0, 4.0, 12.0]
-    assert pts.label.tolist() == [0, 2, 2]
-    off = grid_points_from_mask(mask, spacing_px=3, offset=0, ignore=())
-    assert off.x.tolist()[:3] == [0.0, 3.0, 6.0] and len(off) == 9
-    assert off.label.tolist() == [0, 0, 2, 0, 0, 2, 255, 255, 2]
-    with pytest.raises(HistosegError):
-        grid_points_from_mask(mask, spacing_px=0)
-
-
-@pytest.mark.parametrize("scale", [1.0, 0.1, 0.37, 3.0, 4.0])
-def test_grid_points_rasterize_back_to_their_pixels(scale):
-    rng = np.random.default_rng(1)
-    mask = rng.integers(0, 5, size=(40, 50)).astype(np.uint8)
-    pts = grid_points_from_mask(mask, spacing_px=3.0, scale=scale)
-    assert len(pts) == 13 * 17
-    sparse = rasterize_points(pts, mask.shape, scale)
-    hit = sparse != 255
-    assert hit.sum() == len(pts)
-    assert np.array_equal(sparse[hit], mask[hit])
-
-
 def test_rasterize_points_radius_overlap_and_bounds():
     pts = PointSet(x=[5.5, 7.5, 100.0, -3.0], y=[5.5, 5.5, 1.0, 1.0], label=[1, 2, 3, 3])
     one = rasterize_points(pts, (12, 12), scale=1.0)
@@ -175,41 +144,6 @@ def test_rasterize_points_radius_overlap_and_bounds():
     # Scale: level-0 (10, 10) at 4 level-0 px per mask px -> mask pixel (2, 2).
     scaled = rasterize_points(PointSet([10.0], [10.0], [4]), (3, 3), scale=4.0)
     assert scaled[2, 2] == 4 and (scaled != 255).sum() == 1
-
-
-def test_wilson_interval_known_values():
-    low, high = wilson_interval(5, 10)
-    assert low == pytest.approx(0.236593, abs=1e-6) and high == pytest.approx(0.763407, abs=1e-6)
-    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.277533, abs=1e-6))
-    assert wilson_interval(10, 10) == (pytest.approx(0.722467, abs=1e-6), 1.0)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-
-
-def test_point_count_fractions_known_answer():
-    labels = [0] * 10 + [1] * 30 + [2] * 60 + [3] * 10 + [4] * 0
-    pts = PointSet(np.zeros(len(labels)), np.zeros(len(labels)), labels)
-    out = point_count_fractions(pts, CLASSES)
-    assert "background" not in out
-    assert out["interstitium"].fraction == pytest.approx(30 / 100)
-    assert out["tubules"].n == 60 and out["other"].n == 0 and out["other"].ci_low == 0.0
-    assert (out["tubules"].ci_low, out["tubules"].ci_high) == pytest.approx(wilson_interval(60, 100))
-    frac, low, high, n = out[INTERSTITIAL_KEY]
-    assert frac == pytest.approx(0.3) and n == 30 and (low, high) == pytest.approx(wilson_interval(30, 100))
-    counted = point_count_fractions(pts, CLASSES, exclude=())
-    assert counted["background"].fraction == pytest.approx(10 / 110)
-    empty = point_count_fractions(PointSet([], [], []), CLASSES)
-    assert math.isnan(empty["tubules"].fraction) and empty["tubules"][1:3] == (0.0, 1.0)
-
-
-def test_point_count_fractions_takes_any_object_with_labels():
-    """Report arithmetic is duck-typed: a plain namespace with a label array counts like a PointSet."""
-    from types import SimpleNamespace
-
-    labels = np.array([1, 1, 1, 2, 3, 0, 0], np.uint8)
-    plain = point_count_fractions(SimpleNamespace(label=labels), CLASSES)
-    same = point_count_fractions(PointSet(np.zeros(7), np.zeros(7), labels), CLASSES)
-    assert plain == same
-    assert plain[INTERSTITIAL_KEY].fraction == pytest.approx(3 / 5) and plain[INTERSTITIAL_KEY].n == 3
 
 
 def test_write_points_csv_round_trip_exact(tmp_path):

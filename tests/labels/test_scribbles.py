@@ -15,7 +15,6 @@ from histoseg.labels.simulate import simulate_scribbles
 from histoseg.labels.strokes import Stroke, rasterize_strokes
 
 CLASSES = KIDNEY_CLASSES
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _feature(kind, coords, name="tubules"):
@@ -49,42 +48,6 @@ def _synthetic_mask(seed: int = 0) -> np.ndarray:
 
 
 # --- rasterising --------------------------------------------------------------------------
-
-
-def test_rasterize_strokes_known_shapes():
-    dot = rasterize_strokes([Stroke(1, np.array([[4.5, 4.5]]))], (9, 9), brush_px=3)
-    assert (dot == 1).sum() == 9 and (dot[3:6, 3:6] == 1).all()  # centres within 1.5 px: a 3x3 block
-    dot5 = rasterize_strokes([(1, [[4.5, 4.5]])], (9, 9), brush_px=5)
-    assert (dot5 == 1).sum() == 21  # d^2 <= 6.25: 5x5 minus the 4 corners
-    line = rasterize_strokes([(2, [[1.5, 2.5], [5.5, 2.5]])], (5, 8), brush_px=3)
-    assert (line == 2).sum() == 3 * 7 and (line[1:4, 0:7] == 2).all()
-    diag = rasterize_strokes([(3, [[0.5, 0.5], [4.5, 4.5]])], (5, 5), brush_px=1)
-    assert np.array_equal(diag == 3, np.eye(5, dtype=bool))
-    # Sub-pixel brushes are drawn one pixel wide.
-    assert np.array_equal(rasterize_strokes([(3, [[0.5, 0.5], [4.5, 4.5]])], (5, 5), brush_px=0.3), diag)
-    with pytest.raises(ConfigError):
-        rasterize_strokes([], (5, 5), brush_px=0)
-
-
-def test_rasterize_strokes_last_wins_and_clipping():
-    strokes = [Stroke(1, np.array([[0.5, 2.5], [9.5, 2.5]])), Stroke(2, np.array([[4.5, -3.0], [4.5, 20.0]]))]
-    out = rasterize_strokes(strokes, (6, 10), brush_px=1)
-    assert out[2, 4] == 2 and (out[2] == 1).sum() == 9 and (out[:, 4] == 2).all()
-    swapped = rasterize_strokes(strokes[::-1], (6, 10), brush_px=1)
-    assert swapped[2, 4] == 1
-
-
-def test_long_segment_path_matches_short_segments():
-    # One long diagonal segment (row-strip code path) equals the same line cut into short pieces
-    # whenever the cut points are exact (multiples of 1/4 on this slope).
-    shape = (300, 300)
-    long = rasterize_strokes([(1, [[3.0, 5.0], [283.0, 285.0]])], shape, brush_px=7)
-    pieces = np.stack([np.linspace(3.0, 283.0, 281), np.linspace(5.0, 285.0, 281)], axis=1)
-    short = rasterize_strokes([(1, pieces)], shape, brush_px=7)
-    assert np.array_equal(long, short)
-    rows, cols = np.nonzero(long == 1)
-    dist = np.abs((cols + 0.5) - (rows + 0.5) + 2.0) / np.sqrt(2)
-    assert dist.max() <= 3.5 and long.sum() > 0
 
 
 # --- GeoJSON ------------------------------------------------------------------------------
@@ -267,143 +230,16 @@ def test_read_scribble_image_errors(tmp_path):
 # --- simulation ---------------------------------------------------------------------------
 
 
-def _check_simulation(mask, strokes, fraction, brush, *, thin_classes=()):
-    raster = rasterize_strokes(strokes, mask.shape, brush)
-    labelled = int((mask != 255).sum())
-    got = int((raster != 255).sum())
-    assert abs(got / (fraction * labelled) - 1) <= 0.10, got / (fraction * labelled)
-    assert got <= 1.1 * fraction * labelled
-    present = set(np.unique(mask[mask != 255]).tolist())
-    assert {s.class_index for s in strokes} == present
-    wrong = (raster != 255) & (raster != mask)
-    # Only classes thinner than the brush may spill, by at most one dot.
-    assert set(np.unique(raster[wrong]).tolist()) <= set(thin_classes)
-    assert wrong.sum() <= len(thin_classes) * brush * brush
-    assert (raster[mask == 255] == 255).all() or thin_classes
-    return got
-
-
-@pytest.mark.parametrize("method", ["skeleton", "random_walk", "contour"])
-@pytest.mark.parametrize("fraction,brush", [(0.03, 3), (0.01, 3), (0.1, 5)])
-def test_simulate_scribbles_fraction_classes_and_purity(method, fraction, brush):
-    mask = _synthetic_mask()
-    strokes = simulate_scribbles(mask, fraction=fraction, brush_px=brush, seed=0, method=method)
-    _check_simulation(mask, strokes, fraction, brush, thin_classes=(4,))
-    again = simulate_scribbles(mask, fraction=fraction, brush_px=brush, seed=0, method=method)
-    assert len(again) == len(strokes) and all(
-        a.class_index == b.class_index and np.array_equal(a.xy, b.xy)
-        for a, b in zip(again, strokes, strict=True)
-    )
-    for stroke in strokes:
-        assert stroke.xy.dtype == np.float64 and stroke.xy.shape[1] == 2
-        assert np.array_equal(stroke.xy % 1, np.full_like(stroke.xy, 0.5))  # pixel centres
-        assert len(stroke.xy) <= 40 * brush
-
-
-def test_simulate_scribbles_fallback_dot_and_errors():
-    mask = np.full((50, 50), 1, np.uint8)
-    mask[25, 5:45] = 2  # only a one-pixel line: gets a single dot at its widest point
-    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3)
-    thin = [s for s in strokes if s.class_index == 2]
-    assert len(thin) == 1 and len(thin[0].xy) == 1 and thin[0].xy[0, 1] == 25.5
-    with pytest.raises(ConfigError, match="too small for one 3-px dot per class"):
-        simulate_scribbles(mask, fraction=0.002, brush_px=3)
-    with pytest.raises(ConfigError):
-        simulate_scribbles(mask, fraction=0.0)
-    with pytest.raises(ConfigError):
-        simulate_scribbles(mask, method="zigzag")  # type: ignore[arg-type]
-    assert simulate_scribbles(np.full((5, 5), 255, np.uint8)) == []
-
-
-def test_simulate_scribbles_ignore_values():
-    mask = np.full((60, 60), 1, np.uint8)
-    mask[:, 30:] = 0
-    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3, ignore=(0, 255))
-    raster = rasterize_strokes(strokes, mask.shape, 3)
-    assert {s.class_index for s in strokes} == {1}
-    assert (raster[:, 30:] == 255).all()
-    assert abs((raster != 255).sum() / (0.05 * 1800) - 1) <= 0.1
-
-
-@pytest.mark.skipif(not (SHARED / "flash-mouse-pas" / "labels").is_dir(), reason="../shared/data is absent")
-def test_simulate_scribbles_on_real_kidney_labels():
-    # Bouteldja et al., JASN 2021 (AGPL-3.0 example data, read in place).
-    raw = np.asarray(Image.open(SHARED / "flash-mouse-pas" / "labels" / "healthy_01-labels.png"))
-    lut = np.full(256, 255, np.uint8)
-    lut[[0, 1, 2, 3, 4, 5, 6]] = [1, 2, 3, 3, 4, 4, 4]  # 7 = tubule border: unlabelled here
-    mask = lut[raw]
-    for method in ("skeleton", "random_walk", "contour"):
-        strokes = simulate_scribbles(mask, fraction=0.03, brush_px=5, method=method)
-        _check_simulation(mask, strokes, 0.03, 5)
-
-
-def test_contour_strokes_trace_a_disk_at_half_its_radius():
-    """A disk of radius 40: contour strokes run 20 px deep; skeleton strokes start at its centre."""
-    yy, xx = np.mgrid[:120, :120]
-    mask = np.where((yy - 60) ** 2 + (xx - 60) ** 2 <= 40**2, 1, 255).astype(np.uint8)
-    depth = 40 - np.hypot(yy - 60, xx - 60)  # distance to the disk's edge
-    strokes = simulate_scribbles(mask, fraction=0.05, brush_px=3, method="contour")
-    _check_simulation(mask, strokes, 0.05, 3)
-    xy = np.concatenate([s.xy for s in strokes])
-    d = depth[(xy[:, 1] - 0.5).astype(int), (xy[:, 0] - 0.5).astype(int)]
-    assert 18.5 <= d.min() and d.max() <= 21.5, (d.min(), d.max())  # within 1.5 px of the iso-line
-    centre = simulate_scribbles(mask, fraction=0.05, brush_px=3, method="skeleton")
-    assert min(float(np.hypot(*(s.xy - 60).T).min()) for s in centre) < 2  # the skeleton is the centre
-
-
-def test_shorter_strokes_spread_the_budget_over_more_objects():
-    mask = np.full((200, 200), 255, np.uint8)
-    for r in range(10, 200, 40):
-        for c in range(10, 200, 40):
-            mask[r : r + 30, c : c + 30] = 1  # 25 squares of 30 x 30
-    long = simulate_scribbles(mask, fraction=0.2, brush_px=3, stroke_length_brushes=40)
-    short = simulate_scribbles(mask, fraction=0.2, brush_px=3, stroke_length_brushes=3)
-    for strokes in (long, short):
-        _check_simulation(mask, strokes, 0.2, 3)
-    assert max(len(s.xy) for s in short) <= 9 < max(len(s.xy) for s in long)
-    assert len(short) > len(long)
-    with pytest.raises(ConfigError, match="at least 2"):
-        simulate_scribbles(mask, stroke_length_brushes=1)
-
-
 # --- growing scribbles to superpixels -------------------------------------------------------
-
-
-def test_grow_to_superpixels_known_halves():
-    """Two flat colour halves, two superpixels: a stroke labels its half, never the other one."""
-    from histoseg.labels.superpixels import grow_to_superpixels
-
-    image = np.zeros((40, 80, 3), np.uint8)
-    image[:, :40] = (200, 60, 160)  # PAS magenta
-    image[:, 40:] = (240, 240, 240)  # glass
-    labels = np.full((40, 80), 255, np.uint8)
-    labels[18:21, 5:15] = 2
-    grown = grow_to_superpixels(labels, image, segment_px=40)
-    expected = np.full((40, 80), 255, np.uint8)
-    expected[:, :40] = 2
-    assert np.array_equal(grown, expected)
-    # a second class in the other half grows there; both classes in one half: it stays as drawn
-    labels[30, 60] = 4
-    expected[:, 40:] = 4
-    assert np.array_equal(grow_to_superpixels(labels, image, segment_px=40), expected)
-    labels[5, 35] = 1
-    conflict = grow_to_superpixels(labels, image, segment_px=40)
-    assert np.array_equal(conflict[:, :40], labels[:, :40]) and (conflict[:, 40:] == 4).all()
-    # nothing labelled: nothing grows; bad sizes are errors
-    empty = np.full((40, 80), 255, np.uint8)
-    assert np.array_equal(grow_to_superpixels(empty, image, segment_px=10), empty)
-    with pytest.raises(ConfigError, match="superpixel size"):
-        grow_to_superpixels(labels, image, segment_px=1)
 
 
 def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
     """Grown scribbles on a slide whose colours follow its classes: many more labels, all correct."""
     import csv
 
-    from tests.conftest import make_labelled_slide
-
     from histoseg.datasets import prepare_labelled_slide
     from histoseg.labels.table import read_slide_table
+    from tests.conftest import make_labelled_slide
 
     slide, _, truth = make_labelled_slide(tmp_path, "s0", seed=3)
     strokes = simulate_scribbles(truth, fraction=0.03, brush_px=3, seed=0)
@@ -419,19 +255,6 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
     assert np.array_equal(grown[drawn], strokes_only[drawn])  # strokes are never changed
     assert labelled.sum() >= 4 * drawn.sum()
     assert (grown[labelled] == truth[labelled]).mean() >= 0.99
-
-
-def test_grow_to_superpixels_only_named_classes_grow():
-    from histoseg.labels.superpixels import grow_to_superpixels
-
-    image = np.zeros((40, 80, 3), np.uint8)
-    image[:, :40] = (200, 60, 160)
-    image[:, 40:] = (240, 240, 240)
-    labels = np.full((40, 80), 255, np.uint8)
-    labels[18:21, 5:15] = 1  # interstitium: does not grow
-    labels[30, 60] = 2  # tubules: grows
-    grown = grow_to_superpixels(labels, image, segment_px=40, classes=iter([2, 3]))
-    assert np.array_equal(grown[:, :40], labels[:, :40]) and (grown[:, 40:] == 2).all()
 
 
 def test_synthetic_datamodule_simulates_contour_scribbles(tmp_path):

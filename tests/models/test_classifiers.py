@@ -1,9 +1,6 @@
-"""Known answers for histoseg.models.classifiers: layer layout, shapes, errors, encoder weights."""
+"""Known answers for histoseg.models.classifiers: layer layout, shapes, errors, the classifier built from a config."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,39 +15,7 @@ from histoseg.models.classifiers import (
 )
 from histoseg.models.convolutionalize import convolutionalize
 from histoseg.models.dense import DensePredictor, dense_predict
-from histoseg.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
-from histoseg.models.segmentation import build_segmentation_model
-from histoseg.models.weights import load_encoder_weights, match_state_dict
-
-
-def test_normalize_known_answer() -> None:
-    norm = Normalize((0.2, 0.4, 0.6), (0.1, 0.2, 0.5))
-    x = torch.tensor([0.2, 0.6, 0.1]).view(1, 3, 1, 1).expand(2, 3, 2, 2)
-    out = norm(x)
-    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.0, 1.0, -1.0]))
-    assert norm(torch.zeros(4, 3)).shape == (4, 3)  # also works on (N, C) after Flatten
-    assert sorted(dict(norm.named_buffers())) == ["mean", "std"] and not list(norm.parameters())
-    with pytest.raises(ConfigError):
-        Normalize((0.5,), (0.0,))
-    with pytest.raises(ConfigError, match="same non-zero length"):
-        Normalize((0.5, 0.5), (0.25,))
-
-
-def test_one_normalize_with_the_imagenet_statistics_in_every_network() -> None:
-    """U-Nets, plain and encoder classifiers all start with the same module and the same constants;
-    a half-precision input stays half (the buffers follow its dtype) and gives the float32 answer."""
-    unet = build_segmentation_model(3, encoder="resnet18", encoder_depth=3, decoder_channels=(8, 8, 8))
-    plain = PlainPatchClassifier(num_classes=3, patch_size=32, widths=(8, 8))
-    for norm in (unet.normalize, plain.normalize):
-        assert type(norm) is Normalize
-        assert norm.mean.flatten().tolist() == pytest.approx(IMAGENET_MEAN)
-        assert norm.std.flatten().tolist() == pytest.approx(IMAGENET_STD)
-        assert norm.mean.shape == (1, 3, 1, 1) and norm.mean.dtype == torch.float32
-    x = torch.tensor([0.485, 0.456 + 0.224, 0.406 - 2 * 0.225]).view(1, 3, 1, 1)
-    assert unet.normalize(x).flatten().tolist() == pytest.approx([0.0, 1.0, -2.0], abs=1e-6)
-    half = unet.normalize(x.half())
-    assert half.dtype == torch.float16
-    assert half.float().flatten().tolist() == pytest.approx([0.0, 1.0, -2.0], abs=1e-2)
+from histoseg.models.normalize import Normalize
 
 
 def test_plain_default_layout_and_shapes() -> None:
@@ -130,74 +95,6 @@ def test_encoder_head_convolutionalized(resnet_clf: EncoderPatchClassifier) -> N
     with pytest.raises(TypeError, match="TimmTrunk"):
         DensePredictor(clf, method="atrous")
     assert DensePredictor(clf, method="upsample").fcn.output_stride == 32
-
-
-def test_encoder_weights_from_local_file(tmp_path: Path) -> None:
-    import timm
-
-    torch.manual_seed(4)
-    source = timm.create_model("resnet18", pretrained=False, num_classes=7)  # with fc.* keys, ignored on load
-    path = tmp_path / "resnet18.pt"
-    torch.save(source.state_dict(), path)
-    clf = EncoderPatchClassifier("resnet18", patch_size=64, weights=str(path))
-    loaded = clf.features.encoder.model.state_dict()
-    assert torch.equal(loaded["conv1.weight"], source.state_dict()["conv1.weight"])
-    assert torch.equal(loaded["layer4.1.bn2.running_var"], source.state_dict()["layer4.1.bn2.running_var"])
-
-    with pytest.raises(ConfigError, match="not found"):
-        EncoderPatchClassifier("resnet18", weights=str(tmp_path / "missing.pt"))
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="cannot read"):
-        EncoderPatchClassifier("resnet18", weights=str(tmp_path / "junk.pt"))
-    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pt")
-    with pytest.raises(ConfigError, match="only 1 of 120 encoder tensors match"):
-        EncoderPatchClassifier("resnet18", weights=str(tmp_path / "partial.pt"))
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        (None, "encoder weights file not found"),
-        (b"not a checkpoint", "cannot read encoder weights"),
-        ({"epoch": 3}, "not a state dict of tensors"),
-        ({"conv.weight": torch.zeros(2, 2)}, "only 0 of"),
-    ],
-)
-def test_one_weights_loader_one_error_for_both_model_families(tmp_path: Path, content, message) -> None:
-    """The same mistake in model.encoder_weights is the same ConfigError, naming the file and the
-    option, whether the encoder belongs to a U-Net or to a patch classifier."""
-    path = tmp_path / "weights.pt"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        torch.save(content, path)
-    errors = []
-    for build in (
-        lambda: build_segmentation_model(3, encoder="resnet18", encoder_weights=str(path), encoder_depth=3,
-                                         decoder_channels=(8, 8, 8)),
-        lambda: EncoderPatchClassifier("resnet18", weights=str(path)),
-    ):  # fmt: skip
-        with pytest.raises(ConfigError, match=message) as info:
-            build()
-        errors.append(str(info.value))
-    assert all(str(path) in e and "model.encoder_weights" in e for e in errors)
-    assert re.sub(r"\d+", "N", errors[0]) == re.sub(r"\d+", "N", errors[1])
-
-
-def test_weights_matched_by_name_else_by_position(tmp_path: Path) -> None:
-    """Renamed tensors of the right shapes load by position (a head of another shape is skipped);
-    same names load by name; the loaded count is returned."""
-    torch.manual_seed(0)
-    source = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(9, 7))
-    renamed = {f"_block{i}": v for i, v in enumerate(source.state_dict().values())}
-    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    matched = match_state_dict(renamed, target.state_dict())
-    assert list(matched) == list(target.state_dict())
-    assert all(torch.equal(matched[k], source.state_dict()[k]) for k in target.state_dict())
-    torch.save({"state_dict": renamed}, tmp_path / "wrapped.pt")
-    assert load_encoder_weights(target, tmp_path / "wrapped.pt") == 7  # 2 conv + 5 BatchNorm tensors
-    assert torch.equal(target[0].weight, source[0].weight)
-    assert match_state_dict(source.state_dict(), target.state_dict()).keys() == target.state_dict().keys()
 
 
 def test_encoder_config_errors() -> None:

@@ -1,4 +1,4 @@
-"""Known answers for histoseg.models.convolutionalize, .atrous and .dense (shift-and-stitch, atrous maps)."""
+"""Known answers for histoseg.models.convolutionalize (a patch classifier turned into a dense network)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from histoseg.errors import ConfigError
-from histoseg.models.atrous import atrous_network
 from histoseg.models.classifiers import PlainPatchClassifier
 from histoseg.models.convolutionalize import convolutionalize
-from histoseg.models.dense import DensePredictor, count_macs, dense_predict
+from histoseg.models.dense import dense_predict
 from histoseg.models.normalize import Normalize
 
 TOL = 1e-4
@@ -100,20 +99,6 @@ def _check_all_methods(clf: nn.Module, p: int, image: torch.Tensor, pad_mode: st
     assert ref.std() > 1e-3
 
 
-@pytest.mark.parametrize("p", [16, 15])
-def test_atrous_equals_shift_and_stitch_equals_patches_plain(p: int) -> None:
-    clf = _plain(p)
-    image = torch.rand(2, 3, 27, 29, generator=torch.Generator().manual_seed(3))
-    _check_all_methods(clf, p, image)
-
-
-@pytest.mark.parametrize("p", [16, 15])
-def test_avgpool_variant(p: int) -> None:
-    clf = _plain(p, seed=5, pool="avg")
-    image = torch.rand(1, 3, 21, 26, generator=torch.Generator().manual_seed(4))
-    _check_all_methods(clf, p, image)
-
-
 @pytest.mark.parametrize("p", [20, 21])
 def test_hand_built_sequential(p: int) -> None:
     net = _hand_built(p, seed=p)
@@ -122,13 +107,6 @@ def test_hand_built_sequential(p: int) -> None:
     assert not any(isinstance(m, (nn.Linear, nn.Flatten, nn.BatchNorm1d)) for m in fcn.modules())
     image = torch.rand(2, 3, 25, 22, generator=torch.Generator().manual_seed(p))
     _check_all_methods(net, p, image)
-
-
-@pytest.mark.parametrize("pad_mode", ["constant", "replicate"])
-def test_other_pad_modes(pad_mode: str) -> None:
-    clf = _plain(16, seed=9)
-    image = torch.rand(1, 3, 12, 17, generator=torch.Generator().manual_seed(8))
-    _check_all_methods(clf, 16, image, pad_mode)
 
 
 def test_convolutionalize_on_patch_gives_logits() -> None:
@@ -156,66 +134,6 @@ def test_convolutionalize_on_patch_gives_logits() -> None:
         crop = clf(big[..., 16 : 16 + 64, 8 : 8 + 64])
     assert heat.shape == (1, 5, 3, 4)
     assert (heat[..., 2, 1] - crop).abs().max() <= 1e-5
-
-
-def test_atrous_network_structure_and_shared_weights() -> None:
-    clf = _plain(16)
-    fcn = convolutionalize(clf, 16)
-    net = atrous_network(fcn)
-    convs = [m for m in net if isinstance(m, nn.Conv2d)]
-    pools = [m for m in net if isinstance(m, nn.MaxPool2d)]
-    assert [c.dilation for c in convs] == [(1, 1), (2, 2), (4, 4), (4, 4)]
-    assert all(c.stride == (1, 1) for c in convs)
-    assert [(p.stride, p.dilation) for p in pools] == [(1, (1, 1)), (1, (2, 2))]
-    fcn_convs = [m for m in fcn if isinstance(m, nn.Conv2d)]
-    assert all(a.weight is b.weight for a, b in zip(convs, fcn_convs, strict=True))
-    assert net.output_stride == 1 and net.patch_size == 16
-
-
-def test_upsample_is_exact_on_the_stride_grid() -> None:
-    clf = _plain(16, seed=2)
-    fcn = convolutionalize(clf, 16)
-    image = torch.rand(1, 3, 22, 27, generator=torch.Generator().manual_seed(5))
-    up = dense_predict(fcn, image, 16, "upsample")
-    ref = _patch_reference(clf, image, 16)
-    assert up.shape == ref.shape
-    assert (up[..., ::4, ::4] - ref[..., ::4, ::4]).abs().max() <= TOL
-    assert (up - ref).abs().max() > 1e-3  # a baseline: not exact between grid points
-
-
-def test_chunking_does_not_change_results() -> None:
-    clf = _plain(15, seed=4)
-    fcn = convolutionalize(clf, 15)
-    image = torch.rand(1, 3, 30, 18, generator=torch.Generator().manual_seed(6))
-    for method in ("atrous", "shift_and_stitch", "upsample"):
-        whole = dense_predict(fcn, image, 15, method, chunk_rows=64)  # type: ignore[arg-type]
-        parts = dense_predict(fcn, image, 15, method, chunk_rows=7 if method == "atrous" else 8)  # type: ignore[arg-type]
-        assert (whole - parts).abs().max() <= 1e-6
-
-
-def test_dense_predictor_module() -> None:
-    clf = _plain(16, seed=6)
-    model = DensePredictor(convolutionalize(clf, 16))
-    image = torch.rand(1, 3, 19, 20, generator=torch.Generator().manual_seed(7))
-    assert model.margin == 8
-    with torch.no_grad():
-        out = model(image)
-    assert (out - _patch_reference(clf, image, 16)).abs().max() <= TOL
-    # a classifier is convolutionalized by the wrapper (as checkpoint loading does)
-    direct = DensePredictor(clf, patch_size=16, method="shift_and_stitch")
-    assert direct.fcn.exact and not any(isinstance(m, nn.Linear) for m in direct.modules())
-    with torch.no_grad():
-        assert (direct(image) - out).abs().max() <= TOL
-
-
-def test_count_macs_known_answers() -> None:
-    assert count_macs(nn.Conv2d(3, 8, 3), (2, 3, 10, 10)) == 2 * 8 * 8 * 8 * 27
-    assert count_macs(nn.Conv2d(4, 8, 3, groups=2, dilation=2), (1, 4, 9, 9)) == 8 * 5 * 5 * 2 * 9
-    assert count_macs(nn.Sequential(nn.Flatten(), nn.Linear(12, 5)), (3, 3, 2, 2)) == 3 * 5 * 12
-    # per patch, the classifier and its convolutionalized form cost the same
-    clf = PlainPatchClassifier(patch_size=32, widths=(4, 8), dense=(8,))
-    fcn = convolutionalize(clf, 32)
-    assert count_macs(clf, (1, 3, 32, 32)) == count_macs(fcn, (1, 3, 32, 32))
 
 
 @pytest.mark.parametrize(
