@@ -3,7 +3,6 @@ import csv
 import numpy as np
 import pytest
 import torch
-from tests.conftest import CLASS_COLOURS, make_labelled_slide
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.datasets import (
@@ -15,6 +14,7 @@ from histoseg.datasets import (
 )
 from histoseg.errors import ConfigError
 from histoseg.labels.table import read_slide_table
+from tests.conftest import CLASS_COLOURS, make_labelled_slide
 
 
 @pytest.fixture
@@ -138,39 +138,3 @@ def test_slide_shards_cover_every_slide_once(n_slides, world):
     real = [path for shard in shards for path in shard if path]
     assert sorted(real) == sorted(dataset.paths)  # each slide exactly once
     assert sum(path == "" for shard in shards for path in shard) == max(0, world - n_slides)
-
-
-# ---- datamodules: a slide-table source composed into SlideDataModule -----------------------------------
-def test_synthetic_source_is_composed_and_hparams_stay_plain(tmp_path):
-    """SyntheticKidneyDataModule is SlideDataModule + a SyntheticSlides source: same table, same
-    options; the hyperparameters a checkpoint stores stay plain values (weights_only loads them)."""
-    from histoseg.datamodules import SlideDataModule, SyntheticKidneyDataModule
-    from histoseg.sources import SyntheticSlides
-
-    source = SyntheticSlides(root=str(tmp_path), n_slides=2, width=384, height=256)
-    composed = SyntheticKidneyDataModule(synthetic=source, mpp=2.0, patch_size=64)
-    direct = SlideDataModule(synthetic=source, mpp=2.0, patch_size=64)
-    table = composed.slide_table()
-    assert table == direct.slide_table() == str(source.dataset_dir() / "table-dense-val1.csv")
-    rows = read_slide_table(table)
-    assert [(r.split, r.kind) for r in rows] == [("val", "dense"), ("train", "dense")]
-    assert composed.mpp == 2.0 and composed.patch_size == 64 and composed.synthetic is source
-    assert composed.hparams["synthetic"] == {**source.__dict__}
-    path = tmp_path / "hparams.pt"
-    torch.save({"hparams": dict(composed.hparams)}, path)
-    assert torch.load(path, weights_only=True)["hparams"]["synthetic"]["n_slides"] == 2
-    assert [p.name for p in composed.predict_dataloader().dataset.paths] == [rows[0].slide.name]
-
-
-def test_slide_sources_are_checked():
-    from histoseg.datamodules import SlideDataModule
-    from histoseg.sources import SyntheticSlides
-
-    with pytest.raises(ConfigError, match="data.synthetic.n_slides=2 and data.synthetic.n_val=2"):
-        SyntheticSlides(n_slides=2, n_val=2)
-    with pytest.raises(ConfigError, match="n_slides=1"):
-        SyntheticSlides(n_slides=1, n_val=0)
-    with pytest.raises(ConfigError, match="data.slides='t.csv' and data.synthetic are both set"):
-        SlideDataModule(slides="t.csv", synthetic=SyntheticSlides()).slide_table()
-    with pytest.raises(ConfigError, match="data.slides is not set"):
-        SlideDataModule().slide_table()

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.inference.test_predict import CLASSES, make_truth, oracle_predictor, write_slide
 from torch import nn
 
 import histoseg.inference.forward as forward
@@ -19,6 +18,7 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.quantify import run_quantify
+from tests.inference.test_predict import CLASSES, make_truth, oracle_predictor, write_slide
 
 
 class Fragile(nn.Module):
@@ -214,51 +214,3 @@ def test_the_input_buffer_is_reused_and_each_batch_scored_from_its_own_tiles(cha
 
 
 # -- training precision: histoseg fit without trainer.precision ----------------------------------
-
-
-@pytest.mark.parametrize(
-    ("accelerator", "native", "expected"),
-    [("auto", True, "bf16-mixed"), ("cpu", True, "bf16-mixed"), ("auto", False, "32-true"),
-     ("cpu", False, "32-true"), ("tpu", True, None)],
-)  # fmt: skip
-def test_default_training_precision_follows_amx_on_cpu(
-    monkeypatch: pytest.MonkeyPatch, accelerator: str, native: bool, expected: str | None
-) -> None:
-    from histoseg.lightning_cli import default_training_precision
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(forward, "cpu_has_amx", lambda: native)
-    assert default_training_precision(accelerator) == expected
-
-
-@pytest.mark.parametrize(("bf16_gpu", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
-def test_default_training_precision_on_cuda(
-    monkeypatch: pytest.MonkeyPatch, bf16_gpu: bool, expected: str
-) -> None:
-    from histoseg.lightning_cli import default_training_precision
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
-    monkeypatch.setattr(forward, "cpu_has_amx", lambda: not bf16_gpu)  # the GPU decides, not the CPU
-    assert default_training_precision("auto") == expected
-    assert default_training_precision("gpu") == expected
-
-
-@pytest.mark.parametrize(
-    ("subcommand", "given", "expected"),
-    [("fit", None, "bf16-mixed"), ("fit", "32-true", "32-true"), ("validate", None, None)],
-)
-def test_fit_fills_only_an_unset_precision(
-    monkeypatch: pytest.MonkeyPatch, subcommand: str, given: str | None, expected: str | None
-) -> None:
-    """The config's own value is kept; only ``fit`` chooses (validate/test/predict keep Lightning's fp32)."""
-    from jsonargparse import Namespace
-
-    from histoseg.lightning_cli import HistosegCLI
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(forward, "cpu_has_amx", lambda: True)
-    config = Namespace(trainer=Namespace(precision=given, accelerator="cpu"))
-    cli = type("FakeCLI", (), {"subcommand": subcommand, "config": Namespace(**{subcommand: config})})()
-    HistosegCLI.before_instantiate_classes(cli)  # type: ignore[arg-type]
-    assert config.trainer.precision == expected
