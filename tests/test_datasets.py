@@ -12,7 +12,6 @@ from histoseg.datasets import (
     RandomPatchDataset,
     prepare_labelled_slide,
 )
-from histoseg.errors import ConfigError
 from histoseg.labels.table import read_slide_table
 from tests.conftest import CLASS_COLOURS, make_labelled_slide
 
@@ -36,20 +35,6 @@ def table(tmp_path):
 def colour_to_label(image: np.ndarray) -> np.ndarray:
     dist = ((image[..., None, :].astype(int) - CLASS_COLOURS[None, None].astype(int)) ** 2).sum(-1)
     return dist.argmin(-1)
-
-
-def test_read_slide_table(table, tmp_path):
-    path, _ = table
-    records = read_slide_table(path)
-    assert [r.split for r in records] == ["val", "train", "train"]
-    assert records[0].slide == (tmp_path / "s0.tif").resolve() and records[0].kind == "dense"
-    bad = tmp_path / "bad.csv"
-    bad.write_text("image,labels\na.tif,b.png\n")
-    with pytest.raises(ConfigError, match="'slide' column"):
-        read_slide_table(bad)
-    bad.write_text("slide,split\na.tif,training\n")
-    with pytest.raises(ConfigError, match=r"bad\.csv:2: split 'training'"):
-        read_slide_table(bad)
 
 
 @pytest.mark.parametrize("mpp, patch", [(0.5, 32), (1.0, 32)])

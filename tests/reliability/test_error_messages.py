@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import ast
 
-import pytest
 from tests.conftest import ROOT
-
-from histoseg.errors import CheckpointError, ConfigError, HistosegError, LabelError, SlideError
 
 ERRORS = {"HistosegError", "SlideError", "LabelError", "ConfigError", "CheckpointError"}
 STRICT = (
@@ -70,11 +67,3 @@ def test_fix_part_generic_fix_sites_only_decrease():
         if not f.startswith(STRICT) and (text is None or "; " not in text)
     ]
     assert len(generic) <= GENERIC_FIX_SITES_AT_MOST, generic
-
-
-@pytest.mark.parametrize("cls", [HistosegError, SlideError, LabelError, ConfigError, CheckpointError])
-def test_fix_part_enforced_by_the_error_class(cls):
-    message = str(cls("x.svs: something is wrong"))
-    assert message.startswith("x.svs: something is wrong; ") and message.endswith(cls.default_fix)
-    assert str(cls("a: b; do c")) == "a: b; do c"
-    assert str(cls("a:\n  b;   do c")) == "a: b; do c"

@@ -14,20 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.test_quantify import make_slide, tiny_predictor
 
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import class_colors
 from histoseg.report.figures import (
     PREDICTION_BOX_KEY,
     blend_labels,
-    cohort_figure,
     write_cohort_png,
     write_overlay_png,
 )
 from histoseg.report.html import _fmt, _thumbnail, render_html, write_html_report
-from histoseg.report.summary import run_summary
 from histoseg.report.tables import model_outside_headline, slide_headline
+from tests.test_quantify import make_slide, tiny_predictor
 
 ROWS = [
     {"class": "background", "pixels": 1828, "area_um2": 5e5, "area_mm2": 0.5, "fraction_of_tissue": float("nan")},
@@ -136,17 +134,6 @@ def test_thumbnail_is_the_prediction_panel(tmp_path):
     Image.fromarray(np.full((50, 400, 3), 255, np.uint8)).save(tmp_path / "plain.png")
     plain = _thumbnail(tmp_path / "plain.png")
     assert Image.open(io.BytesIO(base64.b64decode(plain.split(",", 1)[1]))).size == (128, 16)
-
-
-def test_run_summary_known_answer():
-    results = [ok_result("a.svs", "a", 0.3, slide_dimensions=[4000, 2500]), ok_result("b.svs", "b", 0.3),
-               {"slide": "c.svs", "status": "failed", "error": "not a slide;  fix it"}]  # fmt: skip
-    assert run_summary(results, [True, False, True], 20.0, "out/index.html") == [
-        "quantify: 3 slides: 1 done, 1 skipped (already complete), 1 failed; 20.0 s wall time, "
-        "20.0 s per slide done (0.5 Mpx/s)",
-        "  failed: c.svs: not a slide; fix it",
-        "report: out/index.html",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -313,29 +300,3 @@ def test_cohort_table_shows_the_headline_and_flags_disagreement():
     assert "not a confidence interval" in legend
     details = re.search(r'<details class="slide" id="slide-a">.*?</details>', page).group(0)
     assert "from counted points 38.2 % (33.1–43.4)" in details and "410 in all" in details
-
-
-def test_cohort_plot_draws_the_intervals(tmp_path):
-    from matplotlib.container import ErrorbarContainer
-
-    results = point_cohort() + [{"slide": "d.svs", "status": "failed", "error": "x"}]
-    figure = cohort_figure(results)
-    ax = figure.axes[0]
-    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert len(bars) == 1  # one series: the slides with counted points (a, b), not c
-    line, _, (segments,) = bars[0]
-    xs, ys = line.get_data()
-    assert np.allclose(xs, [38.2, 29.0])
-    ends = sorted((round(s[0][0], 6), round(s[1][0], 6)) for s in segments.get_segments())
-    assert ends == [(24.0, 34.5), (33.1, 43.4)]
-    dots = next(c for c in ax.collections if c.get_offsets().shape == (3, 2))
-    model_y = {round(x, 6): y for x, y in dots.get_offsets()}
-    assert ys[0] < model_y[10.0] and ys[1] < model_y[30.0]  # the estimate drawn just below its slide's model dot
-    assert line.get_marker() == "s" and dots.get_paths()  # a square beside the model's dot
-    assert [t.get_text() for t in ax.texts].count("model outside") == 1
-    colours = {t.get_text(): t.get_color() for t in ax.get_yticklabels()}
-    assert colours["a.svs"] == "#d00000" and colours["b.svs"] != "#d00000"
-    # without points: no error bars at all
-    plain = cohort_figure([ok_result("c.svs", "c", 0.2)])
-    assert not [c for c in plain.axes[0].containers if isinstance(c, ErrorbarContainer)]
-    assert write_cohort_png(tmp_path / "cohort.png", results).stat().st_size > 5_000
