@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from histoseg.errors import ConfigError, HistosegError, LabelError
+from histoseg.errors import ConfigError, HistosegError
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import ensure_writable_dir, safe_stem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -99,6 +100,24 @@ def make_labelled_slide(
     label_path = folder / f"{name}.png"
     Image.fromarray(labels).save(label_path)
     return slide, label_path, labels
+
+
+@pytest.fixture
+def table(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
+    """``slides.csv`` of three labelled slides (``s0`` val, ``s1``, ``s2`` train) and their true masks by
+    slide name (tests/test_datasets.py, tests/labels/test_table.py)."""
+    rows = []
+    truth = {}
+    for i in range(3):
+        slide, labels, mask = make_labelled_slide(tmp_path, f"s{i}", seed=i)
+        rows.append({"slide": slide.name, "labels": labels.name, "split": "val" if i == 0 else "train"})
+        truth[slide.name] = mask
+    path = tmp_path / "slides.csv"
+    with open(path, "w", newline="") as h:
+        w = csv.DictWriter(h, fieldnames=["slide", "labels", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return path, truth
 
 
 @pytest.fixture(scope="session")

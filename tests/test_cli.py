@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import FLASH, ROOT, cli_exit_code
 from tests.test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.conftest import FLASH, ROOT, cli_exit_code
 
 SMALL_SYNTHETIC = [

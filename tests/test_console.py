@@ -7,12 +7,12 @@ import shlex
 from pathlib import Path
 
 import pytest
-from tests.conftest import ROOT, make_labelled_slide
-from tests.reliability.helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 from histoseg.cli import main
 from histoseg.console import LightningNoise, fit_summary
 from histoseg.lightning_cli import default_training_precision
+from tests.conftest import ROOT, make_labelled_slide
+from tests.reliability.helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]

@@ -1,5 +1,3 @@
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -13,23 +11,7 @@ from histoseg.datasets import (
     prepare_labelled_slide,
 )
 from histoseg.labels.table import read_slide_table
-from tests.conftest import CLASS_COLOURS, make_labelled_slide
-
-
-@pytest.fixture
-def table(tmp_path):
-    rows = []
-    truth = {}
-    for i in range(3):
-        slide, labels, mask = make_labelled_slide(tmp_path, f"s{i}", seed=i)
-        rows.append({"slide": slide.name, "labels": labels.name, "split": "val" if i == 0 else "train"})
-        truth[slide.name] = mask
-    path = tmp_path / "slides.csv"
-    with open(path, "w", newline="") as h:
-        w = csv.DictWriter(h, fieldnames=["slide", "labels", "split"])
-        w.writeheader()
-        w.writerows(rows)
-    return path, truth
+from tests.conftest import CLASS_COLOURS
 
 
 def colour_to_label(image: np.ndarray) -> np.ndarray:

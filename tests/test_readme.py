@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.conftest import ROOT, cli_exit_code
 from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET
 

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import ROOT
-from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 from histoseg.cli import main
+from tests.conftest import ROOT
+from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 
 @pytest.fixture(scope="module")

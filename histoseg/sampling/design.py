@@ -141,7 +141,7 @@ def _ids(start: int, count: int) -> list[str]:
 
 
 def _today() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def new_design(

@@ -1,4 +1,5 @@
-"""inference/checkpoint.py: the compatibility check's known answers; a checkpoint that would run code never runs; the quantify loader checks the block and the weights."""
+"""inference/checkpoint.py: the compatibility check's known answers; a checkpoint that would run code
+never runs; the quantify loader checks the block and the weights."""
 
 from __future__ import annotations
 

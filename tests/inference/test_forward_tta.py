@@ -10,7 +10,6 @@ import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
-from tests.inference.test_predict import CLASSES, make_truth, write_slide
 from torch import nn
 
 from histoseg.inference.options import InferenceOptions
@@ -18,6 +17,7 @@ from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.quantify import run_quantify
 from histoseg.report.areas import interstitial_fraction
+from tests.inference.test_predict import CLASSES, make_truth, write_slide
 
 
 class Pointwise(nn.Module):

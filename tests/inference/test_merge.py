@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.inference.numpy_merge_reference import _CropMerger, _GaussianMerger, _RowSink, _Stats
-from tests.inference.test_predict import CLASSES, make_truth, write_slide
 from torch import nn
 
 from histoseg.inference.options import InferenceOptions
@@ -22,6 +20,8 @@ from histoseg.inference.predictor import Predictor
 from histoseg.inference.reader import iter_batches, plan_reads
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
+from tests.inference.numpy_merge_reference import _CropMerger, _GaussianMerger, _RowSink, _Stats
+from tests.inference.test_predict import CLASSES, make_truth, write_slide
 
 
 class RandomNet(nn.Module):

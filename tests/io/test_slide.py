@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from tests.conftest import write_tiff_pyramid
 
 from histoseg.errors import SlideError
 from histoseg.io.slide import Slide, find_slides
+from tests.conftest import write_tiff_pyramid
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests.reliability.helpers import expect_one_error
 
 

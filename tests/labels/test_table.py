@@ -4,7 +4,6 @@ import pytest
 
 from histoseg.errors import ConfigError
 from histoseg.labels.table import read_slide_table
-from tests.test_datasets import table  # noqa: F401 (the fixture: a table of three labelled slides)
 
 
 def test_read_slide_table(table, tmp_path):

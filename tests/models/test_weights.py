@@ -1,4 +1,5 @@
-"""models/weights.py: encoder weights from a local file, matched by name else by position, one loader and one error for both model families."""
+"""models/weights.py: encoder weights from a local file, matched by name else by position; one loader
+and one error for both model families."""
 
 from __future__ import annotations
 

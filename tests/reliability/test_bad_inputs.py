@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from PIL import Image
+
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from tests.reliability.helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from tests.conftest import ROOT, make_labelled_slide, write_tiff_pyramid
-from tests.reliability.helpers import expect_one_error, library_logs_follow_capture, run, tiny_checkpoint  # noqa: F401
 
 from histoseg.errors import ConfigError
 from histoseg.labels.table import read_slide_table
+from tests.conftest import ROOT, make_labelled_slide, write_tiff_pyramid
+from tests.reliability.helpers import expect_one_error, library_logs_follow_capture, run, tiny_checkpoint  # noqa: F401
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 

@@ -10,11 +10,17 @@ import shutil
 
 import numpy as np
 import pytest
-from tests.conftest import make_labelled_slide
 from PIL import Image
-from tests.reliability.helpers import expect_one_error, library_logs_follow_capture, run, snapshot, tiny_checkpoint  # noqa: F401
 
 from histoseg.io.outputs import remove_stale_temporaries
+from tests.conftest import make_labelled_slide
+from tests.reliability.helpers import (  # noqa: F401
+    expect_one_error,
+    library_logs_follow_capture,
+    run,
+    snapshot,
+    tiny_checkpoint,
+)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import torch
-from tests.conftest import ROOT, make_labelled_slide
 
 from histoseg.io.outputs import is_ours
+from tests.conftest import ROOT, make_labelled_slide
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 

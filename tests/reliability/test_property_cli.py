@@ -19,12 +19,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.reliability.helpers import tiny_checkpoint
 
 from histoseg import KIDNEY_CLASSES
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
+from tests.reliability.helpers import tiny_checkpoint
 
 EXAMPLES = int(os.environ.get("HISTOSEG_HYPOTHESIS_EXAMPLES", "25"))
 SETTINGS = settings(

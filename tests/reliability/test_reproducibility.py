@@ -4,10 +4,10 @@ import subprocess
 import sys
 
 import torch
-from tests.conftest import ROOT
-from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
 from histoseg.inference.checkpoint import load_predictor
+from tests.conftest import ROOT
+from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET, fit_tiny_kidney
 
 
 def fit(root, *extra):

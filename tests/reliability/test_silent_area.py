@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from tests.conftest import ROOT, make_labelled_slide, write_tiff_pyramid
 from tests.reliability.helpers import expect_one_error, library_logs_follow_capture, run, tiny_checkpoint  # noqa: F401
 

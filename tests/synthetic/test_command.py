@@ -1,4 +1,5 @@
-"""synthetic/command.py and synthetic/__main__.py: the synthesize command line, in this process and as python -m histoseg.synthetic; one-line usage errors."""
+"""synthetic/command.py and synthetic/__main__.py: the synthesize command line, in this process and as
+``python -m histoseg.synthetic``; one-line usage errors."""
 
 from __future__ import annotations
 

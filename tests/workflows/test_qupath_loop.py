@@ -6,7 +6,6 @@ import uuid
 
 import numpy as np
 import pytest
-from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from scipy import ndimage
 
 from histoseg.cli import main
@@ -15,6 +14,7 @@ from histoseg.labels.annotations import feature_class_name
 from histoseg.labels.corrections import extract_corrections, write_corrections
 from histoseg.labels.scribbles import read_scribbles_geojson
 from histoseg.report.geojson import PREDICTION_NAME, label_map_to_features
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
