@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,6 +53,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(os.path.expanduser(str(path)))
     if not path.is_file():
         raise ConfigError(f"{path}: encoder weights file not found; {_FIX}")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

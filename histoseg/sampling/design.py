@@ -180,7 +180,7 @@ def new_design(
         stratum = strata.astype(np.int64)
     else:
         raise ConfigError(f"--design {kind}: not a design; choose one of {', '.join(DESIGNS)}")
-    record = {
+    record: dict[str, Any] = {
         "round": 1,
         "seed": int(seed),
         "asked": int(n),
@@ -257,7 +257,7 @@ def add_round(
         counts = alloc.tolist()
         x, y, strata = stratified_points(design.frame, alloc, rng, taken)
         stratum = strata.astype(np.int64)
-    record = {
+    record: dict[str, Any] = {
         "round": number,
         "seed": int(seed),
         "asked": int(n),
