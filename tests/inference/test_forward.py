@@ -81,7 +81,8 @@ def test_auto_falls_back_to_fp32_with_one_log_line(tmp_path: Path, native_bf16: 
             logging.getLogger(name).disabled = False
     handler = logging.handlers.BufferingHandler(100)
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not .level =: it clears the cached isEnabledFor answers
     try:
         result = predict_slide(slide, predictor, InferenceOptions(skip_glass=False), progress=False)
     finally:
