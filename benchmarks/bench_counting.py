@@ -188,13 +188,13 @@ def simulate(
 def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, seed: int,
                   steps: int, folder: Path) -> np.ndarray:
     """The LOTO model of ``tile`` fine-tuned on classified points (level-0 px of the 516 centre); its map."""
+    import bench_flash as bf
     import lightning as L
 
-    import bench_flash as bf
     from histoseg.datamodules import SlideDataModule
-    from histoseg.training_options import group_options
     from histoseg.labels.points import PointSet, write_points_csv
     from histoseg.tasks import SegmentationTask
+    from histoseg.training_options import group_options
 
     L.seed_everything(seed, verbose=False)
     points = folder / f"{tile}.points.csv"
@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the LOTO models (flash) and of the draws")
     parser.add_argument("--tiles", default="adenine,alport,healthy,iri,ntn,uuo")
     parser.add_argument("--synthetic", type=int, default=4, help="number of synthetic slides")
-    parser.add_argument("--cache", default=os.environ.get("HISTOSEG_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "histoseg-bench-counting")))
+    default_cache = str(Path(tempfile.gettempdir()) / "histoseg-bench-counting")
+    parser.add_argument("--cache", default=os.environ.get("HISTOSEG_BENCH_CACHE", default_cache))
     parser.add_argument("--quick", action="store_true", help="smoke run: synthetic only, 2 slides, n=50, 20 draws")
     parser.add_argument("--json", default=None)
     parser.add_argument("--finetune", action="store_true", help="cross-fitted fine-tuning experiment (FLASH)")

@@ -23,9 +23,9 @@ import lightning as L
 import numpy as np
 
 from histoseg.datamodules import SyntheticKidneyDataModule
-from histoseg.training_options import group_options
 from histoseg.sources import SyntheticSlides
 from histoseg.tasks import SegmentationTask
+from histoseg.training_options import group_options
 
 SCORED = ["background", "interstitium", "tubules", "glomeruli", "other"]
 

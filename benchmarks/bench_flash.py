@@ -191,8 +191,8 @@ def train_fold(
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
-    from histoseg.training_options import group_options
     from histoseg.tasks import SegmentationTask
+    from histoseg.training_options import group_options
 
     # Seed before the network is built: its random decoder/head init must not depend on which
     # folds ran before (a fold's result is then the same alone or in a full run).

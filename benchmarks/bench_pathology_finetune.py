@@ -204,8 +204,8 @@ def fit(
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
-    from histoseg.training_options import group_options
     from histoseg.tasks import SegmentationTask
+    from histoseg.training_options import group_options
 
     L.seed_everything(seed, verbose=False)
     base = save is not None

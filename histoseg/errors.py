@@ -8,7 +8,7 @@ without a traceback.
 
 A message without the ``; <fix>`` part gets its class's generic fix appended
 (:attr:`HistosegError.default_fix`), so no error line ever lacks one; raise sites
-should still give a specific fix (``tests/test_error_messages.py`` checks them).
+should still give a specific fix (``tests/reliability/test_error_messages.py`` checks them).
 """
 
 from __future__ import annotations

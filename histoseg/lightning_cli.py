@@ -16,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from histoseg.console import fit_summary, quiet_lightning
@@ -223,7 +224,9 @@ class HistosegCLI(LightningCLI):
             return  # the data module reports it in setup, as one line
         self.trainer.limit_val_batches = 0  # no empty validation loop (and no warning about it)
         for callback in self.trainer.checkpoint_callbacks:
-            monitor = getattr(callback, "monitor", None)
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            monitor = callback.monitor
             if monitor is None or not str(monitor).startswith("val"):
                 continue
             written = ": last.ckpt, written after every epoch (--ckpt_path last resumes)"
@@ -254,7 +257,9 @@ class HistosegCLI(LightningCLI):
 
     def before_predict(self) -> None:
         """Prediction needs a SlideWriter callback (it writes the outputs) and a checkpoint."""
-        if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):
+        # The ignores here and below: Lightning's callback connector sets Trainer.callbacks,
+        # which the Trainer class does not declare.
+        if not any(isinstance(c, SlideWriter) for c in self.trainer.callbacks):  # type: ignore[attr-defined]
             raise HistosegError(
                 "predict: no output writer; add --trainer.callbacks+=histoseg.writers.SlideWriter "
                 "--trainer.callbacks.out DIR (or use 'histoseg quantify')"
@@ -265,8 +270,8 @@ class HistosegCLI(LightningCLI):
 
     def after_predict(self) -> None:
         """Exit status 1 when any slide failed (listed in the report)."""
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, SlideWriter) and getattr(callback, "status", 0):
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, SlideWriter) and getattr(callback, "status", False):
                 sys.exit(1)
 
 

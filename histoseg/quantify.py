@@ -594,6 +594,7 @@ def _predict_and_write(
             assert folds is not None
             for fold, ids in zip(folds.models, held_out, strict=True):
                 fold_pred = predict_slide(slide, fold, options, progress=False)  # a temporary label map
+                assert fold_pred.labels is not None  # no out_path: the label map is in memory
                 fold_predictions.append(fold_pred)
                 fold_models.append(FoldModel(fold_pred.labels, set(ids)))
     background = predictor.background_class

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from histoseg.errors import ConfigError, HistosegError, LabelError
+from histoseg.errors import ConfigError, HistosegError
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import ensure_writable_dir, safe_stem
@@ -336,6 +336,7 @@ def run_sample(
             if is_design_file(record):
                 existing[record.name[: -len(".design.json")]] = record
     plan: list[tuple[str, _Source | None, PointDesign | None]] = []
+    source: _Source | None  # plan rows below carry None for designs without a source
     for source in sources:
         record = design_path(out_dir, source.stem)
         old_design = read_design(record) if is_design_file(record) else None
@@ -429,9 +430,9 @@ def _fold_config(base: dict[str, Any], ckpt: Path, table: Path, root: Path, step
             "init_args": {
                 "slides": str(table.resolve()),
                 "classes": list(block.get("classes") or hp.get("classes") or []),
-                "mpp": float(block.get("mpp") or hp.get("mpp")),
+                "mpp": float(block.get("mpp") or hp["mpp"]),
                 "patches": {
-                    "patch_size": int(block.get("patch_size") or hp.get("patch_size")),
+                    "patch_size": int(block.get("patch_size") or hp["patch_size"]),
                     "batch_size": batch,
                     "patches_per_epoch": max(batch, steps * batch // epochs),
                     "val_patches": 1,

@@ -60,12 +60,14 @@ class SlideWriter(BasePredictionWriter):
         from histoseg.quantify import Cohort
 
         dataloader = trainer.predict_dataloaders
+        assert dataloader is not None  # Lightning sets them up before this hook
         dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset
         sha = sha256_file(trainer.ckpt_path) if trainer.ckpt_path else ""
+        task: Any = pl_module  # a histoseg task (LightningModule.__getattr__ types .network as a Tensor)
         predictor = make_predictor(
-            pl_module.network,
-            pl_module.histoseg_block(),
-            checkpoint_sha256=sha,  # type: ignore[operator]
+            task.network,
+            task.histoseg_block(),
+            checkpoint_sha256=sha,
             method=self.method,
             tile_size=self.options.tile_size,
         )

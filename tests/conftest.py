@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -101,12 +102,30 @@ def make_labelled_slide(
     return slide, label_path, labels
 
 
+@pytest.fixture
+def table(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
+    """``slides.csv`` of three labelled slides (``s0`` val, ``s1``, ``s2`` train) and their true masks by
+    slide name (tests/test_datasets.py, tests/labels/test_table.py)."""
+    rows = []
+    truth = {}
+    for i in range(3):
+        slide, labels, mask = make_labelled_slide(tmp_path, f"s{i}", seed=i)
+        rows.append({"slide": slide.name, "labels": labels.name, "split": "val" if i == 0 else "train"})
+        truth[slide.name] = mask
+    path = tmp_path / "slides.csv"
+    with open(path, "w", newline="") as h:
+        w = csv.DictWriter(h, fieldnames=["slide", "labels", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return path, truth
+
+
 @pytest.fixture(scope="session")
 def tiny_kidney_root(tmp_path_factory) -> Path:
     """One short fit of configs/kidney.yaml with the tiny U-Net, shared by the tests that only need
     *a* trained checkpoint (its ``last.ckpt`` lies somewhere under the returned folder). Read-only:
     tests write their outputs elsewhere."""
-    from test_configs import fit_tiny_kidney
+    from tests.test_configs import fit_tiny_kidney
 
     root = tmp_path_factory.mktemp("tiny_kidney")
     assert fit_tiny_kidney(root, "--trainer.logger", "false") == 0

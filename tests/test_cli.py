@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLASH, ROOT, cli_exit_code
-from test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
+
+from tests.conftest import FLASH, ROOT, cli_exit_code
+from tests.test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

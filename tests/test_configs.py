@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FLASH, ROOT, cli_exit_code
+
+from tests.conftest import FLASH, ROOT, cli_exit_code
 
 SMALL_SYNTHETIC = [
     "--data.init_args.synthetic.n_slides",

@@ -1,9 +1,6 @@
-import csv
-
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_COLOURS, make_labelled_slide
 
 from histoseg import KIDNEY_CLASSES
 from histoseg.datasets import (
@@ -13,25 +10,9 @@ from histoseg.datasets import (
     RandomPatchDataset,
     prepare_labelled_slide,
 )
-from histoseg.errors import ConfigError
 from histoseg.labels.grid import GridOptions
 from histoseg.labels.table import read_slide_table
-
-
-@pytest.fixture
-def table(tmp_path):
-    rows = []
-    truth = {}
-    for i in range(3):
-        slide, labels, mask = make_labelled_slide(tmp_path, f"s{i}", seed=i)
-        rows.append({"slide": slide.name, "labels": labels.name, "split": "val" if i == 0 else "train"})
-        truth[slide.name] = mask
-    path = tmp_path / "slides.csv"
-    with open(path, "w", newline="") as h:
-        w = csv.DictWriter(h, fieldnames=["slide", "labels", "split"])
-        w.writeheader()
-        w.writerows(rows)
-    return path, truth
+from tests.conftest import CLASS_COLOURS
 
 
 def colour_to_label(image: np.ndarray) -> np.ndarray:
@@ -39,25 +20,13 @@ def colour_to_label(image: np.ndarray) -> np.ndarray:
     return dist.argmin(-1)
 
 
-def test_read_slide_table(table, tmp_path):
-    path, _ = table
-    records = read_slide_table(path)
-    assert [r.split for r in records] == ["val", "train", "train"]
-    assert records[0].slide == (tmp_path / "s0.tif").resolve() and records[0].kind == "dense"
-    bad = tmp_path / "bad.csv"
-    bad.write_text("image,labels\na.tif,b.png\n")
-    with pytest.raises(ConfigError, match="'slide' column"):
-        read_slide_table(bad)
-    bad.write_text("slide,split\na.tif,training\n")
-    with pytest.raises(ConfigError, match=r"bad\.csv:2: split 'training'"):
-        read_slide_table(bad)
-
-
 @pytest.mark.parametrize("mpp, patch", [(0.5, 32), (1.0, 32)])
 def test_patches_align_image_and_mask(table, mpp, patch):
     path, truth = table
     slides = [
-        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=mpp)) for r in read_slide_table(path) if r.split == "train"
+        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=mpp))
+        for r in read_slide_table(path)
+        if r.split == "train"
     ]
     dataset = RandomPatchDataset(
         slides, PatchOptions(patch_size=patch, mpp=mpp), num_classes=5, class_balanced=True
@@ -77,7 +46,9 @@ def test_patches_align_image_and_mask(table, mpp, patch):
 def test_random_dataset_is_deterministic_and_class_balanced(table):
     path, _ = table
     slides = [
-        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5)) for r in read_slide_table(path) if r.split == "train"
+        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5))
+        for r in read_slide_table(path)
+        if r.split == "train"
     ]
     a = RandomPatchDataset(
         slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3
@@ -139,40 +110,3 @@ def test_slide_shards_cover_every_slide_once(n_slides, world):
     real = [path for shard in shards for path in shard if path]
     assert sorted(real) == sorted(dataset.paths)  # each slide exactly once
     assert sum(path == "" for shard in shards for path in shard) == max(0, world - n_slides)
-
-
-# ---- datamodules: a slide-table source composed into SlideDataModule -----------------------------------
-def test_synthetic_source_is_composed_and_hparams_stay_plain(tmp_path):
-    """SyntheticKidneyDataModule is SlideDataModule + a SyntheticSlides source: same table, same
-    options; the hyperparameters a checkpoint stores stay plain values (weights_only loads them)."""
-    from histoseg.datamodules import SlideDataModule, SyntheticKidneyDataModule
-    from histoseg.training_options import PatchSampling
-    from histoseg.sources import SyntheticSlides
-
-    source = SyntheticSlides(root=str(tmp_path), n_slides=2, width=384, height=256)
-    composed = SyntheticKidneyDataModule(synthetic=source, mpp=2.0, patches=PatchSampling(patch_size=64))
-    direct = SlideDataModule(synthetic=source, mpp=2.0, patches=PatchSampling(patch_size=64))
-    table = composed.slide_table()
-    assert table == direct.slide_table() == str(source.dataset_dir() / "table-dense-val1.csv")
-    rows = read_slide_table(table)
-    assert [(r.split, r.kind) for r in rows] == [("val", "dense"), ("train", "dense")]
-    assert composed.mpp == 2.0 and composed.patches.patch_size == 64 and composed.synthetic is source
-    assert composed.hparams["synthetic"] == {**source.__dict__}
-    path = tmp_path / "hparams.pt"
-    torch.save({"hparams": dict(composed.hparams)}, path)
-    assert torch.load(path, weights_only=True)["hparams"]["synthetic"]["n_slides"] == 2
-    assert [p.name for p in composed.predict_dataloader().dataset.paths] == [rows[0].slide.name]
-
-
-def test_slide_sources_are_checked():
-    from histoseg.datamodules import SlideDataModule
-    from histoseg.sources import SyntheticSlides
-
-    with pytest.raises(ConfigError, match="data.synthetic.n_slides=2 and data.synthetic.n_val=2"):
-        SyntheticSlides(n_slides=2, n_val=2)
-    with pytest.raises(ConfigError, match="n_slides=1"):
-        SyntheticSlides(n_slides=1, n_val=0)
-    with pytest.raises(ConfigError, match="data.slides='t.csv' and data.synthetic are both set"):
-        SlideDataModule(slides="t.csv", synthetic=SyntheticSlides()).slide_table()
-    with pytest.raises(ConfigError, match="data.slides is not set"):
-        SlideDataModule().slide_table()

@@ -11,8 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, cli_exit_code
-from test_configs import SMALL_SYNTHETIC, TINY_UNET
+
+from tests.conftest import ROOT, cli_exit_code
+from tests.test_configs import SMALL_SYNTHETIC, TINY_UNET
 
 README = (ROOT / "README.md").read_text()
 PREDICTION = (ROOT / "docs" / "prediction.md").read_text()
@@ -251,7 +252,7 @@ def test_pending_docs_are_not_yet_written():
 def test_slow_tests_are_promised_only_if_they_exist():
     """The docs may tell users to run ``pytest -m slow`` only when some test carries the marker."""
     promised = [md.name for md in markdown_files() if "-m slow" in md.read_text()]
-    marked = [p.name for p in (ROOT / "tests").glob("test_*.py") if "mark.slow" in p.read_text()]
+    marked = [p.name for p in (ROOT / "tests").rglob("test_*.py") if "mark.slow" in p.read_text()]
     assert marked or not promised, f"{promised} promise 'pytest -m slow' but no test is marked slow"
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_exit_code
 from PIL import Image
 
 from histoseg.sampling.design import is_design_file, read_design
+from tests.conftest import cli_exit_code
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
 

@@ -160,9 +160,12 @@ def _argmax_and_max(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class TileBox(Protocol):
     """A tile's placement (:class:`histoseg.inference.predict.Tile`)."""
 
-    x: int
-    y: int
-    own: tuple[int, int, int, int]
+    @property
+    def x(self) -> int: ...  # noqa: D102
+    @property
+    def y(self) -> int: ...  # noqa: D102
+    @property
+    def own(self) -> tuple[int, int, int, int]: ...  # noqa: D102
 
 
 class GaussianMerger:

@@ -182,7 +182,7 @@ class InferenceOptions:
         """
         tile = int(predictor.tile_size if self.tile_size is None else self.tile_size)
         margin = int(predictor.margin if self.margin is None else self.margin)
-        blend = predictor.default_blend if self.blend == "auto" else self.blend
+        blend: Blend = predictor.default_blend if self.blend == "auto" else self.blend
         multiple = max(1, int(predictor.size_multiple))
         fixed = predictor.input_size
         if fixed is not None and tile != fixed:

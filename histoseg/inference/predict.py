@@ -344,7 +344,7 @@ def predict_slide(
     if not options.resolved:
         options = options.resolve(predictor)
     own_slide = not isinstance(slide, Slide)
-    handle = Slide(slide, mpp=mpp) if own_slide else slide
+    handle = slide if isinstance(slide, Slide) else Slide(slide, mpp=mpp)
     assert isinstance(handle, Slide)
     try:
         return _predict(

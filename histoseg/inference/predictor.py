@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from torch import nn
 
@@ -52,7 +53,7 @@ class Predictor:
     metadata: dict[str, object] = field(default_factory=dict)
 
     @property
-    def default_blend(self) -> str:
+    def default_blend(self) -> Literal["crop", "gaussian"]:
         """How tiles are merged by default.
 
         Centre crops for patch classifiers (exact: their tile edges see padded context),

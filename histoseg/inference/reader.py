@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +169,8 @@ def plan_reads(
     jobs: list[Piece] = []
     piece_of: dict[tuple[int, int], int] = {}
     for k in sorted(xs_of):
-        start = end = None
+        start: int | None = None
+        end = 0
         for x in sorted(xs_of[k]):
             if start is None or x > end or x + tile - start > PIECE_WIDTH:  # a gap, or too wide
                 if start is not None:
@@ -227,7 +228,7 @@ def _identity(item: Any) -> Any:
     return item
 
 
-def _jobs_in_processes(slide: Slide, plan: ReadPlan, workers: int) -> Iterator[np.ndarray]:
+def _jobs_in_processes(slide: Slide, plan: ReadPlan, workers: int) -> Generator[np.ndarray, None, None]:
     loader = torch.utils.data.DataLoader(
         _JobDataset(slide, plan),
         batch_size=None,
@@ -250,7 +251,7 @@ def _jobs_in_processes(slide: Slide, plan: ReadPlan, workers: int) -> Iterator[n
             shutdown()
 
 
-def _jobs_in_thread(slide: Slide, plan: ReadPlan) -> Iterator[np.ndarray]:
+def _jobs_in_thread(slide: Slide, plan: ReadPlan) -> Generator[np.ndarray, None, None]:
     """Read jobs in one background thread, :data:`READ_AHEAD` ahead (the slide handle is its alone)."""
     results: queue.Queue[tuple[np.ndarray | None, BaseException | None]] = queue.Queue(maxsize=READ_AHEAD)
     stop = threading.Event()
@@ -292,7 +293,7 @@ def iter_batches(
     *,
     workers: int = 0,
     pin_memory: bool = False,
-) -> Iterator[tuple[list[Any], torch.Tensor]]:
+) -> Generator[tuple[list[Any], torch.Tensor], None, None]:
     """Yield ``(tiles, images)`` in tile order: up to ``batch_size`` tiles, (n, T, T, 3) uint8 tensor.
 
     Args:

@@ -61,7 +61,7 @@ class LabelSink:
     def write_rows(self, y0: int, rows: np.ndarray) -> None:
         """Write (n, W) uint8 rows starting at row ``y0`` (bands arrive top to bottom)."""
         data = np.ascontiguousarray(rows, dtype=np.uint8)
-        view = memoryview(data).cast("B")
+        view = data.data.cast("B")
         offset = y0 * self.shape[1]
         while view:
             written = os.pwrite(self._fd, view, offset)

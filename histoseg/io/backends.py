@@ -82,6 +82,10 @@ class Backend:
     metadata_mpp: float | None = None
     """What the metadata said when it is not taken as the resolution (``mpp`` None): an implausible value."""
 
+    def __init__(self, path: Path) -> None:  # pragma: no cover - interface
+        """Open ``path`` (each backend opens its own format)."""
+        raise NotImplementedError
+
     def read(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:  # pragma: no cover - interface
         """Read a window (level-0 origin, size at ``level``); (h, w, 3) uint8, white outside."""
         raise NotImplementedError
@@ -140,7 +144,7 @@ class TiffBackend(Backend):
         photometric = getattr(series.pages[0], "photometric", None) if series.pages else None
         self._photometric = photometric.name.lower() if photometric is not None else None
         levels = list(series.levels) if series.levels else [series]
-        self._arrays = []
+        self._arrays: list[Any] = []
         self.level_dimensions = []
         self._axes: list[str] = []
         self._pages = []
@@ -163,8 +167,8 @@ class TiffBackend(Backend):
         tif = self._tif
         if tif.is_ome and tif.ome_metadata:
             match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
-            unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-            if match and (unit is None or unit.group(1) in ("µm", "um", "\u00b5m")):
+            ome_unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+            if match and (ome_unit is None or ome_unit.group(1) in ("µm", "um", "\u00b5m")):
                 return float(match.group(1)), "metadata"
         page = tif.pages.first
         description = page.description or ""

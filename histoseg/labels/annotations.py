@@ -120,6 +120,7 @@ def load_geojson_features(path: str | os.PathLike[str], what: str = "labels") ->
             f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
             "export the annotations from QuPath again (File > Export objects as GeoJSON)"
         ) from None
+    features: Any
     if isinstance(data, list):
         features = data
     elif isinstance(data, dict) and data.get("type") == "FeatureCollection":

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 from histoseg.errors import ArgumentParser, ConfigError, LabelError
 from histoseg.io.files import atomic_path
-from histoseg.io.outputs import is_owned_json
+from histoseg.io.outputs import FieldSpec, is_owned_json
 from histoseg.labels.annotations import (
     check_geometry,
     feature_class_name,
@@ -54,7 +54,7 @@ __all__ = ["CorrectionStats", "extract_corrections", "main", "write_corrections"
 
 MARK = "histoseg_corrections"
 """Top-level key of the files written here: the ownership record (:data:`RECORD`)."""
-RECORD = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
+RECORD: dict[str, FieldSpec] = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
 """A file is this command's output when it has these fields of these types
 (:func:`histoseg.io.outputs.has_record`); any other file is never overwritten."""
 

@@ -424,12 +424,12 @@ def read_scribble_image(
             f"colours: unknown class name(s) {', '.join(bad)}; known classes are {', '.join(lookup.classes)}"
         )
     for name, value in colours.items():
-        rgb = parse_colour(value, f"colours.{name}")
-        if any(rgb == other for _, other in table):
+        colour = parse_colour(value, f"colours.{name}")
+        if any(colour == other for _, other in table):
             raise ConfigError(
-                f"colours: {name} reuses the colour {rgb} of another class; give each class its own colour"
+                f"colours: {name} reuses the colour {colour} of another class; give each class its own colour"
             )
-        table.append((int(lookup.get(name)), rgb))  # type: ignore[arg-type]
+        table.append((int(lookup.get(name)), colour))  # type: ignore[arg-type]
     if not file.is_file():
         raise LabelError(f"{file}: scribble image not found; check the 'labels' path in the slide table")
     try:

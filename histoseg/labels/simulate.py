@@ -100,10 +100,12 @@ def _plan_counts(paths_xy: list[np.ndarray], radius: float, shape: tuple[int, in
         for j, i in enumerate(order):
             if j > 0:
                 a, b = (i, i + 1) if i < lo else (i - 1, i)
-                ax.append(xy[a, 0]), ay.append(xy[a, 1]), bx.append(xy[b, 0]), by.append(xy[b, 1])
+                for column, value in zip((ax, ay, bx, by), (xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1]), strict=True):
+                    column.append(value)
                 vertex_of_element.append(vertex)
                 lo, hi = min(lo, i), max(hi, i)
-            ax.append(xy[i, 0]), ay.append(xy[i, 1]), bx.append(xy[i, 0]), by.append(xy[i, 1])
+            for column, value in zip((ax, ay, bx, by), (xy[i, 0], xy[i, 1], xy[i, 0], xy[i, 1]), strict=True):
+                column.append(value)
             vertex_of_element.append(vertex)
             vertex += 1
     rows, cols, seg = capsule_candidates(
@@ -112,8 +114,8 @@ def _plan_counts(paths_xy: list[np.ndarray], radius: float, shape: tuple[int, in
     cum = np.zeros(vertex + 1, np.int64)
     if len(rows):
         flat = rows * shape[1] + cols
-        order = np.lexsort((seg, flat))
-        flat, seg = flat[order], seg[order]
+        by_pixel = np.lexsort((seg, flat))
+        flat, seg = flat[by_pixel], seg[by_pixel]
         first = np.ones(len(flat), bool)
         first[1:] = flat[1:] != flat[:-1]
         per_vertex = np.bincount(np.asarray(vertex_of_element)[seg[first]], minlength=vertex)
@@ -317,8 +319,7 @@ def _allocate_by_error_diffusion(plans: list[_ObjectPlan], budget: float, rng: n
     Each object takes the length whose pixel count brings the running total closest to the
     budget's share of the area seen so far.
     """
-    order = rng.permutation(len(plans))
-    order = sorted(order.tolist(), key=lambda i: plans[i].k_min == 0)  # forced objects first
+    order = sorted(rng.permutation(len(plans)).tolist(), key=lambda i: plans[i].k_min == 0)  # forced first
     room = sum(plans[i].area for i in order if plans[i].capacity > 0)
     seen_area = 0
     achieved = 0

@@ -144,6 +144,8 @@ class PlainPatchClassifier(nn.Sequential):
                 f"(3x3 valid conv + 2x2 max-pool each); use patch_size >= {_min_plain_patch(len(widths))} "
                 "or fewer widths"
             )
+        mean: tuple[float, ...]
+        std: tuple[float, ...]
         if in_channels == 3:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
         else:

@@ -273,10 +273,10 @@ def _row_blocks(
             )
         store = page.aszarr()
         try:
-            array = zarr.open(store, mode="r")
+            stored = zarr.open_array(store, mode="r")
             step = max(rows_per_block, int(page.tilelength or 1))
             for y0 in range(0, int(page.shape[0]), step):
-                yield y0, np.asarray(array[y0 : y0 + step])
+                yield y0, np.asarray(stored[y0 : y0 + step])
         finally:
             store.close()
 

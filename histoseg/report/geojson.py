@@ -94,11 +94,11 @@ def trace_regions(mask: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]
         (padded[2:, 1:-1], 2, (1, 1), (0, 1)),  # bottom edge, heading west
         (padded[1:-1, :-2], 3, (0, 1), (0, 0)),  # left edge, heading north
     )
-    for neighbour, direction, (sx, sy), (ex, ey) in sides:
+    for neighbour, side, (sx, sy), (ex, ey) in sides:
         r, c = np.nonzero((inner > 0) & (neighbour != inner))
         starts.append((r + sy) * rows_v + (c + sx))
         ends.append((r + ey) * rows_v + (c + ex))
-        dirs.append(np.full(r.size, direction, np.int8))
+        dirs.append(np.full(r.size, side, np.int8))
         comps.append(inner[r, c])
     start = np.concatenate(starts)
     end = np.concatenate(ends)

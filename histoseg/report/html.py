@@ -25,7 +25,7 @@ Every string from the user's data (slide names, paths, errors) is HTML-escaped; 
 URL-quoted relative links. The page is written atomically and rebuilt on every run (also a resume).
 A script sets ``data-rows`` (table rows), ``data-images-ok`` (``loaded/total``) and
 ``data-overflow`` (pixels the page or the cohort table is wider than the window) on ``<html>``
-after the page loads, so a headless browser can check it (``tests/test_html_report.py``).
+after the page loads, so a headless browser can check it (``tests/report/test_html.py``).
 
 Example:
     >>> from histoseg.report.html import render_html
@@ -177,9 +177,9 @@ def _thumbnail(path: Path, box: tuple[int, int] = (128, 96)) -> str | None:
     try:
         from PIL import Image
 
-        with Image.open(path) as image:
-            crop = _box(image.info.get(PREDICTION_BOX_KEY), image.size)
-            image = image.convert("RGB")
+        with Image.open(path) as opened:
+            crop = _box(opened.info.get(PREDICTION_BOX_KEY), opened.size)
+            image = opened.convert("RGB")
             if crop is not None:
                 image = image.crop(crop)
             image.thumbnail(box)
@@ -246,11 +246,8 @@ def _interval(head: Mapping[str, Any]) -> str:
 
 def _halfwidth_text(results: Sequence[Mapping[str, Any]]) -> str:
     """``±5.0 %`` when every headline has the same target half-width, else ""."""
-    targets = {
-        _number(h.get("target_halfwidth"))
-        for h in (slide_headline(r) for r in results)
-        if h is not None and _number(h.get("target_halfwidth")) is not None
-    }
+    halfwidths = (_number(h.get("target_halfwidth")) for h in map(slide_headline, results) if h is not None)
+    targets = {t for t in halfwidths if t is not None}
     return f"±{100 * targets.pop():.1f} %" if len(targets) == 1 else ""
 
 

@@ -191,7 +191,7 @@ def report_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         class_rows = result.get("rows") or []
         if base["status"] != "ok" or not class_rows:
-            row = {key: "" for key in REPORT_COLUMNS}
+            row: dict[str, Any] = {key: "" for key in REPORT_COLUMNS}
             row.update(base)
             for key in AREA_COLUMNS:
                 row[key] = math.nan

@@ -141,7 +141,7 @@ def _ids(start: int, count: int) -> list[str]:
 
 
 def _today() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def new_design(
@@ -180,7 +180,7 @@ def new_design(
         stratum = strata.astype(np.int64)
     else:
         raise ConfigError(f"--design {kind}: not a design; choose one of {', '.join(DESIGNS)}")
-    record = {
+    record: dict[str, Any] = {
         "round": 1,
         "seed": int(seed),
         "asked": int(n),
@@ -257,7 +257,7 @@ def add_round(
         counts = alloc.tolist()
         x, y, strata = stratified_points(design.frame, alloc, rng, taken)
         stratum = strata.astype(np.int64)
-    record = {
+    record: dict[str, Any] = {
         "round": number,
         "seed": int(seed),
         "asked": int(n),

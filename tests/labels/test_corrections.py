@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from reliability_helpers import expect_one_error
+
+from tests.reliability.helpers import expect_one_error
 
 
 def square(x0, y0, side, cls):
@@ -103,7 +104,7 @@ def test_corrections_bypasses_the_contract_unwritable_out(capsys, files, tmp_pat
 
 def test_corrections_keeps_the_contract_when_all_is_well(capsys, files):
     folder, args = files
-    from reliability_helpers import run
+    from tests.reliability.helpers import run
 
     code, lines, err = run(capsys, *args, "--out", folder / "x.geojson")
     assert (code, lines) == (0, []), err
@@ -130,7 +131,7 @@ def test_ownership_a_user_file_can_pass_corrections_out(capsys, files, text):
     expect_one_error(capsys, [needle], *args, "--out", mine)
     assert mine.read_text() == text
     # the command's own output is still recognised and rewritten on a rerun
-    from reliability_helpers import run
+    from tests.reliability.helpers import run
 
     assert run(capsys, *args, "--out", folder / "labels.geojson")[0] == 0
     assert run(capsys, *args, "--out", folder / "labels.geojson")[0] == 0

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, cli_exit_code, make_labelled_slide
 
 from histoseg.errors import ConfigError
 from histoseg.models.segmentation import build_segmentation_model
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 
 VIT_S = "tu-vit_small_patch16_224"
 SMALL_DPT = {"arch": "dpt", "encoder": VIT_S, "encoder_depth": 4, "decoder_channels": (8, 8, 8, 8)}

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from histoseg.errors import HistosegError
-from histoseg.report.crossfit import fold_of_checkpoint, is_manifest, manifest_path, read_manifest, write_manifest
+from histoseg.report.crossfit import (
+    fold_of_checkpoint,
+    is_manifest,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 
 
 def test_a_checkpoint_is_mapped_to_its_fold_by_the_table_it_trained_on(tmp_path):

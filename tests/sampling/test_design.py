@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from histoseg.errors import ConfigError, LabelError
-from histoseg.sampling.design import add_round, crossfit_folds, is_design_file, new_design, read_design, write_design
+from histoseg.sampling.design import (
+    add_round,
+    crossfit_folds,
+    is_design_file,
+    new_design,
+    read_design,
+    write_design,
+)
 from histoseg.sampling.frame import frame_from_label_map
 
 CLASSES = ["background", "interstitium", "tubules"]
