@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import shlex
 import warnings
@@ -140,5 +141,51 @@ def fit_summary(trainer: Any, classes: list[str] | None = None) -> list[str]:
     use = best or last
     if use:
         ckpt = shlex.quote(str(Path(use)))
-        lines.append(f"next: histoseg quantify --ckpt_path {ckpt} --slides 'slides/*.svs' --out results")
+        slides, first = slides_to_quantify(getattr(trainer, "datamodule", None))
+        if first:
+            lines.append(f"next: {first}")
+        prefix = "      " if first else "next: "
+        lines.append(f"{prefix}histoseg quantify --ckpt_path {ckpt} --slides {slides} --out results")
     return lines
+
+
+UNSEEN_SEED = 1000  # the README's demo seed: no config trains on it (they use 0 and 100)
+
+
+def slides_to_quantify(datamodule: Any) -> tuple[str, str | None]:
+    """The ``--slides`` of the ``next:`` command, shell-quoted, and a command to run before it (or None).
+
+    The user's own slide table: the folder of its training slides with their extension
+    (``'scans/*.svs'``; the folder alone when the extensions differ), relative to the working folder
+    when inside it. Generated synthetic slides: ``demo_slides``, made first by a ``histoseg synthesize``
+    with a seed the model never saw (quantifying the training slides would measure nothing).
+    Anything else (no data module, a table that cannot be read): the placeholder ``'slides/*.svs'``.
+
+    Args:
+        datamodule: The fit's data module (``trainer.datamodule``), used through ``synthetic`` and
+            ``records()`` (rows with ``slide`` and ``split``).
+    """
+    placeholder = "'slides/*.svs'", None
+    synthetic = getattr(datamodule, "synthetic", None)
+    if synthetic is not None:
+        seed = UNSEEN_SEED if getattr(synthetic, "seed", None) != UNSEEN_SEED else 2 * UNSEEN_SEED
+        return "demo_slides", f"histoseg synthesize --out demo_slides --n 2 --seed {seed}   # slides it never saw"
+    try:
+        records = list(datamodule.records())
+    except Exception:  # noqa: BLE001 - no data module or no readable table: the placeholder
+        return placeholder
+    slides = [Path(r.slide) for r in records if getattr(r, "split", None) == "train"] or [
+        Path(r.slide) for r in records
+    ]
+    if not slides:
+        return placeholder
+    folders = {p.parent.resolve() for p in slides}
+    folder = folders.pop() if len(folders) == 1 else Path(os.path.commonpath([str(f) for f in folders]))
+    try:
+        folder = folder.relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    suffixes = {p.suffix.lower() for p in slides}
+    where = "" if str(folder) == "." else f"{folder}/"
+    pattern = f"{where}*{slides[0].suffix}" if len(suffixes) == 1 and slides[0].suffix else str(folder)
+    return shlex.quote(pattern), None

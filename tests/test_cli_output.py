@@ -93,8 +93,8 @@ def test_fit_is_quiet_and_ends_with_the_summary(slides, capsys):
     assert [part.split()[0] for part in dice.group(2).split(", ")] == CLASSES
     assert (
         lines[4]
-        == f"next: histoseg quantify --ckpt_path {shlex.quote(str(best))} --slides 'slides/*.svs' --out results"
-    )
+        == f"next: histoseg quantify --ckpt_path {shlex.quote(str(best))} --slides '*.tif' --out results"
+    )  # the slide table's training slides are TIFFs in the working folder
     assert (tmp_path / best).is_file() and (tmp_path / "run/checkpoints/last.ckpt").is_file()
 
 
@@ -162,3 +162,41 @@ def test_work_lost_without_a_word_summary_of_a_fit_without_validation():
         "  last checkpoint: run/checkpoints/last.ckpt",
         "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'slides/*.svs' --out results",
     ]
+
+
+def test_next_command_names_the_users_slides(tmp_path, monkeypatch):
+    """The ``next:`` line points at the folder and extension of the slides the model was trained on (not a
+    fixed 'slides/*.svs'); after synthetic slides, at new synthetic slides made with an unseen seed."""
+    from types import SimpleNamespace
+
+    from histoseg.console import slides_to_quantify
+
+    monkeypatch.chdir(tmp_path)
+    rows = [SimpleNamespace(slide=tmp_path / "scans" / f"{n}.ndpi", split="train") for n in "ab"]
+    rows.append(SimpleNamespace(slide=tmp_path / "held" / "c.tif", split="val"))
+    table = SimpleNamespace(synthetic=None, records=lambda: rows)
+    assert slides_to_quantify(table) == ("'scans/*.ndpi'", None)
+    rows[1].slide = tmp_path / "scans" / "b.svs"  # mixed extensions: the folder
+    assert slides_to_quantify(table) == ("scans", None)
+    synthetic = SimpleNamespace(synthetic=SimpleNamespace(seed=0))
+    slides, first = slides_to_quantify(synthetic)
+    assert slides == "demo_slides" and first.startswith("histoseg synthesize --out demo_slides --n 2 --seed 1000")
+    assert "--seed 2000" in slides_to_quantify(SimpleNamespace(synthetic=SimpleNamespace(seed=1000)))[1]
+    assert slides_to_quantify(None) == ("'slides/*.svs'", None)
+
+    class Callback:
+        monitor = None
+        best_model_path = "run/checkpoints/last.ckpt"
+        last_model_path = ""
+
+    class Trainer:
+        checkpoint_callbacks = [Callback()]
+        callback_metrics = {}
+        global_step = 6
+        current_epoch = 3
+        datamodule = table
+
+    rows[1].slide = tmp_path / "scans" / "b.ndpi"
+    assert fit_summary(Trainer(), CLASSES)[-1] == (
+        "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'scans/*.ndpi' --out results"
+    )
