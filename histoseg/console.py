@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOISE", "LightningNoise", "fit_summary", "quiet_lightning"]
+__all__ = ["NOISE", "LightningNoise", "epoch_line", "fit_summary", "quiet_lightning"]
 
 NOISE = re.compile(
     r"^\s*(💡\s*)?Tip:|litlogger|litmodels|For seamless cloud"
@@ -147,6 +147,30 @@ def fit_summary(trainer: Any, classes: list[str] | None = None) -> list[str]:
         prefix = "      " if first else "next: "
         lines.append(f"{prefix}histoseg quantify --ckpt_path {ckpt} --slides {slides} --out results")
     return lines
+
+
+def epoch_line(
+    epoch: int, max_epochs: int | None, train_loss: float | None, metrics: Mapping[str, Any], seconds: float
+) -> str:
+    """One finished epoch of ``fit`` as a log line: ``epoch 3/6: train loss 0.412, val Dice 0.801, 212 s``.
+
+    Printed instead of the progress bar when stdout is not a terminal (a log file, a batch job).
+
+    Args:
+        epoch: 1-based epoch number.
+        max_epochs: The fit's ``trainer.max_epochs`` (None or -1: not shown).
+        train_loss: Mean training loss of the epoch (None: no batch ran).
+        metrics: The trainer's ``callback_metrics`` (``val_dice``, ``val_loss`` when validated).
+        seconds: Wall time of the epoch, validation included.
+    """
+    parts = [f"train loss {train_loss:.4f}"] if train_loss is not None else []
+    for key, name in (("val_loss", "val loss"), ("val_dice", "val Dice")):
+        value = _float(metrics.get(key))
+        if value is not None:
+            parts.append(f"{name} {value:.4f}" if key == "val_loss" else f"{name} {value:.3f}")
+    parts.append(f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s")
+    of = f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else ""
+    return f"epoch {epoch}{of}: " + ", ".join(parts)
 
 
 UNSEEN_SEED = 1000  # the README's demo seed: no config trains on it (they use 0 and 100)
