@@ -334,3 +334,19 @@ def test_count_of_commands_run_and_marked():
             print(f"    {line}")
     assert len(TALLY["run"]) >= 10
     assert all(re.search(r"\[.{10,}\]$", line) for line in TALLY["skip"]), "every skip needs its reason"
+
+
+def test_epoch_counts_in_the_docs_are_the_configs():
+    """"``configs/X.yaml``, N epochs" in the docs and notebooks is X's ``trainer.max_epochs`` (notebook 01
+    said 8 against kidney.yaml's 6)."""
+    import yaml
+
+    found = []
+    for name, text in markdown_sources():
+        if name.startswith("notebooks/"):  # code cells too: the notebook's text is in its JSON
+            text = (ROOT / name).read_text(encoding="utf-8")
+        for config, epochs in re.findall(r"`(configs/\w+\.yaml)`,? (\d+) epochs", text):
+            expected = yaml.safe_load((ROOT / config).read_text())["trainer"]["max_epochs"]
+            found.append((name, config, int(epochs), expected))
+    assert found, "no epoch count found (the pattern is stale)"
+    assert all(epochs == expected for _, _, epochs, expected in found), found
