@@ -29,6 +29,7 @@ import per command); a command with ``--trainer.strategy ddp`` runs in a subproc
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -218,6 +219,19 @@ HAND_STEPS = {
 }
 
 
+# document -> files its commands must have written (globs in the sandbox), beyond a zero exit status
+WRITES = {
+    "README.md": ["runs/kidney/lightning_logs/version_1/checkpoints/last.ckpt", "results/report.csv"],
+    "docs/qupath.md": [
+        "results/index.html",
+        f"labels/{SLIDE_STEM}.geojson",
+        "runs/corrected/lightning_logs/version_0/checkpoints/*.ckpt",
+    ],
+    "docs/prediction.md": ["results/report.csv", f"results/{SLIDE_STEM}.labels.tif"],
+    "docs/performance.md": ["results/report.csv"],
+}
+
+
 def substitute(words: list[str]) -> list[str]:
     out = []
     for word in words:
@@ -254,7 +268,7 @@ def run_histoseg(args: list[str], sandbox: Path, capsys, monkeypatch) -> tuple[i
     if "ddp" in args:  # Lightning's DDP launcher re-runs the command line: a process of its own
         result = subprocess.run(
             [sys.executable, "-m", "histoseg", *args], cwd=sandbox, capture_output=True, text=True,
-            timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+            timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         return result.returncode, result.stderr[-2000:]
     monkeypatch.chdir(sandbox)
@@ -310,6 +324,8 @@ def test_every_command_of_the_document_runs(doc, docs_inputs, tmp_path, capsys, 
             if code != 0:
                 failures.append(f"{where}: {command}\n  exit {code}: {err}")
     assert not failures, "documented commands that fail:\n" + "\n".join(failures)
+    missing = [pattern for pattern in WRITES.get(doc, []) if not list(sandbox.glob(pattern))]
+    assert not missing, f"{doc}: its commands exited 0 but did not write {missing}"
 
 
 def test_no_command_hides_in_an_untagged_block():
@@ -337,7 +353,7 @@ def test_count_of_commands_run_and_marked():
 
 
 def test_epoch_counts_in_the_docs_are_the_configs():
-    """"``configs/X.yaml``, N epochs" in the docs and notebooks is X's ``trainer.max_epochs`` (notebook 01
+    """ "``configs/X.yaml``, N epochs" in the docs and notebooks is X's ``trainer.max_epochs`` (notebook 01
     said 8 against kidney.yaml's 6)."""
     import yaml
 

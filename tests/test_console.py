@@ -1,4 +1,4 @@
-"""histoseg.lightning_cli: what ``fit`` prints when its output goes to a log file."""
+"""histoseg.console: the lines `fit` prints when its output goes to a log file (the callback is in lightning_cli)."""
 
 from __future__ import annotations
 
