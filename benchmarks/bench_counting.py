@@ -192,6 +192,7 @@ def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels
 
     import bench_flash as bf
     from histoseg.datamodules import SlideDataModule
+    from histoseg.training_options import group_options
     from histoseg.labels.points import PointSet, write_points_csv
     from histoseg.tasks import SegmentationTask
 
@@ -201,10 +202,10 @@ def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels
     table = folder / "slides.csv"
     image = bf.FLASH / "images" / f"{tile}_01.png"
     table.write_text(f"slide,labels,kind,split,mpp\n{image},{points},points,train,{bf.SLIDE_MPP}\n")
-    dm = SlideDataModule(
+    dm = SlideDataModule(**group_options(
         slides=str(table), classes=CLASSES, mpp=0.5, patch_size=192, batch_size=8, patches_per_epoch=steps * 8,
         val_patches=1, class_balanced=True, border_w0=0.0, num_workers=0, seed=seed,
-    )
+    ))
     task = SegmentationTask(
         classes=CLASSES, mpp=0.5, patch_size=192, arch="unet", encoder="tu-tf_efficientnet_lite0",
         encoder_weights=None, decoder_channels=[128, 64, 32, 24, 16], lr=0.0005, scheduler="cosine",

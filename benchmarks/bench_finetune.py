@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 
 from histoseg.datamodules import SyntheticKidneyDataModule
+from histoseg.training_options import group_options
 from histoseg.sources import SyntheticSlides
 from histoseg.tasks import SegmentationTask
 
@@ -30,7 +31,7 @@ SCORED = ["background", "interstitium", "tubules", "glomeruli", "other"]
 
 
 def target(args: argparse.Namespace, label_kind: str) -> SyntheticKidneyDataModule:
-    return SyntheticKidneyDataModule(
+    return SyntheticKidneyDataModule(**group_options(
         synthetic=SyntheticSlides(
             n_slides=4,
             n_val=1,
@@ -49,7 +50,7 @@ def target(args: argparse.Namespace, label_kind: str) -> SyntheticKidneyDataModu
         val_patches=48,
         class_balanced=True,
         num_workers=0,
-    )
+    ))
 
 
 def validate(task: SegmentationTask, dm: SyntheticKidneyDataModule) -> dict[str, float]:

@@ -191,6 +191,7 @@ def train_fold(
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
+    from histoseg.training_options import group_options
     from histoseg.tasks import SegmentationTask
 
     # Seed before the network is built: its random decoder/head init must not depend on which
@@ -206,7 +207,7 @@ def train_fold(
         args.scribble_method,
         args.stroke_length,
     )
-    dm = SlideDataModule(
+    dm = SlideDataModule(**group_options(
         slides=str(table),
         classes=CLASSES,
         value_map=VALUE_MAP,
@@ -227,7 +228,7 @@ def train_fold(
         seed=args.seed,
         centered=grid,
         stain_jitter=args.stain_jitter,
-    )
+    ))
     if grid:
         from histoseg.tasks import PatchClassificationTask
 

@@ -204,12 +204,13 @@ def fit(
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
+    from histoseg.training_options import group_options
     from histoseg.tasks import SegmentationTask
 
     L.seed_everything(seed, verbose=False)
     base = save is not None
     flash_labels = base  # raw FLASH values only in the base table; the half tables hold class indices
-    dm = SlideDataModule(
+    dm = SlideDataModule(**group_options(
         slides=str(table),
         classes=CLASSES,
         value_map=VALUE_MAP if flash_labels else None,
@@ -227,7 +228,7 @@ def fit(
         brush_um=args.brush_um,
         num_workers=0,
         seed=seed,
-    )
+    ))
     task = SegmentationTask(
         classes=CLASSES,
         mpp=args.mpp,

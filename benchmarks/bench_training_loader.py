@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ import torch
 import yaml
 
 from histoseg.datamodules import SyntheticKidneyDataModule
+from histoseg.sources import SyntheticSlides
 from histoseg.tasks import SegmentationTask
+from histoseg.training_options import OPTION_GROUPS
 from histoseg.transforms import augment_batch, to_float_image
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kidney.yaml"
@@ -37,13 +40,17 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kidney.yaml"
 
 def build(workers: int, prefetch: int) -> tuple[SyntheticKidneyDataModule, SegmentationTask]:
     config = yaml.safe_load(CONFIG.read_text())
-    data_args = dict(config["data"]["init_args"], num_workers=workers, prefetch_factor=prefetch)
+    data_args = dict(config["data"]["init_args"])
+    data_args["synthetic"] = SyntheticSlides(**data_args["synthetic"])
+    for group, kind in OPTION_GROUPS.items():
+        data_args[group] = kind(**data_args.get(group, {}))
+    data_args["loader"] = dataclasses.replace(data_args["loader"], num_workers=workers, prefetch_factor=prefetch)
     model_args = dict(config["model"]["init_args"], encoder_weights=None)
     dm = SyntheticKidneyDataModule(**data_args)
     dm.prepare_data()
     dm.setup("fit")
     torch.manual_seed(0)
-    task = SegmentationTask(classes=dm.classes, mpp=dm.mpp, patch_size=dm.patch_size, **model_args)
+    task = SegmentationTask(classes=dm.classes, mpp=dm.mpp, patch_size=dm.patches.patch_size, **model_args)
     return dm, task
 
 
@@ -60,8 +67,8 @@ class Stepper:
         batch = dict(batch)
         batch["image"] = to_float_image(batch["image"])
         batch["image"], batch["mask"], batch["weight"] = augment_batch(
-            batch["image"], batch["mask"], batch["weight"], self.dm.color_jitter,
-            generator=self.generator, stain_jitter=self.dm.stain_jitter,
+            batch["image"], batch["mask"], batch["weight"], self.dm.augmentation.color_jitter,
+            generator=self.generator, stain_jitter=self.dm.augmentation.stain_jitter,
         )  # fmt: skip
         loss = self.task.compute_loss(self.task(batch["image"]), batch)
         self.optimizer.zero_grad(set_to_none=True)

@@ -182,8 +182,8 @@ def main() -> int:
             parser.error(f"--set {item}: give KEY=VALUE")
         extra += [f"--{key}", value]
     if args.quick:
-        extra += ["--trainer.max_epochs", "1", "--data.init_args.patches_per_epoch", "16",
-                 "--data.init_args.val_patches", "8", "--data.init_args.num_workers", "0"]  # fmt: skip
+        extra += ["--trainer.max_epochs", "1", "--data.init_args.patches.patches_per_epoch", "16",
+                 "--data.init_args.patches.val_patches", "8", "--data.init_args.loader.num_workers", "0"]  # fmt: skip
     args.root.mkdir(parents=True, exist_ok=True)
     slides = held_out(args.root, args.held_out, args.quick, args.hue_shift, args.saturation, args.fibrosis)
     print(f"config {args.config}; held-out slides: {', '.join(s.name for s in slides)} "

@@ -3,7 +3,7 @@
 - ``histoseg fit|validate|test|predict --config FILE``: LightningCLI (:mod:`histoseg.lightning_cli`) over the tasks
   (:mod:`histoseg.tasks`) and datamodules (:mod:`histoseg.datamodules`); every option is a typed
   ``__init__`` argument, so ``--help`` and ``--print_config`` document them. ``data.classes``,
-  ``data.mpp`` and ``data.patch_size`` are linked into the model, so checkpoints carry them.
+  ``data.mpp`` and ``data.patches.patch_size`` are linked into the model, so checkpoints carry them.
 - ``histoseg quantify --ckpt_path CKPT --slides PATH_OR_GLOB --out DIR``: slide inference and the
   cohort area report (:mod:`histoseg.quantify`).
 - ``histoseg synthesize --out DIR``: write synthetic kidney-like slides (:mod:`histoseg.synthetic`).

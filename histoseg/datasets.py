@@ -20,7 +20,7 @@ number of DataLoader workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -87,54 +87,20 @@ class LabelledSlide:
             self.class_positions[int(cls)] = pos.astype(np.int64)
 
 
-def prepare_labelled_slide(
-    record: SlideRecord,
-    classes: Sequence[str],
-    mpp: float,
-    *,
-    value_map: Mapping[int, str] | None = None,
-    white_value_map: Mapping[int, str] | None = None,
-    brush_um: float = 2.0,
-    point_radius_um: float = 0.0,
-    margin_px: int = 0,
-    scribble_colours: Mapping[str, Sequence[int] | str] | None = None,
-    grow_um: float = 0.0,
-    grow_classes: Sequence[int] | None = None,
-) -> LabelledSlide:
-    """Open a slide and put its labels on the training grid at ``mpp``, ready for patch sampling.
+def prepare_labelled_slide(record: SlideRecord, options: GridOptions) -> LabelledSlide:
+    """Open a slide and put its labels on the training grid at ``options.mpp``, ready for patch sampling.
 
     The label grid is made by the builder of the row's label kind
-    (:func:`histoseg.labels.grid.build_label_grid`); the options are those of
-    :class:`histoseg.labels.grid.GridOptions`.
+    (:func:`histoseg.labels.grid.build_label_grid`).
 
     Args:
         record: Slide table row (with labels).
-        classes: Class names.
-        mpp: Training resolution (microns per pixel).
-        value_map: Dense masks: ``{raw value: class name | "ignore"}``.
-        white_value_map: Dense masks: ``{raw value: class name}`` for white pixels of those values.
-        brush_um: Scribbles: stroke width in microns.
-        point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
-        margin_px: Points: training pixels kept around the points' bounding box.
-        scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
-        grow_um: Scribbles: superpixel growth size in microns (0 = off).
-        grow_classes: Class indices whose strokes grow (None = all).
+        options: The user's label options on the training grid
+            (:meth:`histoseg.labels.grid.GridOptions.on_grid`).
 
     Raises:
         HistosegError: unreadable slide or labels, unknown label kind, no labelled pixel.
     """
-    options = GridOptions(
-        classes=classes,
-        mpp=mpp,
-        value_map=value_map,
-        white_value_map=white_value_map,
-        brush_um=brush_um,
-        point_radius_um=point_radius_um,
-        margin_px=margin_px,
-        scribble_colours=scribble_colours,
-        grow_um=grow_um,
-        grow_classes=grow_classes,
-    )
     grid = build_label_grid(record, options)
     return LabelledSlide(
         path=record.slide,

@@ -2,7 +2,7 @@
 
 ``fit`` without a ``trainer.precision`` trains at :func:`default_training_precision` (bf16-mixed on
 a bf16 GPU or an AMX CPU, else fp32). :class:`HistosegCLI` links ``data.classes``, ``data.mpp``
-and ``data.patch_size`` into the model, so every checkpoint describes itself, and checks a
+and ``data.patches.patch_size`` into the model, so every checkpoint describes itself, and checks a
 ``--ckpt_path`` before Lightning loads it: the file is read once with ``weights_only=True`` (no
 pickled code runs; a bad file is one error line, not Lightning's traceback) and must pass the one
 compatibility check, :func:`histoseg.inference.checkpoint.check_compatible`, against the model of
@@ -32,6 +32,7 @@ from histoseg.inference.checkpoint import (
     resolve_checkpoint_path,
 )
 from histoseg.tasks import BaseTask
+from histoseg.training_options import MOVED_OPTIONS, OPTION_GROUPS
 from histoseg.writers import SlideWriter
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ def _get(config: object, dotted: str) -> object:
         except (KeyError, TypeError, AttributeError):
             return None
     return value
+
+
+def _patch_size(data: SlideDataModule) -> int:
+    """``data.patches.patch_size`` of the instantiated datamodule (linked into the model)."""
+    return data.patches.patch_size
 
 
 def check_trainer_options(config: object) -> None:
@@ -68,11 +74,11 @@ def check_trainer_options(config: object) -> None:
         if not isinstance(value, int) or value < (0 if zero_ok else 1):
             fix = "0 or more" if zero_ok else "at least 1 (or -1 for no limit)"
             raise ConfigError(f"trainer.{key}={value}: must be {fix}; e.g. --trainer.{key} 10")
-    for key in ("data.init_args.num_workers", "data.num_workers"):
+    for key in ("data.init_args.loader.num_workers", "data.loader.num_workers"):
         value = _get(config, key)
         if isinstance(value, int) and value < 0:
             raise ConfigError(
-                f"data.num_workers={value}: must be 0 (load in the main process) or more; e.g. 4"
+                f"data.loader.num_workers={value}: must be 0 (load in the main process) or more; e.g. 4"
             )
     lr = _get(config, "model.init_args.lr")
     if isinstance(lr, (int, float)) and not (math.isfinite(lr) and 0 < lr <= 1):
@@ -170,8 +176,11 @@ class HistosegCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the data's classes, mpp and patch size into the model."""
-        for key in ("classes", "mpp", "patch_size"):
+        for key in ("classes", "mpp"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+        parser.link_arguments(
+            "data", "model.init_args.patch_size", compute_fn=_patch_size, apply_on="instantiate"
+        )
 
     _ckpt_block: dict | None = None  # the histoseg block of --ckpt_path, read once
 
@@ -305,9 +314,67 @@ class HistosegCLI(LightningCLI):
                 sys.exit(1)
 
 
+def _moved(key: str) -> str | None:
+    """The grouped place of a flat data option (``data.brush_um`` -> ``data.labels.brush_um``), or None."""
+    for prefix in ("data.init_args.", "data."):
+        if key.startswith(prefix):
+            new = MOVED_OPTIONS.get(key[len(prefix) :])
+            return None if new is None else prefix + new
+    return None
+
+
+def check_moved_options(args: list[str]) -> None:
+    """One ``error:`` line for a data option written flat, as before the options were grouped.
+
+    Looks at ``--data.<name>`` options and at ``data:`` / ``data.init_args:`` keys of every
+    ``--config`` file (:data:`histoseg.training_options.MOVED_OPTIONS`).
+
+    Raises:
+        ConfigError: naming the option (or the config file) and where the option went.
+    """
+    import yaml
+
+    groups = ", ".join(OPTION_GROUPS)
+    configs = []
+    for index, arg in enumerate(args):
+        if arg.startswith("--data."):
+            key = arg[2:].split("=", 1)[0]
+            new = _moved(key)
+            if new is not None:
+                raise ConfigError(
+                    f"--{key}: moved to --{new} (training options are grouped: {groups}); use --{new}"
+                )
+        if arg == "--config" and index + 1 < len(args):
+            configs.append(args[index + 1])
+        elif arg.startswith("--config="):
+            configs.append(arg.split("=", 1)[1])
+    for name in configs:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # reported by the configuration parser, with the file's own problem
+        data = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(data, dict):
+            continue
+        blocks = [("data.", data)]
+        if isinstance(data.get("init_args"), dict):
+            blocks.append(("data.init_args.", data["init_args"]))
+        for prefix, block in blocks:
+            for key in block:
+                new = _moved(prefix + str(key))
+                if new is not None:
+                    group, field = new[len(prefix) :].split(".")
+                    raise ConfigError(
+                        f"{name}: {prefix}{key} moved to {new} (training options are grouped: {groups}); "
+                        f"write it as '{field}: ...' inside a '{group}:' block under {prefix.rstrip('.')}"
+                    )
+
+
 def run(args: list[str] | None) -> None:
     """Run ``histoseg fit|validate|test|predict`` with ``args`` (None: ``sys.argv``)."""
     quiet_lightning()
+    check_moved_options(sys.argv[1:] if args is None else list(args))
     HistosegCLI(
         model_class=BaseTask,
         datamodule_class=SlideDataModule,

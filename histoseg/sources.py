@@ -59,7 +59,7 @@ class SyntheticSlides:
         fibrosis: Pathology setting in [0, 1]: wider interstitium, atrophic tubules.
         label_kind: Labels of the training slides: dense masks, grid points drawn every
             ``grid_spacing_um`` from them, or scribbles simulated from them (``scribble_fraction``
-            of the labelled pixels, drawn with the brush ``data.brush_um``).
+            of the labelled pixels, drawn with the brush ``data.labels.brush_um``).
         grid_spacing_um: Grid-point spacing in microns.
         scribble_fraction: Fraction of labelled pixels covered by simulated scribbles.
         scribble_method: How the simulated strokes run inside each object: along its

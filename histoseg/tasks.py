@@ -64,7 +64,7 @@ class BaseTask(L.LightningModule):
     Args:
         classes: Class names (linked from ``data.classes``).
         mpp: Training resolution in microns per pixel (linked from ``data.mpp``).
-        patch_size: Training patch side in pixels (linked from ``data.patch_size``).
+        patch_size: Training patch side in pixels (linked from ``data.patches.patch_size``).
         lr: Peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
         scheduler: ``cosine`` (one-cycle cosine with 5 % warm-up over the whole fit) or ``none``.
@@ -302,7 +302,7 @@ class SegmentationTask(BaseTask):
     Args:
         classes: Class names (linked from ``data.classes``).
         mpp: Training resolution (linked from ``data.mpp``).
-        patch_size: Patch side (linked from ``data.patch_size``); a multiple of ``2**encoder_depth``.
+        patch_size: Patch side (linked from ``data.patches.patch_size``); a multiple of ``2**encoder_depth``.
         arch: smp architecture (``unet``, ``unetplusplus``, ``fpn``, ...).
         encoder: smp encoder (``resnet34``, ``tu-tf_efficientnet_lite0``, any ``tu-<timm name>``).
         encoder_weights: null (random init), ``auto`` (offline EfficientNet-Lite0 ImageNet weights
@@ -389,7 +389,7 @@ class SegmentationTask(BaseTask):
         if self.patch_size % multiple:
             lower = max(multiple, self.patch_size // multiple * multiple)
             raise ConfigError(
-                f"data.patch_size={self.patch_size} is not a multiple of {multiple} (required by the "
+                f"data.patches.patch_size={self.patch_size} is not a multiple of {multiple} (required by the "
                 f"{self.encoder_depth}-stage U-Net encoder); use {lower} or {lower + multiple}"
             )
 
@@ -440,7 +440,7 @@ class SegmentationTask(BaseTask):
 class PatchClassificationTask(BaseTask):
     """Patch classification on grid points: the class of a patch's centre pixel.
 
-    Trained on patches centred on labelled points (``data.centered: true``; the label is
+    Trained on patches centred on labelled points (``data.patches.centered: true``; the label is
     ``mask[P // 2, P // 2]``). For slide inference the classifier is convolutionalized and run
     densely (:mod:`histoseg.models.convolutionalize`, :mod:`histoseg.models.dense`), so the same
     ``quantify`` command serves it. Logged: ``val_acc`` (point accuracy) and per-class F1 as
@@ -449,7 +449,7 @@ class PatchClassificationTask(BaseTask):
     Args:
         classes: Class names (linked from ``data.classes``).
         mpp: Training resolution (linked from ``data.mpp``).
-        patch_size: Patch side (linked from ``data.patch_size``).
+        patch_size: Patch side (linked from ``data.patches.patch_size``).
         arch: ``plain`` (valid-conv CNN with dense layers; exact dense prediction) or ``encoder``
             (a timm trunk with a dense head; dense prediction not exact at tile borders).
         widths: Plain CNN: channels of the conv blocks (each 3x3 conv, BatchNorm, ReLU, 2x2 max-pool).

@@ -88,8 +88,8 @@ def test_patch_size_not_multiple_of_32(capsys, good):
     fit(
         capsys,
         good[0],
-        ["data.patch_size=100", "use 96 or 128"],
-        "--data.init_args.patch_size",
+        ["data.patches.patch_size=100", "use 96 or 128"],
+        "--data.init_args.patches.patch_size",
         "100",
         "--model.init_args.encoder_depth",
         "5",
@@ -222,7 +222,7 @@ def test_scribble_image_with_colours_not_in_config(capsys, good):
         capsys,
         good[0],
         ["scr.png"],
-        "--data.init_args.scribble_colours",
+        "--data.init_args.labels.scribble_colours",
         "{tubules: [0, 255, 0]}",
         rows=["good.tif,scr.png,scribbles,train,"],
     )
@@ -232,10 +232,10 @@ def test_scribble_growth_with_unknown_class(capsys, good):
     fit(
         capsys,
         good[0],
-        ["data.scribble_grow_classes", "Tubule", "fix the names"],
-        "--data.init_args.scribble_grow_um",
+        ["data.labels.grow_classes", "Tubule", "fix the names"],
+        "--data.init_args.labels.grow_um",
         "5",
-        "--data.init_args.scribble_grow_classes",
+        "--data.init_args.labels.grow_classes",
         "[Tubule]",
         rows=["good.tif,good.png,dense,train,"],
     )

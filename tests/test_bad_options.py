@@ -177,7 +177,7 @@ def test_messages_that_mislead_slide_metadata_mpp_named_with_its_value(capsys, t
         ("--trainer.max_steps", "-5", "trainer.max_steps=-5"),
         ("--trainer.max_steps", "0", "trainer.max_steps=0"),
         ("--trainer.min_epochs", "-2", "trainer.min_epochs=-2"),
-        ("--data.init_args.num_workers", "-1", "data.num_workers=-1"),
+        ("--data.init_args.loader.num_workers", "-1", "data.loader.num_workers=-1"),
         ("--model.init_args.lr", "-1", "model.lr=-1"),
         ("--model.init_args.lr", "0", "model.lr=0"),
         ("--model.init_args.lr", "nan", "invalid configuration"),  # jsonargparse refuses it

@@ -91,11 +91,11 @@ def test_flash_fit_writes_checkpoint_and_loss_falls(tmp_path):
         "4",
         "--trainer.limit_val_batches",
         "1",
-        "--data.init_args.patches_per_epoch",
+        "--data.init_args.patches.patches_per_epoch",
         "32",
-        "--data.init_args.batch_size",
+        "--data.init_args.patches.batch_size",
         "8",
-        "--data.init_args.patch_size",
+        "--data.init_args.patches.patch_size",
         "128",  # the config's 192 costs 2.25x per step; the test is about the loop, not the recipe
         "--model.init_args.lr",
         "0.01",
@@ -121,8 +121,8 @@ BAD_CASES = {
     "missing config": (["--config", "configs/does-not-exist.yaml"], ["does-not-exist.yaml"]),
     "unknown key": (["--config", "configs/flash.yaml", "--data.init_args.bogus", "1"], ["bogus"]),
     "patch size": (
-        ["--config", "configs/flash.yaml", "--data.init_args.patch_size", "100"],
-        ["data.patch_size=100", "multiple of 32"],
+        ["--config", "configs/flash.yaml", "--data.init_args.patches.patch_size", "100"],
+        ["data.patches.patch_size=100", "multiple of 32"],
     ),
     "missing slide table": (
         ["--config", "configs/flash.yaml", "--data.init_args.slides", "nope.csv"],
@@ -167,6 +167,7 @@ def test_synthetic_datamodule_help_explains_every_option(capsys):
     from histoseg.cli import main
     from histoseg.datamodules import SlideDataModule
     from histoseg.sources import SyntheticSlides
+    from histoseg.training_options import OPTION_GROUPS
 
     with pytest.raises(SystemExit) as info:
         main(["fit", "--data.help", "histoseg.datamodules.SyntheticKidneyDataModule"])
@@ -175,13 +176,17 @@ def test_synthetic_datamodule_help_explains_every_option(capsys):
     expected = {f"--data.{name}" for name in inspect.signature(SlideDataModule.__init__).parameters} - {
         "--data.self",
         "--data.synthetic",
+        *(f"--data.{group}" for group in OPTION_GROUPS),
     }
     expected |= {f"--data.synthetic.{field}" for field in SyntheticSlides.__dataclass_fields__}
+    expected |= {
+        f"--data.{group}.{field}" for group, kind in OPTION_GROUPS.items() for field in kind.__dataclass_fields__
+    }
     assert expected <= set(helps), sorted(expected - set(helps))
     bad = {k: v for k, v in helps.items() if k in expected and (len(v) < 8 or v.lower().startswith("see "))}
     assert not bad, bad
     assert helps["--data.synthetic.n_slides"].startswith("Number of slides")
-    assert helps["--data.border_w0"].startswith("Amplitude")
+    assert helps["--data.weighting.border_w0"].startswith("Amplitude")
 
 
 def test_help_parser_finds_empty_and_see_also_helps():
@@ -276,7 +281,8 @@ def test_switching_the_data_class_leaves_the_synthetic_slides_behind(tmp_path, c
     data = yaml.safe_load(result.stdout)["data"]
     assert data["class_path"] == "histoseg.datamodules.SlideDataModule"
     assert data["init_args"]["synthetic"] is None and data["init_args"]["slides"] == "slides.csv"
-    assert data["init_args"]["class_balanced"] is True and data["init_args"]["patch_size"] == 256
+    patches = data["init_args"]["patches"]
+    assert patches["class_balanced"] is True and patches["patch_size"] == 256
 
 
 def test_a_long_configuration_error_is_cut_between_words():

@@ -13,7 +13,7 @@ SMALL_SYNTHETIC = [
     "1024",
     "--data.init_args.synthetic.height",
     "768",
-    "--data.init_args.num_workers",
+    "--data.init_args.loader.num_workers",
     "0",
 ]
 TINY_UNET = [
@@ -74,7 +74,7 @@ def test_kidney_grid_config_fast_dev_run(tmp_path):
         str(ROOT / "configs/kidney_grid.yaml"),
         *SMALL_SYNTHETIC,
         *TINY_CLASSIFIER,
-        "--data.init_args.batch_size",
+        "--data.init_args.patches.batch_size",
         "8",
     ]
     assert cli("fit", *args, *fast(tmp_path)) == 0
@@ -123,7 +123,7 @@ def test_must_show_kidney_fit_writes_checkpoint_under_root_dir(tmp_path):
             "1",
             "--trainer.default_root_dir",
             str(tmp_path),
-            "--data.init_args.num_workers",
+            "--data.init_args.loader.num_workers",
             "0",
         ],
         cwd=ROOT,
@@ -145,7 +145,7 @@ def test_kidney_grid_checkpoint_runs_through_quantify(tmp_path):
         str(ROOT / "configs/kidney_grid.yaml"),
         *SMALL_SYNTHETIC,
         *TINY_CLASSIFIER,
-        "--data.init_args.batch_size",
+        "--data.init_args.patches.batch_size",
         "16",
         "--trainer.max_epochs",
         "1",

@@ -14,6 +14,7 @@ from histoseg.datasets import (
     prepare_labelled_slide,
 )
 from histoseg.errors import ConfigError
+from histoseg.labels.grid import GridOptions
 from histoseg.labels.table import read_slide_table
 
 
@@ -56,7 +57,7 @@ def test_read_slide_table(table, tmp_path):
 def test_patches_align_image_and_mask(table, mpp, patch):
     path, truth = table
     slides = [
-        prepare_labelled_slide(r, KIDNEY_CLASSES, mpp) for r in read_slide_table(path) if r.split == "train"
+        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=mpp)) for r in read_slide_table(path) if r.split == "train"
     ]
     dataset = RandomPatchDataset(
         slides, PatchOptions(patch_size=patch, mpp=mpp), num_classes=5, class_balanced=True
@@ -76,7 +77,7 @@ def test_patches_align_image_and_mask(table, mpp, patch):
 def test_random_dataset_is_deterministic_and_class_balanced(table):
     path, _ = table
     slides = [
-        prepare_labelled_slide(r, KIDNEY_CLASSES, 0.5) for r in read_slide_table(path) if r.split == "train"
+        prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5)) for r in read_slide_table(path) if r.split == "train"
     ]
     a = RandomPatchDataset(
         slides, PatchOptions(patch_size=32, mpp=0.5), 5, class_balanced=True, centered=True, seed=3
@@ -95,7 +96,7 @@ def test_random_dataset_is_deterministic_and_class_balanced(table):
 def test_grid_dataset_covers_labels_and_weights(table):
     path, truth = table
     record = read_slide_table(path)[0]
-    slide = prepare_labelled_slide(record, KIDNEY_CLASSES, 0.5)
+    slide = prepare_labelled_slide(record, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5))
     options = PatchOptions(patch_size=64, mpp=0.5, object_classes=(2, 3), border_w0=10.0, border_sigma_px=5.0)
     dataset = GridPatchDataset([slide], options)
     assert len(dataset) == (256 // 64) * (320 // 64)
@@ -118,7 +119,7 @@ def test_border_term_applies_to_dense_labels_only(table):
     import dataclasses
 
     path, _ = table
-    dense = prepare_labelled_slide(read_slide_table(path)[0], KIDNEY_CLASSES, 0.5)
+    dense = prepare_labelled_slide(read_slide_table(path)[0], GridOptions(classes=KIDNEY_CLASSES, mpp=0.5))
     options = PatchOptions(patch_size=64, mpp=0.5, object_classes=(2, 3), border_w0=10.0, border_sigma_px=5.0)
     dense_weights = torch.stack([s["weight"] for s in GridPatchDataset([dense], options)])
     assert dense_weights.max() > 2.0  # the border term is there (w0 = 10 between objects)
@@ -145,16 +146,17 @@ def test_synthetic_source_is_composed_and_hparams_stay_plain(tmp_path):
     """SyntheticKidneyDataModule is SlideDataModule + a SyntheticSlides source: same table, same
     options; the hyperparameters a checkpoint stores stay plain values (weights_only loads them)."""
     from histoseg.datamodules import SlideDataModule, SyntheticKidneyDataModule
+    from histoseg.training_options import PatchSampling
     from histoseg.sources import SyntheticSlides
 
     source = SyntheticSlides(root=str(tmp_path), n_slides=2, width=384, height=256)
-    composed = SyntheticKidneyDataModule(synthetic=source, mpp=2.0, patch_size=64)
-    direct = SlideDataModule(synthetic=source, mpp=2.0, patch_size=64)
+    composed = SyntheticKidneyDataModule(synthetic=source, mpp=2.0, patches=PatchSampling(patch_size=64))
+    direct = SlideDataModule(synthetic=source, mpp=2.0, patches=PatchSampling(patch_size=64))
     table = composed.slide_table()
     assert table == direct.slide_table() == str(source.dataset_dir() / "table-dense-val1.csv")
     rows = read_slide_table(table)
     assert [(r.split, r.kind) for r in rows] == [("val", "dense"), ("train", "dense")]
-    assert composed.mpp == 2.0 and composed.patch_size == 64 and composed.synthetic is source
+    assert composed.mpp == 2.0 and composed.patches.patch_size == 64 and composed.synthetic is source
     assert composed.hparams["synthetic"] == {**source.__dict__}
     path = tmp_path / "hparams.pt"
     torch.save({"hparams": dict(composed.hparams)}, path)

@@ -52,9 +52,9 @@ FIT_SHRINK = [
     *TINY_UNET,
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
     "--trainer.enable_model_summary", "false",
-    "--data.init_args.patch_size", "64", "--data.init_args.batch_size", "2",
-    "--data.init_args.patches_per_epoch", "2", "--data.init_args.val_patches", "2",
-    "--data.init_args.num_workers", "0",
+    "--data.init_args.patches.patch_size", "64", "--data.init_args.patches.batch_size", "2",
+    "--data.init_args.patches.patches_per_epoch", "2", "--data.init_args.patches.val_patches", "2",
+    "--data.init_args.loader.num_workers", "0",
 ]  # fmt: skip
 SYNTHETIC_SHRINK = [
     "--data.init_args.synthetic.n_slides", "2", "--data.init_args.synthetic.width", "1024",

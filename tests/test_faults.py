@@ -97,7 +97,7 @@ def tiny_fit_args(slides: Path, root: Path, batches: int, *extra: str) -> list:
         "3",
         "--trainer.limit_train_batches",
         str(batches),
-        "--data.init_args.patches_per_epoch",
+        "--data.init_args.patches.patches_per_epoch",
         str(2 * batches),
         "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
         *extra,

@@ -129,11 +129,11 @@ def test_registry_maps_a_registered_fake_kind_to_its_grid(tmp_path, monkeypatch)
     monkeypatch.setitem(grid.LABEL_GRIDS, "fake", fake_grid)
     (record,) = read_slide_table(table)
     assert record.kind == "fake" and grid.label_kinds() == ("dense", "points", "scribbles", "fake")
-    made = grid.build_label_grid(record, grid.GridOptions(KIDNEY_CLASSES, mpp=1.0, brush_um=5.0))
+    made = grid.build_label_grid(record, grid.GridOptions(classes=KIDNEY_CLASSES, mpp=1.0, brush_um=5.0))
     assert seen["call"] == ("s0.fake", (320, 256), 1.0, 5.0)
     assert made.origin == (8.0, 6.0) and made.scale == 2.0 and made.slide_mpp == 0.5
     assert made.labels.tolist() == [[255] * 4, [255, 255, 3, 255], [255] * 4]
-    item = prepare_labelled_slide(record, KIDNEY_CLASSES, 1.0)
+    item = prepare_labelled_slide(record, grid.GridOptions(classes=KIDNEY_CLASSES, mpp=1.0))
     assert item.kind == "fake" and item.origin == (8.0, 6.0) and item.counts(5).tolist() == [0, 0, 0, 1, 0]
 
 
@@ -144,7 +144,7 @@ def test_unknown_label_kind_is_one_line_naming_it_and_the_known_kinds(tmp_path):
 
     record = SlideRecord(slide=tmp_path / "a.tif", labels=tmp_path / "a.xyz", kind="polygons")
     with pytest.raises(HistosegError) as info:
-        build_label_grid(record, GridOptions(KIDNEY_CLASSES, mpp=1.0))
+        build_label_grid(record, GridOptions(classes=KIDNEY_CLASSES, mpp=1.0))
     message = str(info.value)
     assert "\n" not in message
     assert message == (
@@ -152,7 +152,7 @@ def test_unknown_label_kind_is_one_line_naming_it_and_the_known_kinds(tmp_path):
         "use one of dense, points, scribbles in the slide table's kind column"
     )
     with pytest.raises(LabelError, match="no labels for a train slide"):
-        build_label_grid(SlideRecord(slide=tmp_path / "a.tif", kind="none"), GridOptions(KIDNEY_CLASSES, 1.0))
+        build_label_grid(SlideRecord(slide=tmp_path / "a.tif", kind="none"), GridOptions(classes=KIDNEY_CLASSES, mpp=1.0))
 
 
 def test_a_builder_that_labels_nothing_is_refused(tmp_path, monkeypatch):
@@ -166,7 +166,7 @@ def test_a_builder_that_labels_nothing_is_refused(tmp_path, monkeypatch):
         grid.LABEL_GRIDS, "blank", lambda r, s, o: (np.full((2, 2), 255, np.uint8), (0.0, 0.0))
     )
     with pytest.raises(LabelError, match=r"no labelled pixel at mpp 2\.0"):
-        grid.build_label_grid(SlideRecord(slide, labels, kind="blank"), grid.GridOptions(KIDNEY_CLASSES, 2.0))
+        grid.build_label_grid(SlideRecord(slide, labels, kind="blank"), grid.GridOptions(classes=KIDNEY_CLASSES, mpp=2.0))
 
 
 def test_each_builtin_kind_is_its_module_builder():
@@ -186,7 +186,7 @@ def test_dense_grid_through_the_entry_point_is_the_resampled_mask(tmp_path):
     from histoseg.labels.table import SlideRecord
 
     slide, labels, mask = make_labelled_slide(tmp_path, "s0", seed=3)
-    made = build_label_grid(SlideRecord(slide, labels), GridOptions(KIDNEY_CLASSES, mpp=1.0))
+    made = build_label_grid(SlideRecord(slide, labels), GridOptions(classes=KIDNEY_CLASSES, mpp=1.0))
     assert made.origin == (0.0, 0.0) and made.scale == 2.0
     assert np.array_equal(made.labels, mask[1::2, 1::2])  # centre of each 2 x 2 footprint
 
@@ -200,7 +200,7 @@ def test_points_grid_covers_the_points_plus_margin(tmp_path):
     slide, _, _ = make_labelled_slide(tmp_path, "s0", seed=0)
     points = tmp_path / "p.csv"
     points.write_text("x,y,class\n41,21,tubules\n61.5,30,glomeruli\n")
-    options = GridOptions(KIDNEY_CLASSES, mpp=1.0, margin_px=2)  # 2 level-0 px per grid px
+    options = GridOptions(classes=KIDNEY_CLASSES, mpp=1.0, margin_px=2)  # 2 level-0 px per grid px
     made = build_label_grid(SlideRecord(slide, points, kind="points"), options)
     # x from 41 - 2 * 2 = 37 (snapped to 36) to 61.5 + 3 * 2 = 67.5: ceil(31.5 / 2) = 16 columns;
     # y from 21 - 4 = 17 (snapped to 16) to 30 + 6 = 36: 10 rows. Points at (2.5, 2.5) and (12.75, 7).

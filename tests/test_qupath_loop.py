@@ -186,9 +186,9 @@ def test_correction_round_fixes_the_corrected_region(tmp_path, capsys):
     assert len(json.loads((tmp_path / "labels.geojson").read_text())["features"]) == 2
     # 4. fine-tune from the same checkpoint (model.init_checkpoint), scribble labels = the corrections
     (tmp_path / "fix.csv").write_text(table.format(labels="s.tif,labels.geojson,scribbles,train,0.5\n"))
-    assert cli(*run, "--data.init_args.slides", tmp_path / "fix.csv", "--data.init_args.class_balanced", "true",
+    assert cli(*run, "--data.init_args.slides", tmp_path / "fix.csv", "--data.init_args.patches.class_balanced", "true",
                "--model.init_args.init_checkpoint", weak, "--model.init_args.lr", "0.01", "--trainer.max_epochs", "6",
-               "--data.init_args.patches_per_epoch", "8", "--trainer.limit_train_batches", "4",
+               "--data.init_args.patches.patches_per_epoch", "8", "--trainer.limit_train_batches", "4",
                "--trainer.default_root_dir", tmp_path / "fix") == 0  # fmt: skip
     fixed = next((tmp_path / "fix").rglob("*.ckpt"))
     after = quantify(fixed, slide, tmp_path / "after")

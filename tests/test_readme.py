@@ -63,16 +63,18 @@ def test_config_reference_options_exist():
 
     from histoseg.datamodules import SlideDataModule
     from histoseg.tasks import SegmentationTask
+    from histoseg.training_options import OPTION_GROUPS
 
     labels_doc = (ROOT / "docs" / "labels.md").read_text()
     named = []
     for text, least in ((README, 10), (labels_doc, 5)):
         table = " ".join(row[0] for row in table_rows(text, "option"))
-        found = re.findall(r"`(data|model)\.(\w+)`", table)
+        found = re.findall(r"`(data|model)\.([\w.]+)`", table)
         assert len(found) >= least
         named += found
     arguments = {
-        "data": set(inspect.signature(SlideDataModule.__init__).parameters),
+        "data": set(inspect.signature(SlideDataModule.__init__).parameters)
+        | {f"{group}.{field}" for group, kind in OPTION_GROUPS.items() for field in kind.__dataclass_fields__},
         "model": set(inspect.signature(SegmentationTask.__init__).parameters),
     }
     missing = [f"{group}.{name}" for group, name in named if name not in arguments[group]]
@@ -207,13 +209,14 @@ def test_design_layer_list_is_the_import_contract():
 
 
 def test_brush_width_in_the_docs_is_the_code_default():
-    """docs/qupath.md and docs/labels.md give data.brush_um's default as the code has it."""
-    import inspect
+    """docs/qupath.md and docs/labels.md give data.labels.brush_um's default as the code has it."""
 
-    from histoseg.datamodules import SlideDataModule
+    from histoseg.training_options import LabelOptions
 
-    default = inspect.signature(SlideDataModule.__init__).parameters["brush_um"].default
+    default = LabelOptions().brush_um
     number = r"(\d+(?:\.\d+)?)"
-    qupath = re.findall(rf"`data\.brush_um`, default {number} µm", (ROOT / "docs" / "qupath.md").read_text())
-    labels = re.findall(rf"`data\.brush_um` microns\s+\(default {number}", (ROOT / "docs" / "labels.md").read_text())
+    qupath = re.findall(rf"`data\.labels\.brush_um`, default {number} µm", (ROOT / "docs" / "qupath.md").read_text())
+    labels = re.findall(
+        rf"`data\.labels\.brush_um` microns\s+\(default {number}", (ROOT / "docs" / "labels.md").read_text()
+    )
     assert qupath and labels and {float(v) for v in qupath + labels} == {default} == {2.0}

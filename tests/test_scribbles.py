@@ -403,6 +403,7 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
     from conftest import make_labelled_slide
 
     from histoseg.datasets import prepare_labelled_slide
+    from histoseg.labels.grid import GridOptions
     from histoseg.labels.table import read_slide_table
 
     slide, _, truth = make_labelled_slide(tmp_path, "s0", seed=3)
@@ -413,8 +414,8 @@ def test_scribble_growth_on_a_slide_follows_the_objects(tmp_path):
         writer.writerow(["slide", "labels", "kind", "split"])
         writer.writerow([slide.name, "s0.geojson", "scribbles", "train"])
     record = read_slide_table(tmp_path / "slides.csv")[0]
-    strokes_only = prepare_labelled_slide(record, CLASSES, 0.5, brush_um=1.5).labels
-    grown = prepare_labelled_slide(record, CLASSES, 0.5, brush_um=1.5, grow_um=4.0).labels
+    strokes_only = prepare_labelled_slide(record, GridOptions(classes=CLASSES, mpp=0.5, brush_um=1.5)).labels
+    grown = prepare_labelled_slide(record, GridOptions(classes=CLASSES, mpp=0.5, brush_um=1.5, grow_um=4.0)).labels
     drawn, labelled = strokes_only != 255, grown != 255
     assert np.array_equal(grown[drawn], strokes_only[drawn])  # strokes are never changed
     assert labelled.sum() >= 4 * drawn.sum()

@@ -90,13 +90,14 @@ def test_datamodule_applies_stain_jitter_to_training_batches_only() -> None:
     from types import SimpleNamespace
 
     from histoseg.datamodules import SlideDataModule
+    from histoseg.training_options import Augmentation
 
     image, mask, weight = _batch()
     batch = {"image": (image * 255).to(torch.uint8), "mask": mask, "weight": weight}
     outputs = {}
     for stain in (0.0, 0.2):
         for training in (True, False):
-            dm = SlideDataModule(color_jitter=0.0, stain_jitter=stain, seed=0)
+            dm = SlideDataModule(augmentation=Augmentation(color_jitter=0.0, stain_jitter=stain), seed=0)
             dm.trainer = SimpleNamespace(training=training)  # what Lightning sets while fitting
             outputs[stain, training] = dm.on_after_batch_transfer(dict(batch), 0)
     assert torch.equal(outputs[0.0, True]["mask"], outputs[0.2, True]["mask"])  # same flips/turns

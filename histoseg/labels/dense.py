@@ -138,7 +138,7 @@ def apply_value_map(values: np.ndarray, value_map: Mapping[int, int], source: st
     if unknown:
         raise LabelError(
             f"{source}: label values {unknown[:10]} are not in the value map {sorted(value_map)}; "
-            "add them to data.value_map (value: class name or 'ignore')"
+            "add them to data.labels.value_map (value: class name or 'ignore')"
         )
     lut = np.full(int(max(int(present.max()), 255)) + 1, IGNORE_INDEX, dtype=np.uint8)
     for value, cls in value_map.items():

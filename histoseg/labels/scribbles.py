@@ -526,7 +526,12 @@ def scribbles_grid(
             log.warning("%s: %s", path, message)
     if options.grow_um > 0 and (grid != IGNORE_INDEX).any():
         grid = grow_scribbles_on_slide(
-            slide, grid, scale, options.mpp, options.grow_um / options.mpp, classes=options.grow_classes
+            slide,
+            grid,
+            scale,
+            options.mpp,
+            options.grow_um / options.mpp,
+            classes=options.grow_class_indices(),
         )
     return grid, (0.0, 0.0)
 

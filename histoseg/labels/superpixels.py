@@ -2,7 +2,7 @@
 
 - :func:`grow_to_superpixels` — sparse labels of one image grown to its SLIC superpixels;
 - :func:`grow_scribbles_on_slide` — the same on a whole-slide label grid, reading only the
-  windows near strokes (``data.scribble_grow_um``).
+  windows near strokes (``data.labels.grow_um``).
 
 Example:
     >>> import numpy as np
