@@ -385,7 +385,8 @@ def main(args: Sequence[str] | None = None) -> None:
             sys.exit(_synthesize(argv[1:]))
         if command in ("corrections", "doctor"):
             sys.exit(_tool(command, argv[1:]))
-        _lightning_cli(None if args is None else argv)
+        cleaned = _drop_synthetic_on_data_switch(argv)
+        _lightning_cli(None if args is None and cleaned == argv else cleaned)
     except HistosegError as exc:
         _fail(_one_line(exc), exc.exit_code)
     except SystemExit:
@@ -418,6 +419,45 @@ def _config_files(argv: list[str]) -> list[str]:
         elif arg.startswith("--config="):
             files.append(arg.split("=", 1)[1])
     return files
+
+
+def _drop_synthetic_on_data_switch(argv: list[str]) -> list[str]:
+    """``argv`` with ``--data.synthetic null`` before a ``--data CLASS`` that leaves a config's synthetic slides.
+
+    jsonargparse keeps the init_args of the config's data class that the new class also accepts when the
+    command line switches the class (``--config configs/kidney_scribbles.yaml --data
+    histoseg.datamodules.SlideDataModule --data.slides slides.csv``, as docs/qupath.md fine-tunes).
+    :class:`~histoseg.datamodules.SlideDataModule` accepts ``synthetic``, so the generated slides' block
+    was carried over, already parsed, and failed to validate again ("Does not validate against any of
+    the Union subtypes"); had it passed, the fit would have mixed the synthetic slides with the user's
+    table. Setting it to null on the config's class first, then switching, keeps every other option.
+    """
+    import re
+
+    import yaml
+
+    synthetic = False
+    for name in _config_files(argv):
+        try:
+            with open(name, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue  # reported as one line by the configuration check
+        data = document.get("data") if isinstance(document, dict) else None
+        if isinstance(data, dict):
+            init_args = data.get("init_args")
+            init = init_args if isinstance(init_args, dict) else data
+            synthetic = synthetic or init.get("synthetic") is not None
+    if not synthetic:
+        return argv
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        value = argv[index + 1] if arg == "--data" and index + 1 < len(argv) else None
+        value = arg.split("=", 1)[1] if arg.startswith("--data=") else value
+        if value and re.fullmatch(r"[\w.]+", value) and not value.endswith("SyntheticKidneyDataModule"):
+            out += ["--data.synthetic", "null"]
+        out.append(arg)
+    return out
 
 
 def _dotted_keys(data: object, prefix: str = "") -> set[str]:
@@ -485,7 +525,9 @@ def _config_message(exc: BaseException, argv: list[str]) -> str:
         return f"{config}: {problem}"
     where = f"{config}: " if config else ""
     hint = "; check the option names and values (histoseg fit --help, --print_config)"
-    return f"{where}invalid configuration: {text[:300]}{hint}"
+    if len(text) > 300:  # whole words: the cut is marked, never mid-word
+        text = text[:300].rsplit(" ", 1)[0].rstrip(" :,;-") + " ..."
+    return f"{where}invalid configuration: {text}{hint}"
 
 
 if __name__ == "__main__":  # pragma: no cover

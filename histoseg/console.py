@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import shlex
 import warnings
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOISE", "LightningNoise", "fit_summary", "quiet_lightning"]
+__all__ = ["NOISE", "LightningNoise", "epoch_line", "fit_summary", "quiet_lightning"]
 
 NOISE = re.compile(
     r"^\s*(💡\s*)?Tip:|litlogger|litmodels|For seamless cloud"
@@ -140,5 +141,75 @@ def fit_summary(trainer: Any, classes: list[str] | None = None) -> list[str]:
     use = best or last
     if use:
         ckpt = shlex.quote(str(Path(use)))
-        lines.append(f"next: histoseg quantify --ckpt_path {ckpt} --slides 'slides/*.svs' --out results")
+        slides, first = slides_to_quantify(getattr(trainer, "datamodule", None))
+        if first:
+            lines.append(f"next: {first}")
+        prefix = "      " if first else "next: "
+        lines.append(f"{prefix}histoseg quantify --ckpt_path {ckpt} --slides {slides} --out results")
     return lines
+
+
+def epoch_line(
+    epoch: int, max_epochs: int | None, train_loss: float | None, metrics: Mapping[str, Any], seconds: float
+) -> str:
+    """One finished epoch of ``fit`` as a log line: ``epoch 3/6: train loss 0.412, val Dice 0.801, 212 s``.
+
+    Printed instead of the progress bar when stdout is not a terminal (a log file, a batch job).
+
+    Args:
+        epoch: 1-based epoch number.
+        max_epochs: The fit's ``trainer.max_epochs`` (None or -1: not shown).
+        train_loss: Mean training loss of the epoch (None: no batch ran).
+        metrics: The trainer's ``callback_metrics`` (``val_dice``, ``val_loss`` when validated).
+        seconds: Wall time of the epoch, validation included.
+    """
+    parts = [f"train loss {train_loss:.4f}"] if train_loss is not None else []
+    for key, name in (("val_loss", "val loss"), ("val_dice", "val Dice")):
+        value = _float(metrics.get(key))
+        if value is not None:
+            parts.append(f"{name} {value:.4f}" if key == "val_loss" else f"{name} {value:.3f}")
+    parts.append(f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s")
+    of = f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else ""
+    return f"epoch {epoch}{of}: " + ", ".join(parts)
+
+
+UNSEEN_SEED = 1000  # the README's demo seed: no config trains on it (they use 0 and 100)
+
+
+def slides_to_quantify(datamodule: Any) -> tuple[str, str | None]:
+    """The ``--slides`` of the ``next:`` command, shell-quoted, and a command to run before it (or None).
+
+    The user's own slide table: the folder of its training slides with their extension
+    (``'scans/*.svs'``; the folder alone when the extensions differ), relative to the working folder
+    when inside it. Generated synthetic slides: ``demo_slides``, made first by a ``histoseg synthesize``
+    with a seed the model never saw (quantifying the training slides would measure nothing).
+    Anything else (no data module, a table that cannot be read): the placeholder ``'slides/*.svs'``.
+
+    Args:
+        datamodule: The fit's data module (``trainer.datamodule``), used through ``synthetic`` and
+            ``records()`` (rows with ``slide`` and ``split``).
+    """
+    placeholder = "'slides/*.svs'", None
+    synthetic = getattr(datamodule, "synthetic", None)
+    if synthetic is not None:
+        seed = UNSEEN_SEED if getattr(synthetic, "seed", None) != UNSEEN_SEED else 2 * UNSEEN_SEED
+        return "demo_slides", f"histoseg synthesize --out demo_slides --n 2 --seed {seed}   # slides it never saw"
+    try:
+        records = list(datamodule.records())
+    except Exception:  # noqa: BLE001 - no data module or no readable table: the placeholder
+        return placeholder
+    slides = [Path(r.slide) for r in records if getattr(r, "split", None) == "train"] or [
+        Path(r.slide) for r in records
+    ]
+    if not slides:
+        return placeholder
+    folders = {p.parent.resolve() for p in slides}
+    folder = folders.pop() if len(folders) == 1 else Path(os.path.commonpath([str(f) for f in folders]))
+    try:
+        folder = folder.relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    suffixes = {p.suffix.lower() for p in slides}
+    where = "" if str(folder) == "." else f"{folder}/"
+    pattern = f"{where}*{slides[0].suffix}" if len(suffixes) == 1 and slides[0].suffix else str(folder)
+    return shlex.quote(pattern), None

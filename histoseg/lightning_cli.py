@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from histoseg.console import fit_summary, quiet_lightning
+from histoseg.console import epoch_line, fit_summary, quiet_lightning
 from histoseg.datamodules import SlideDataModule
 from histoseg.errors import CheckpointError, ConfigError, HistosegError
 from histoseg.inference.checkpoint import (
@@ -128,6 +131,44 @@ def default_training_precision(accelerator: object) -> str | None:
     if name in ("auto", "cpu"):
         return "bf16-mixed" if cpu_has_amx() else "32-true"
     return None
+
+
+class EpochLines(Callback):
+    """One line per finished epoch on stdout (epoch, mean train loss, val loss and Dice, time): what
+    ``fit`` prints instead of the progress bar when stdout is not a terminal."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.losses: list[float] = []
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the epoch's clock and loss list."""
+        self.started, self.losses = time.monotonic(), []
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the batch's training loss."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Print the epoch's line (rank 0; validation has run by now)."""
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        loss = sum(self.losses) / len(self.losses) if self.losses else None
+        line = epoch_line(
+            trainer.current_epoch + 1, trainer.max_epochs, loss, dict(trainer.callback_metrics),
+            time.monotonic() - self.started,
+        )  # fmt: skip
+        print(line, flush=True)
+
+
+def use_epoch_lines(trainer: Any) -> None:
+    """Without a terminal on stdout, replace the progress bar by :class:`EpochLines` (a log of a long
+    fit otherwise got nothing for its whole run, then one bar frame)."""
+    if sys.stdout.isatty() or any(isinstance(c, EpochLines) for c in trainer.callbacks):
+        return
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ProgressBar)] + [EpochLines()]
 
 
 class HistosegCLI(LightningCLI):
@@ -243,7 +284,9 @@ class HistosegCLI(LightningCLI):
                 callback.save_last = False  # no second copy of it
 
     def before_fit(self) -> None:
-        """Check ``--ckpt_path``; adapt checkpointing when there is nothing to validate on."""
+        """Check ``--ckpt_path``; adapt checkpointing when there is nothing to validate on; epoch lines
+        instead of a progress bar when stdout is not a terminal."""
+        use_epoch_lines(self.trainer)
         self._check_ckpt_path()
         self._checkpoints_without_validation()
 

@@ -288,7 +288,7 @@ class Cohort:
         if previous is not None and _is_complete(previous, key, self.out_dir, stem):
             self.reused += 1
             self.reused_stems.add(stem)
-            display.end_slide()
+            display.end_slide(previous, path.name)
             self._adopt_precision(previous)
             return previous
         callback = display.start_slide(path.name)
@@ -306,7 +306,7 @@ class Cohort:
             target_halfwidth=self.target_halfwidth,
             folds=self.folds,
         )
-        display.end_slide()
+        display.end_slide(result)
         self._adopt_precision(result)
         return result
 

@@ -1,5 +1,6 @@
 """The command line: help, version, every config parses, end-to-end fits, one-line user errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,33 @@ def test_messages_that_mislead_second_config_at_fault_is_named(case, tmp_path, c
     # an option typed on the command line is not blamed on a file
     result = in_process(capsys, "fit", "--config", tiny, "--trainer.bogus", "2")
     assert_user_error(result, "error: invalid configuration: unrecognized arguments: --trainer.bogus")
+
+
+def test_switching_the_data_class_leaves_the_synthetic_slides_behind(tmp_path, capsys, monkeypatch):
+    """docs/qupath.md's fine-tune: kidney_scribbles.yaml's synthetic data block, switched to the user's
+    slide table by --data SlideDataModule. jsonargparse carried the ``synthetic`` block over (the new
+    class accepts it) and refused it ("Does not validate against any of the Union sub..."); now the
+    resolved config has the table and no synthetic slides, and every other data option is kept."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slides.csv").write_text("slide,labels,kind,split,mpp\n")
+    args = ["fit", "--config", str(ROOT / "configs" / "kidney_scribbles.yaml")]
+    args += ["--data", "histoseg.datamodules.SlideDataModule", "--data.slides", "slides.csv", "--print_config"]
+    result = in_process(capsys, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = yaml.safe_load(result.stdout)["data"]
+    assert data["class_path"] == "histoseg.datamodules.SlideDataModule"
+    assert data["init_args"]["synthetic"] is None and data["init_args"]["slides"] == "slides.csv"
+    patches = data["init_args"]["patches"]
+    assert patches["class_balanced"] is True and patches["patch_size"] == 256
+
+
+def test_a_long_configuration_error_is_cut_between_words():
+    from histoseg.cli import _config_message
+
+    words = " ".join(f"word{k:03d}" for k in range(100))
+    message = _config_message(ValueError(f"Parser key \"data\": {words}"), ["fit"])
+    text = message.split("invalid configuration: ", 1)[1].split("; check the option", 1)[0]
+    assert len(text) <= 310 and text.endswith(" ...")
+    assert re.fullmatch(r"word\d{3}", text[: -len(" ...")].split()[-1]), text[-30:]

@@ -1,5 +1,6 @@
-"""Terminal output of fit: no Lightning banners or tips, a user error is one stderr line, and a finished
-fit ends with the summary (checkpoints, validation Dice per class, the quantify command to run next)."""
+"""Terminal output of fit: no Lightning banners or tips, a user error is one stderr line, a finished fit ends
+with the summary (checkpoints, validation Dice per class, the quantify command to run next), and without a
+terminal one line per epoch."""
 
 import logging
 import re
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from histoseg.cli import main
-from histoseg.console import LightningNoise, fit_summary
+from histoseg.console import LightningNoise, epoch_line, fit_summary
 from histoseg.lightning_cli import default_training_precision
-from tests.conftest import ROOT, make_labelled_slide
+from tests.conftest import ROOT, cli_exit_code, make_labelled_slide
 from tests.reliability.helpers import library_logs_follow_capture  # noqa: F401 (autouse fixture)
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
@@ -93,8 +94,8 @@ def test_fit_is_quiet_and_ends_with_the_summary(slides, capsys):
     assert [part.split()[0] for part in dice.group(2).split(", ")] == CLASSES
     assert (
         lines[4]
-        == f"next: histoseg quantify --ckpt_path {shlex.quote(str(best))} --slides 'slides/*.svs' --out results"
-    )
+        == f"next: histoseg quantify --ckpt_path {shlex.quote(str(best))} --slides '*.tif' --out results"
+    )  # the slide table's training slides are TIFFs in the working folder
     assert (tmp_path / best).is_file() and (tmp_path / "run/checkpoints/last.ckpt").is_file()
 
 
@@ -162,3 +163,65 @@ def test_work_lost_without_a_word_summary_of_a_fit_without_validation():
         "  last checkpoint: run/checkpoints/last.ckpt",
         "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'slides/*.svs' --out results",
     ]
+
+
+def test_next_command_names_the_users_slides(tmp_path, monkeypatch):
+    """The ``next:`` line points at the folder and extension of the slides the model was trained on (not a
+    fixed 'slides/*.svs'); after synthetic slides, at new synthetic slides made with an unseen seed."""
+    from types import SimpleNamespace
+
+    from histoseg.console import slides_to_quantify
+
+    monkeypatch.chdir(tmp_path)
+    rows = [SimpleNamespace(slide=tmp_path / "scans" / f"{n}.ndpi", split="train") for n in "ab"]
+    rows.append(SimpleNamespace(slide=tmp_path / "held" / "c.tif", split="val"))
+    table = SimpleNamespace(synthetic=None, records=lambda: rows)
+    assert slides_to_quantify(table) == ("'scans/*.ndpi'", None)
+    rows[1].slide = tmp_path / "scans" / "b.svs"  # mixed extensions: the folder
+    assert slides_to_quantify(table) == ("scans", None)
+    synthetic = SimpleNamespace(synthetic=SimpleNamespace(seed=0))
+    slides, first = slides_to_quantify(synthetic)
+    assert slides == "demo_slides" and first.startswith("histoseg synthesize --out demo_slides --n 2 --seed 1000")
+    assert "--seed 2000" in slides_to_quantify(SimpleNamespace(synthetic=SimpleNamespace(seed=1000)))[1]
+    assert slides_to_quantify(None) == ("'slides/*.svs'", None)
+
+    class Callback:
+        monitor = None
+        best_model_path = "run/checkpoints/last.ckpt"
+        last_model_path = ""
+
+    class Trainer:
+        checkpoint_callbacks = [Callback()]
+        callback_metrics = {}
+        global_step = 6
+        current_epoch = 3
+        datamodule = table
+
+    rows[1].slide = tmp_path / "scans" / "b.ndpi"
+    assert fit_summary(Trainer(), CLASSES)[-1] == (
+        "next: histoseg quantify --ckpt_path run/checkpoints/last.ckpt --slides 'scans/*.ndpi' --out results"
+    )
+
+def test_epoch_line_known_answers():
+    metrics = {"val_dice": 0.80149, "val_loss": 0.31234}
+    assert epoch_line(3, 6, 0.41234, metrics, 212.4) == (
+        "epoch 3/6: train loss 0.4123, val loss 0.3123, val Dice 0.801, 212 s"
+    )
+    assert epoch_line(1, -1, None, {}, 2.34) == "epoch 1: 2.3 s"
+
+
+def test_fit_without_a_terminal_prints_one_line_per_epoch(tiny_slide_checkpoint, tmp_path, capsys):
+    """Under pytest stdout is not a terminal, as with ``histoseg fit ... > fit.log``: one line per epoch
+    with the mean train loss, the validation Dice and the time, and no progress-bar frames."""
+    folder, _ = tiny_slide_checkpoint
+    args = ["fit", "--config", str(ROOT / "tests" / "conf" / "tiny.yaml"), "--data.init_args.slides"]
+    args += [str(folder / "slides.csv"), "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path)]
+    capsys.readouterr()
+    assert cli_exit_code(args) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    pattern = r"epoch {}/2: train loss \d+\.\d{{4}}, val loss \d+\.\d{{4}}, val Dice \d\.\d{{3}}, \d+\.\d s"
+    assert len(lines) == 2, out
+    for k, line in enumerate(lines, 1):
+        assert re.fullmatch(pattern.format(k), line), line
+    assert "\r" not in out and "it/s" not in out

@@ -21,8 +21,6 @@ EXCEPTIONS: dict[str, str] = {
     # module (relative to histoseg/) -> why it has no test file of its own
     "__main__.py": "one call of cli.main; run as `python -m histoseg` by tests/test_cli.py",
     "synthetic/__main__.py": "one call of synthetic.command.main; run by tests/synthetic/test_command.py",
-    "io/progress.py": "the quantify progress bar, leaving io/ under issue 27 item 3 (one home per concept); "
-    "its test goes where it lands",
     "synthetic/canvas.py": _STAGE,
     "synthetic/capsule.py": _STAGE,
     "synthetic/cells.py": _STAGE,

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -61,6 +60,7 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.inference.reader import iter_batches, plan_reads
 from histoseg.inference.writer import BackgroundTiff, LabelSink
+from histoseg.io.progress import tile_bar
 from histoseg.io.slide import Slide
 from histoseg.io.tissue import tissue_mask
 from histoseg.report.areas import class_areas, interstitial_fraction
@@ -289,26 +289,6 @@ def _tissue_tiles(tiles: Sequence[Tile], tissue: np.ndarray, scale: float, use_o
     return keep
 
 
-def _progress_bar(enabled: bool, total: int, label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """A rich progress bar on stderr (no-op when disabled or stderr is not a terminal)."""
-    if not enabled or not sys.stderr.isatty() or total <= 0:
-        return (lambda n: None), (lambda: None)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return (lambda n: bar.advance(task, n)), bar.stop
-
-
 def predict_slide(
     slide: Slide | str | os.PathLike[str],
     predictor: Predictor,
@@ -407,7 +387,7 @@ def _predict(
             f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
         ) from None
     runner, merger, stats = _model_and_merger(predictor, options, sink, fill, background)
-    advance, stop_bar = _progress_bar(progress, len(to_run), slide.path.name)
+    advance, stop_bar = tile_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
     plan = plan_reads(slide, to_run, tile, scale0, out_mpp)
     batches = iter_batches(slide, plan, batch_size, workers=options.workers, pin_memory=device.type == "cuda")
