@@ -232,6 +232,22 @@ class TiledLabels:
                 seen[c] += sel.size
         return {c: np.concatenate(parts[c]).astype(np.int64) for c in present}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Memory-mapped arrays travel as their file (spawned DataLoader workers map them again)."""
+        state = dict(self.__dict__)
+        for name in ("pos", "val"):
+            array = state[name]
+            if isinstance(array, np.memmap) and array.filename:
+                state[name] = ("npy-file", str(array.filename))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reopen the memory-mapped arrays of :meth:`__getstate__`."""
+        for name in ("pos", "val"):
+            if isinstance(state[name], tuple):
+                state[name] = np.load(state[name][1], mmap_mode="r")
+        self.__dict__.update(state)
+
     # -- disk ----------------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write ``offsets.npy``, ``pos.npy``, ``val.npy`` and ``counts.npy`` into ``folder``."""

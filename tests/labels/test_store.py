@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,10 @@ def test_cache_cold_then_warm_and_invalidated_by_labels_or_options(tmp_path, mon
     assert warm.reused and warm.folder == cold.folder
     assert np.array_equal(warm.store.to_array(), reference) and warm.origin == cold.origin
     assert isinstance(warm.store.pos, np.memmap)  # read on demand, shared by processes
+    sent = pickle.loads(pickle.dumps(warm.store))  # a spawned DataLoader worker maps the file again
+    assert isinstance(sent.pos, np.memmap) and np.array_equal(sent.to_array(), reference)
+    small = warm.store.offsets.nbytes + warm.store.counts.nbytes  # the pixels travel as file names
+    assert len(pickle.dumps(warm.store)) < small + 600 < small + warm.store.pos.nbytes + warm.store.val.nbytes
 
     wider = prepare_labels(record, GridOptions(KIDNEY_CLASSES, mpp=1.0, brush_um=5.0))
     assert not wider.reused and wider.folder != cold.folder
