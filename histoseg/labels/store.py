@@ -136,18 +136,38 @@ class TiledLabels:
 
     @classmethod
     def from_array(cls, labels: np.ndarray, tile: int = TILE) -> TiledLabels:
-        """From a whole ``(H, W)`` uint8 grid (one tile row at a time)."""
+        """From a whole ``(H, W)`` uint8 grid, one tile row at a time.
+
+        Beside the grid, memory is the store (3 bytes per labelled pixel) and one tile row.
+        """
+        if tile > 256:
+            raise ValueError(f"tile {tile} > 256: in-tile offsets must fit a uint16")
         height, width = labels.shape
-        flats: list[np.ndarray] = []
-        vals: list[np.ndarray] = []
+        ntx = -(-width // tile)
+        sizes: list[int] = []
+        pos: list[np.ndarray] = []
+        val: list[np.ndarray] = []
         for r0 in range(0, height, tile):
-            band = labels[r0 : r0 + tile]
-            local = np.flatnonzero(band != IGNORE_INDEX)
-            flats.append(local + r0 * width)
-            vals.append(band.reshape(-1)[local])
-        flat = np.concatenate(flats) if flats else np.zeros(0, np.int64)
-        values = np.concatenate(vals) if vals else np.zeros(0, np.uint8)
-        return cls.from_sparse((height, width), flat, values, tile)
+            band = np.full((tile, ntx * tile), IGNORE_INDEX, np.uint8)
+            block = labels[r0 : r0 + tile]
+            band[: block.shape[0], :width] = block
+            tiles = band.reshape(tile, ntx, tile).transpose(1, 0, 2).reshape(ntx, tile * tile)
+            for tx in range(ntx):
+                local = np.flatnonzero(tiles[tx] != IGNORE_INDEX)
+                sizes.append(local.size)
+                pos.append(local.astype(np.uint16))
+                val.append(tiles[tx][local])
+        offsets = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        values = np.concatenate(val) if val else np.zeros(0, np.uint8)
+        return cls(
+            shape=(int(height), int(width)),
+            tile=tile,
+            offsets=offsets,
+            pos=np.concatenate(pos) if pos else np.zeros(0, np.uint16),
+            val=values,
+            counts=np.bincount(values, minlength=256).astype(np.int64),
+        )
 
     # -- reading -----------------------------------------------------------------------------------
     def window(self, row: int, col: int, height: int, width: int) -> np.ndarray:
