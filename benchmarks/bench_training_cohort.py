@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=0.2, help="fraction of base tiles scribbled per slide")
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per fit")
     parser.add_argument(
-        "--fit", default="1,50", help="cohort sizes whose fit is run (peak RSS, loader ratio)"
+        "--fit", default="1,10,50", help="cohort sizes whose fit is run (peak RSS, loader ratio)"
     )
     parser.add_argument("--root", default=None, help="data folder (default <cache>/bench-training-cohort)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")

@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from histoseg import IGNORE_INDEX
+from histoseg.errors import HistosegError
 from histoseg.io.cache import PREPARED_LABELS, cache_folder
 from histoseg.io.files import atomic_path
 
@@ -314,24 +314,25 @@ class PreparedLabels:
             return self.store.class_positions(max_per_class, seed)
         path = self.folder / f"positions-seed{seed}-max{max_per_class}.npz"
         flat_path = self.folder / f"positions-seed{seed}-max{max_per_class}.npy"
-        if path.is_file() and flat_path.is_file():
-            with np.load(path) as index:
-                classes, bounds = index["classes"], index["bounds"]
-            flat = np.load(flat_path, mmap_mode="r")
-            return {int(c): flat[bounds[i] : bounds[i + 1]] for i, c in enumerate(classes)}
-        positions = self.store.class_positions(max_per_class, seed)
-        classes = np.array(sorted(positions), np.int64)
-        sizes = [positions[int(c)].size for c in classes]
-        bounds = np.zeros(len(sizes) + 1, np.int64)
-        np.cumsum(sizes, out=bounds[1:])
-        with contextlib.suppress(OSError), atomic_path(flat_path) as tmp:
-            np.save(
-                tmp, np.concatenate([positions[int(c)] for c in classes]) if sizes else np.zeros(0, np.int64)
-            )
-        with contextlib.suppress(OSError), atomic_path(path) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, classes=classes, bounds=bounds)
-        return positions
+        if not (path.is_file() and flat_path.is_file()):
+            positions = self.store.class_positions(max_per_class, seed)
+            classes = np.array(sorted(positions), np.int64)
+            sizes = [positions[int(c)].size for c in classes]
+            bounds = np.zeros(len(sizes) + 1, np.int64)
+            np.cumsum(sizes, out=bounds[1:])
+            flat = np.concatenate([positions[int(c)] for c in classes]) if sizes else np.zeros(0, np.int64)
+            try:
+                with atomic_path(flat_path) as tmp:
+                    np.save(tmp, flat)
+                with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                    np.savez(handle, classes=classes, bounds=bounds)
+            except (OSError, HistosegError):
+                return positions
+        # memory-mapped: a patch draw reads one position; every process shares the pages
+        with np.load(path) as index:
+            classes, bounds = index["classes"], index["bounds"]
+        flat = np.load(flat_path, mmap_mode="r")
+        return {int(c): flat[bounds[i] : bounds[i + 1]] for i, c in enumerate(classes)}
 
 
 # -- the cache -----------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_class_positions_are_cached_per_seed_and_equal_the_uncached(tmp_path, mo
     first = prepare_labels(record, options).class_positions(20, seed=4)
     assert (first := {c: np.asarray(p) for c, p in first.items()})
     again = prepare_labels(record, options).class_positions(20, seed=4)
-    assert all(isinstance(p, np.memmap) for p in again.values())
+    assert all(isinstance(p, np.memmap) for p in again.values())  # a draw reads one position
     want = _old_index_positions(prepare_labels(record, options, cache=False).store.to_array(), 20, 4)
     for cls in want:
         assert np.array_equal(first[cls], want[cls]) and np.array_equal(again[cls], want[cls])
