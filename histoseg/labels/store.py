@@ -466,6 +466,7 @@ def prepare_labels(record: SlideRecord, options: GridOptions, cache: bool = True
             )
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable prepared labels (%s); preparing them again", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
     store, origin, scale, slide_mpp = _build(record, options)
     meta = {
         "shape": list(store.shape),

@@ -169,6 +169,20 @@ def test_concurrent_ranks_build_one_folder_and_agree(tmp_path):
     assert json.loads((folders[0] / "meta.json").read_text())["kind"] == "scribbles"
 
 
+def test_a_damaged_cache_folder_is_prepared_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HISTOSEG_CACHE", str(tmp_path / "cache"))
+    record = _scribble_row(tmp_path)
+    options = GridOptions(KIDNEY_CLASSES, mpp=1.0, brush_um=3.0)
+    cold = prepare_labels(record, options)
+    (cold.folder / "pos.npy").write_bytes(b"truncated")
+    again = prepare_labels(record, options)
+    assert not again.reused and again.folder == cold.folder
+    assert np.array_equal(
+        again.store.to_array(), prepare_labels(record, options, cache=False).store.to_array()
+    )
+    assert prepare_labels(record, options).reused
+
+
 def test_unwritable_cache_keeps_the_labels_in_memory(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
