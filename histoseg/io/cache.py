@@ -39,14 +39,18 @@ def default_cache_dir() -> Path:
 
 
 def folder_bytes(path: Path) -> int:
-    """Total size in bytes of the regular files under ``path`` (0 when it does not exist)."""
+    """Disk bytes of the regular files under ``path``, each hard-linked file once (0 when absent)."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for root, _, files in os.walk(path):
         for name in files:
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                info = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total
 
 
