@@ -454,8 +454,13 @@ def prepare_labels(record: SlideRecord, options: GridOptions, cache: bool = True
     if not cache:
         store, origin, scale, slide_mpp = _build(record, options)
         return PreparedLabels(store, origin, scale, slide_mpp)
+    try:
+        key = cache_key(record, options)
+    except OSError:  # a missing or unreadable slide or labels file: its reader says so in one line
+        store, origin, scale, slide_mpp = _build(record, options)
+        return PreparedLabels(store, origin, scale, slide_mpp)
     root = prepared_labels_dir()
-    folder = root / cache_key(record, options)
+    folder = root / key
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:

@@ -183,6 +183,17 @@ def test_a_damaged_cache_folder_is_prepared_again(tmp_path, monkeypatch):
     assert prepare_labels(record, options).reused
 
 
+@pytest.mark.parametrize("missing", ["labels", "slide"])
+def test_a_missing_file_is_reported_by_its_reader_not_by_the_cache_key(tmp_path, monkeypatch, missing):
+    from histoseg.errors import HistosegError
+
+    monkeypatch.setenv("HISTOSEG_CACHE", str(tmp_path / "cache"))
+    record = _scribble_row(tmp_path)
+    getattr(record, missing).unlink()
+    with pytest.raises(HistosegError, match=rf"{getattr(record, missing).name}.*not found"):
+        prepare_labels(record, GridOptions(KIDNEY_CLASSES, mpp=1.0, brush_um=3.0))
+
+
 def test_unwritable_cache_keeps_the_labels_in_memory(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
