@@ -48,6 +48,7 @@ from histoseg.training_options import (
     LoaderOptions,
     LossWeighting,
     PatchSampling,
+    as_group,
     as_plain,
 )
 from histoseg.transforms import augment_batch, to_float_image
@@ -94,15 +95,15 @@ class SlideDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["synthetic", *OPTION_GROUPS])
         # plain values only: checkpoints are read with weights_only=True
         self.hparams["synthetic"] = as_plain(synthetic)
-        self.synthetic = synthetic
+        self.synthetic = None if synthetic is None else as_group(SyntheticSlides, synthetic)
         self.slides = slides
         self.classes = list(classes)
         self.mpp = mpp
-        self.labels = labels
-        self.patches = patches
-        self.weighting = weighting
-        self.augmentation = augmentation
-        self.loader = loader
+        self.labels = as_group(LabelOptions, labels)
+        self.patches = as_group(PatchSampling, patches)
+        self.weighting = as_group(LossWeighting, weighting)
+        self.augmentation = as_group(Augmentation, augmentation)
+        self.loader = as_group(LoaderOptions, loader)
         for group in OPTION_GROUPS:
             self.hparams[group] = as_plain(getattr(self, group))
         self.seed = seed

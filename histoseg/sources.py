@@ -18,22 +18,17 @@ Example:
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError
+from histoseg.io.cache import default_cache_dir
 from histoseg.io.files import atomic_path
 from histoseg.labels.simulate import ScribbleMethod
 
 LabelKind = Literal["dense", "points", "scribbles"]
-
-
-def default_cache_dir() -> Path:
-    """Folder for generated data: ``$HISTOSEG_CACHE`` or ``~/.cache/histoseg``."""
-    return Path(os.environ.get("HISTOSEG_CACHE", Path.home() / ".cache" / "histoseg")).expanduser()
 
 
 @dataclass(frozen=True)

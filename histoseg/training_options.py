@@ -24,10 +24,13 @@ says where the option went.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from histoseg.labels.grid import LabelOptions
+
+T = TypeVar("T")
 
 ClassWeighting = Literal["none", "inverse_frequency", "sqrt_inverse_frequency"]
 
@@ -163,6 +166,12 @@ def group_options(**options: object) -> dict[str, object]:
     return args
 
 
+def as_group(kind: type[T], value: T | Mapping[str, Any]) -> T:
+    """``value`` as an object of the group ``kind``: a plain mapping (the hyper-parameters a checkpoint
+    stores, ``LightningDataModule.load_from_checkpoint``) becomes one; an object passes unchanged."""
+    return kind(**value) if isinstance(value, Mapping) else value
+
+
 def as_plain(value: object) -> object:
     """A group as a plain dict (checkpoint hyper-parameters are read with ``weights_only=True``)."""
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value  # type: ignore[arg-type]
@@ -177,6 +186,7 @@ __all__ = [
     "LoaderOptions",
     "LossWeighting",
     "PatchSampling",
+    "as_group",
     "as_plain",
     "group_options",
 ]

@@ -64,6 +64,33 @@ def test_random_dataset_is_deterministic_and_class_balanced(table):
     assert 255 not in centres
 
 
+def test_cached_labels_serve_the_same_patches_in_workers_and_after_pickling(table, tmp_path, monkeypatch):
+    """Memory-mapped stores and positions: forked workers and a pickled (spawned) dataset agree."""
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    monkeypatch.setenv("HISTOSEG_CACHE", str(tmp_path / "cache"))
+    path, _ = table
+    rows = [r for r in read_slide_table(path) if r.split == "train"]
+    uncached = [prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5), cache=False) for r in rows]
+    cached = [prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5)) for r in rows]
+    again = [prepare_labelled_slide(r, GridOptions(classes=KIDNEY_CLASSES, mpp=0.5)) for r in rows]
+    assert all(s.prepared is not None and s.prepared.reused for s in again)
+    options = PatchOptions(patch_size=32, mpp=0.5)
+    reference = RandomPatchDataset(uncached, options, 5, class_balanced=True, seed=3)
+    served = RandomPatchDataset(again, options, 5, class_balanced=True, seed=3)
+    assert isinstance(served.cutter.slides[0].class_positions[1], np.memmap)
+    sent = pickle.loads(pickle.dumps(served))
+    loader = DataLoader(served, batch_size=4, sampler=range(12), num_workers=2)
+    batches = [b["mask"] for b in loader]
+    for i in range(12):
+        want = reference[i]
+        assert torch.equal(sent[i]["mask"], want["mask"]) and torch.equal(sent[i]["image"], want["image"])
+        assert torch.equal(batches[i // 4][i % 4], want["mask"])
+    assert len(cached) == len(again) == 2
+
+
 def test_grid_dataset_covers_labels_and_weights(table):
     path, truth = table
     record = read_slide_table(path)[0]

@@ -16,11 +16,26 @@ def test_all_checks_run_here_and_print_one_line_each(capsys, tmp_path, monkeypat
         main(["doctor"])
     out = capsys.readouterr().out.splitlines()
     names = [line.split()[1] for line in out[:-1] if not line.startswith(" ")]
-    assert names == ["packages", "openslide", "weights", "gpu", "bf16", "cache", "disk"]
+    assert names == ["packages", "openslide", "weights", "gpu", "bf16", "cache", "cache-use", "disk"]
     assert f"cache folder {tmp_path / 'cache'} (HISTOSEG_CACHE), writable" in "\n".join(out)
     problems = sum(line.startswith("FAIL") for line in out)
     assert exit_.value.code == (1 if problems else 0)
     assert out[-1] == "histoseg doctor: all usable" if not problems else out[-1].endswith("; fix above")
+
+
+def test_cache_use_shows_the_size_of_prepared_labels_and_how_to_clear_them(tmp_path):
+    (tmp_path / "prepared-labels" / "k").mkdir(parents=True)
+    with open(tmp_path / "prepared-labels" / "k" / "tiles.npy", "wb") as handle:
+        handle.truncate(2**29)  # 0.5 GiB, a sparse file
+    (tmp_path / "synthetic-kidney").mkdir()
+    (tmp_path / "synthetic-kidney" / "a.tif").write_bytes(b"x" * 2**20)
+    for i in range(20):  # hard links (a benchmark's cohort of one slide file) are counted once
+        os.link(tmp_path / "synthetic-kidney" / "a.tif", tmp_path / "synthetic-kidney" / f"link{i}.tif")
+    result = doctor.check_cache_use(tmp_path)
+    assert result.ok is None
+    assert result.text.startswith(f"0.50 GiB in {tmp_path} (prepared labels 0.50 GiB); ")
+    assert doctor.folder_bytes(tmp_path / "synthetic-kidney") == 2**20
+    assert f"rm -rf {tmp_path / 'prepared-labels'}" in result.text
 
 
 def failing(check):

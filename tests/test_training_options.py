@@ -78,3 +78,14 @@ def test_grid_options_put_the_label_options_on_a_grid():
     assert GridOptions(classes=["a"], mpp=1.0).grow_class_indices() is None
     with pytest.raises(TypeError):
         GridOptions(["a"], 1.0)  # the grid's own fields are keywords: no positional mix-up with labels
+
+
+def test_the_stored_hyper_parameters_build_the_same_datamodule(tmp_path):
+    """``SlideDataModule(**hparams)`` (what ``load_from_checkpoint`` does) gives back the groups."""
+    from histoseg.sources import SyntheticSlides
+
+    source = SyntheticSlides(root=str(tmp_path), n_slides=2)
+    dm = SlideDataModule(synthetic=source, patches=PatchSampling(patch_size=96), augmentation=Augmentation(False))
+    again = SlideDataModule(**dict(dm.hparams))
+    assert again.patches == dm.patches and again.augmentation == Augmentation(enabled=False)
+    assert again.synthetic == source and again.loader == LoaderOptions()

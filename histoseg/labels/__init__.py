@@ -3,6 +3,8 @@
 - :mod:`~histoseg.labels.table` — the slide table (:class:`~histoseg.labels.table.SlideRecord`);
 - :mod:`~histoseg.labels.grid` — the one entry point from a table row to its label grid, through a
   registry keyed by label kind (adding a kind = one module + one registry line);
+- :mod:`~histoseg.labels.store` — prepared training labels stored by what was drawn (labelled
+  pixels only, by tile; sparse kinds without a whole-slide array) and cached under the cache folder;
 - :mod:`~histoseg.labels.annotations` — the QuPath GeoJSON feature reader and class lookup that
   points and scribbles share;
 - :mod:`~histoseg.labels.dense`, :mod:`~histoseg.labels.points`, :mod:`~histoseg.labels.scribbles`

@@ -28,8 +28,8 @@ from histoseg import IGNORE_INDEX
 from histoseg.errors import LabelError
 from histoseg.io.slide import Slide
 from histoseg.labels.dense import dense_grid
-from histoseg.labels.points import points_grid
-from histoseg.labels.scribbles import scribbles_grid
+from histoseg.labels.points import points_grid, points_sparse
+from histoseg.labels.scribbles import scribbles_grid, scribbles_sparse
 
 if TYPE_CHECKING:
     from histoseg.labels.table import SlideRecord
@@ -116,6 +116,26 @@ LABEL_GRIDS: dict[str, GridBuilder] = {
 """Label kind -> its grid builder. The slide table's ``kind`` column takes these keys (or ``none``)."""
 
 
+class SparseBuilder(Protocol):
+    """A label kind's labelled pixels alone: ``(shape, flat, values, origin)``.
+
+    None when this row needs the whole-grid builder (see :mod:`histoseg.labels.store`).
+    """
+
+    def __call__(
+        self, record: SlideRecord, slide: Slide, options: GridOptions
+    ) -> tuple[tuple[int, int], np.ndarray, np.ndarray, tuple[float, float]] | None:
+        """Return the labelled pixels of the grid its :data:`LABEL_GRIDS` builder makes."""
+        ...
+
+
+SPARSE_GRIDS: dict[str, SparseBuilder] = {
+    "points": points_sparse,
+    "scribbles": scribbles_sparse,
+}
+"""Label kind -> a builder of its labelled pixels alone (same grid, no whole-slide array)."""
+
+
 def label_kinds() -> tuple[str, ...]:
     """The registered label kinds, in registry order."""
     return tuple(LABEL_GRIDS)
@@ -138,13 +158,11 @@ class LabelGrid:
     slide_mpp: float
 
 
-def build_label_grid(record: SlideRecord, options: GridOptions) -> LabelGrid:
-    """Open a row's slide and put its labels on the training grid at ``options.mpp``.
+def check_labelled_row(record: SlideRecord) -> GridBuilder:
+    """The grid builder of a row's label kind.
 
     Raises:
-        LabelError: the row has no labels, its kind is not registered, or its labels leave no
-            labelled pixel at this mpp.
-        HistosegError: unreadable slide or labels (see the builders).
+        LabelError: the row has no labels or its kind is not registered.
     """
     if record.labels is None or record.kind == "none":
         raise LabelError(
@@ -156,6 +174,18 @@ def build_label_grid(record: SlideRecord, options: GridOptions) -> LabelGrid:
             f"{record.labels}: unknown label kind {record.kind!r}; "
             f"use one of {', '.join(label_kinds())} in the slide table's kind column"
         )
+    return builder
+
+
+def build_label_grid(record: SlideRecord, options: GridOptions) -> LabelGrid:
+    """Open a row's slide and put its labels on the training grid at ``options.mpp``.
+
+    Raises:
+        LabelError: the row has no labels, its kind is not registered, or its labels leave no
+            labelled pixel at this mpp.
+        HistosegError: unreadable slide or labels (see the builders).
+    """
+    builder = check_labelled_row(record)
     with Slide(Path(record.slide), mpp=record.mpp) as slide:
         labels, origin = builder(record, slide, options)
         grid = LabelGrid(labels, origin, options.mpp / slide.mpp, slide.mpp)
@@ -168,10 +198,13 @@ def build_label_grid(record: SlideRecord, options: GridOptions) -> LabelGrid:
 
 __all__ = [
     "LABEL_GRIDS",
+    "SPARSE_GRIDS",
     "GridBuilder",
     "GridOptions",
     "LabelGrid",
     "LabelOptions",
+    "SparseBuilder",
     "build_label_grid",
+    "check_labelled_row",
     "label_kinds",
 ]

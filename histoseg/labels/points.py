@@ -337,8 +337,23 @@ def rasterize_points(
     """
     height, width = (int(shape[0]), int(shape[1]))
     out = np.full((height, width), IGNORE_INDEX, np.uint8)
+    flat, values = point_pixels(points, shape, scale, radius_px)
+    out.reshape(-1)[flat] = values
+    return out
+
+
+def point_pixels(
+    points: PointSet, shape: tuple[int, int], scale: float, radius_px: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels :func:`rasterize_points` labels, without an (H, W) array.
+
+    Returns:
+        ``(flat, values)``: ascending unique flat indices ``r * W + c`` and their uint8 classes
+        (memory of the points' discs, not of the mask).
+    """
+    height, width = (int(shape[0]), int(shape[1]))
     if len(points) == 0:
-        return out
+        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
     if radius_px < 0:
         raise HistosegError(f"point radius {radius_px} must be >= 0; set the point radius in pixels")
     rows = level0_to_mask_index(points.y, scale)
@@ -346,20 +361,45 @@ def rasterize_points(
     n = len(points)
     order = np.arange(n, dtype=np.int64)
     # Later points win: each pixel takes the highest point index that covers it (disks first,
-    # then centres with a higher priority), computed with np.maximum.at (deterministic).
-    owner = np.full(height * width, -1, np.int64)
+    # then centres with a higher priority): the last of each pixel's candidates sorted by priority.
+    where: list[np.ndarray] = []
+    who: list[np.ndarray] = []
     if radius_px > 0:
         dr, dc = disk_offsets(radius_px)
         rr = (rows[:, None] + dr[None, :]).ravel()
         cc = (cols[:, None] + dc[None, :]).ravel()
-        who = np.repeat(order, dr.size)
+        owner = np.repeat(order, dr.size)
         ok = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
-        np.maximum.at(owner, rr[ok] * width + cc[ok], who[ok])
+        where.append(rr[ok] * width + cc[ok])
+        who.append(owner[ok])
     ok = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    np.maximum.at(owner, rows[ok] * width + cols[ok], order[ok] + n)
-    hit = owner >= 0
-    out.ravel()[hit] = points.label[owner[hit] % n]
-    return out
+    where.append(rows[ok] * width + cols[ok])
+    who.append(order[ok] + n)
+    flat, priority = np.concatenate(where), np.concatenate(who)
+    sort = np.lexsort((priority, flat))
+    flat, priority = flat[sort], priority[sort]
+    last = np.ones(flat.size, bool)
+    last[:-1] = flat[1:] != flat[:-1]
+    return flat[last], np.asarray(points.label)[priority[last] % n].astype(np.uint8)
+
+
+def _points_window(
+    record: SlideRecord, slide: Slide, options: GridOptions
+) -> tuple[PointSet, tuple[int, int], float, tuple[float, float], int]:
+    """The points shifted to their grid, the grid's shape, scale, origin and disc radius."""
+    scale = options.mpp / slide.mpp
+    width, height = slide.dimensions
+    points = read_points(record.labels, options.classes, slide_size=(width, height))  # type: ignore[arg-type]
+    margin = options.margin_px
+    x0 = max(0.0, float(points.x.min()) - margin * scale)
+    y0 = max(0.0, float(points.y.min()) - margin * scale)
+    x1 = min(float(width), float(points.x.max()) + (margin + 1) * scale)
+    y1 = min(float(height), float(points.y.max()) + (margin + 1) * scale)
+    x0 = math.floor(x0 / scale) * scale
+    y0 = math.floor(y0 / scale) * scale
+    shape = (max(1, math.ceil((y1 - y0) / scale)), max(1, math.ceil((x1 - x0) / scale)))
+    shifted = PointSet(x=points.x - x0, y=points.y - y0, label=points.label)
+    return shifted, shape, scale, (x0, y0), round(options.point_radius_um / options.mpp)
 
 
 def points_grid(
@@ -374,27 +414,32 @@ def points_grid(
         ``(labels, origin)``: (H, W) uint8 labels (255 = unlabelled) and the level-0 ``(x, y)``
         of ``labels[0, 0]``.
     """
-    scale = options.mpp / slide.mpp
-    width, height = slide.dimensions
-    points = read_points(record.labels, options.classes, slide_size=(width, height))  # type: ignore[arg-type]
-    margin = options.margin_px
-    x0 = max(0.0, float(points.x.min()) - margin * scale)
-    y0 = max(0.0, float(points.y.min()) - margin * scale)
-    x1 = min(float(width), float(points.x.max()) + (margin + 1) * scale)
-    y1 = min(float(height), float(points.y.max()) + (margin + 1) * scale)
-    x0 = math.floor(x0 / scale) * scale
-    y0 = math.floor(y0 / scale) * scale
-    shape = (max(1, math.ceil((y1 - y0) / scale)), max(1, math.ceil((x1 - x0) / scale)))
-    shifted = PointSet(x=points.x - x0, y=points.y - y0, label=points.label)
-    radius = round(options.point_radius_um / options.mpp)
-    return rasterize_points(shifted, shape, scale, radius_px=radius), (x0, y0)
+    shifted, shape, scale, origin, radius = _points_window(record, slide, options)
+    return rasterize_points(shifted, shape, scale, radius_px=radius), origin
+
+
+def points_sparse(
+    record: SlideRecord, slide: Slide, options: GridOptions
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, tuple[float, float]]:
+    """The ``points`` label kind as labelled pixels only (:mod:`histoseg.labels.store`).
+
+    The pixels of :func:`points_grid`, on the same grid, without an (H, W) array.
+
+    Returns:
+        ``(shape, flat, values, origin)``.
+    """
+    shifted, shape, scale, origin, radius = _points_window(record, slide, options)
+    flat, values = point_pixels(shifted, shape, scale, radius_px=radius)
+    return shape, flat, values, origin
 
 
 __all__ = [
     "PointSet",
     "disk_offsets",
     "level0_to_mask_index",
+    "point_pixels",
     "points_grid",
+    "points_sparse",
     "rasterize_points",
     "read_points",
     "write_points_csv",

@@ -161,6 +161,21 @@ def read_scribbles_geojson(
             (all listed with the known classes), non-numeric coordinates, coordinates
             outside the slide.
     """
+    file, items, brush, messages, names = _read_geojson_items(path, classes, scale, brush_px, slide_size)
+    out = _draw_scribbles(items, (int(shape[0]), int(shape[1])), brush, file, names, messages)
+    if not items:
+        messages.append(f"{file}: no classified scribbles; the mask is all unlabelled")
+    return out, messages
+
+
+def _read_geojson_items(
+    path: str | os.PathLike[str],
+    classes: Sequence[str],
+    scale: float,
+    brush_px: float,
+    slide_size: tuple[int, int] | None,
+) -> tuple[Path, list[tuple[int, str, list[np.ndarray]]], float, list[str], Sequence[str]]:
+    """The classified parts of a scribble file in mask pixels: ``(file, items, brush, warnings, classes)``."""
     file = Path(path)
     brush = check_brush(brush_px)
     if not scale > 0:
@@ -180,10 +195,30 @@ def read_scribbles_geojson(
                 _check_on_slide(file, item.where, rings, slide_size)
             items.append((item.class_index, kind, [clean_xy(ring / scale) for ring in rings]))
     messages = _skip_messages(file, empty, unclassified, unsupported)
-    out = _draw_scribbles(items, (int(shape[0]), int(shape[1])), brush, file, lookup.classes, messages)
+    return file, items, brush, messages, lookup.classes
+
+
+def read_scribbles_geojson_sparse(
+    path: str | os.PathLike[str],
+    classes: Sequence[str],
+    *,
+    shape: tuple[int, int],
+    scale: float,
+    brush_px: float,
+    slide_size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`read_scribbles_geojson` as its labelled pixels only, without an (H, W) array.
+
+    Returns:
+        ``(flat, values, warnings)``: ascending unique flat indices ``r * W + c`` of the labelled
+        pixels, their classes (uint8; the last feature wins, as in the mask) and the warnings:
+        ``mask.ravel()[flat] == values`` and every other pixel of the mask is 255.
+    """
+    file, items, brush, messages, names = _read_geojson_items(path, classes, scale, brush_px, slide_size)
+    flat, values = _scribble_pixels(items, (int(shape[0]), int(shape[1])), brush, file, names, messages)
     if not items:
         messages.append(f"{file}: no classified scribbles; the mask is all unlabelled")
-    return out, messages
+    return flat, values, messages
 
 
 def _nonempty(part: tuple[str, Any]) -> bool:
@@ -258,11 +293,31 @@ def _draw_scribbles(
     messages: list[str],
 ) -> np.ndarray:
     """Rasterise ``(class, kind, rings in mask pixels)`` in order (last wins) into an (H, W) mask."""
+    out = np.full(shape, IGNORE_INDEX, np.uint8)
+    flat, values = _scribble_pixels(items, shape, brush, path, classes, messages)
+    out.reshape(-1)[flat] = values
+    return out
+
+
+def _scribble_pixels(
+    items: list[tuple[int, str, list[np.ndarray]]],
+    shape: tuple[int, int],
+    brush: float,
+    path: Path,
+    classes: Sequence[str],
+    messages: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels ``(class, kind, rings in mask pixels)`` label, in order (last wins).
+
+    Returns:
+        Ascending unique flat indices into ``shape`` and their uint8 classes: memory of the
+        strokes' pixels, not of the mask.
+    """
     import shapely
     from shapely.geometry import Polygon
 
-    out = np.full(shape, IGNORE_INDEX, np.uint8)
-    flat = out.reshape(-1)
+    found: list[np.ndarray] = []
+    labels: list[int] = []
     for index, kind, rings in items:
         if kind == "polygon":
             shell, holes = rings[0], [h for h in rings[1:] if len(h) >= 3]
@@ -274,13 +329,22 @@ def _draw_scribbles(
             polygon = Polygon(shell, holes)
             if not polygon.is_valid:
                 polygon = shapely.make_valid(polygon)
-            flat[polygon_pixels(polygon, shape)] = index
+            found.append(polygon_pixels(polygon, shape))
+            labels.append(index)
         elif kind == "point":
             for vertex in rings[0]:
-                flat[stroke_pixels(vertex[None], shape, brush)] = index
+                found.append(stroke_pixels(vertex[None], shape, brush))
+                labels.append(index)
         else:
-            flat[stroke_pixels(rings[0], shape, brush)] = index
-    return out
+            found.append(stroke_pixels(rings[0], shape, brush))
+            labels.append(index)
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    flat = np.concatenate(found).astype(np.int64)
+    values = np.repeat(np.asarray(labels, np.uint8), [f.size for f in found])
+    # the last write of a pixel wins: its first occurrence in reversed order
+    unique, first = np.unique(flat[::-1], return_index=True)
+    return unique, values[::-1][first]
 
 
 def write_scribbles_geojson(
@@ -536,13 +600,47 @@ def scribbles_grid(
     return grid, (0.0, 0.0)
 
 
+def scribbles_sparse(
+    record: SlideRecord, slide: Slide, options: GridOptions
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, tuple[float, float]] | None:
+    """The ``scribbles`` label kind as labelled pixels only (:mod:`histoseg.labels.store`).
+
+    The pixels of :func:`scribbles_grid` for a GeoJSON file without growth, made stroke by stroke
+    with no whole-slide array. None for a scribble image or ``options.grow_um > 0`` (those are
+    made on the whole grid by :func:`scribbles_grid`).
+
+    Returns:
+        ``(shape, flat, values, origin)``: the grid's (H, W), ascending flat indices of its
+        labelled pixels, their uint8 classes, and the level-0 origin ``(0, 0)``.
+    """
+    path = Path(record.labels)  # type: ignore[arg-type]
+    if path.suffix.lower() in IMAGE_SUFFIXES or options.grow_um > 0:
+        return None
+    scale = options.mpp / slide.mpp
+    width, height = slide.dimensions
+    shape = (max(1, math.floor(height / scale)), max(1, math.floor(width / scale)))
+    flat, values, messages = read_scribbles_geojson_sparse(
+        path,
+        options.classes,
+        shape=shape,
+        scale=scale,
+        brush_px=options.brush_um / options.mpp,
+        slide_size=(width, height),
+    )
+    for message in messages:
+        log.warning("%s: %s", path, message)
+    return shape, flat, values, (0.0, 0.0)
+
+
 __all__ = [
     "DEFAULT_COLOURS",
     "IMAGE_SUFFIXES",
     "parse_colour",
     "read_scribble_image",
     "read_scribbles_geojson",
+    "read_scribbles_geojson_sparse",
     "resample_sparse",
     "scribbles_grid",
+    "scribbles_sparse",
     "write_scribbles_geojson",
 ]
