@@ -63,8 +63,9 @@ def check_compatible(
     (``model.init_checkpoint``, ``new_head=True``) and by ``quantify`` (:func:`load_predictor`,
     no ``expected``).
 
-    Always checked: a known task kind, a non-empty list of distinct class names, a positive mpp,
-    and network arguments for as many classes. Against ``expected``: the same task, the same
+    Always checked (every reader of a checkpoint, :func:`read_checkpoint`, runs these rules): a known
+    task kind, 2 to 255 distinct class names, a plausible mpp (:data:`histoseg.io.slide.MPP_RANGE`),
+    a patch size of 1-8192 pixels, and network arguments (encoder depth 1-8) for as many classes. Against ``expected``: the same task, the same
     network arguments (but for ``num_classes`` when ``new_head``) and the same classes (other
     classes are allowed with ``new_head``: the head is then re-initialised).
 
@@ -81,26 +82,8 @@ def check_compatible(
     Raises:
         CheckpointError: a damaged block, or a checkpoint of another model.
     """
-    task, classes, network = block["task"], block["classes"], block["network"]
-    if task not in TASKS:
-        raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
-    try:
-        mpp = float(block["mpp"])
-    except (TypeError, ValueError):
-        mpp = float("nan")
-    well_formed = (
-        isinstance(classes, (list, tuple))
-        and len(classes) >= 2
-        and all(isinstance(c, str) for c in classes)
-        and len(set(classes)) == len(classes)
-        and isinstance(network, dict)
-        and network.get("num_classes") == len(classes)
-    )
-    if not well_formed or not (mpp > 0 and math.isfinite(mpp)):
-        raise CheckpointError(
-            f"{path}: histoseg block is inconsistent (classes {classes}, mpp {block['mpp']}, network {network}); "
-            "the checkpoint is damaged or from another tool"
-        )
+    _check_block(path, block)
+    task, classes, network, mpp = block["task"], block["classes"], block["network"], float(block["mpp"])
     if expected is None:
         return []
     classes = list(classes)
@@ -205,49 +188,44 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool"
             )
-    _check_block(path, block)
+    check_compatible(path, block)
     return checkpoint
 
 
-def _check_block(path: Path, block: dict[str, Any]) -> None:
-    """The checkpoint's own facts (classes, mpp, patch size, network) are usable, before any output exists.
+def _check_block(path: str | os.PathLike[str], block: dict[str, Any]) -> None:
+    """The block's own facts (task, classes, mpp, patch size, network) are usable: the rules of :func:`check_compatible`.
 
     Raises:
         CheckpointError: naming the bad entry.
     """
-    import math
-
     from histoseg.io.slide import MPP_RANGE
 
-    damaged = "the checkpoint is damaged or was edited; use the .ckpt written by 'histoseg fit'"
-    classes = block["classes"]
+    task, classes, mpp, patch, network = (block[k] for k in ("task", "classes", "mpp", "patch_size", "network"))
+    if task not in TASKS:
+        raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
+    low, high = MPP_RANGE
+    depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
     if (
         not isinstance(classes, (list, tuple))
         or not 2 <= len(classes) <= 255
         or not all(isinstance(c, str) and c.strip() for c in classes)
         or len(set(classes)) != len(classes)
     ):
-        raise CheckpointError(f"{path}: classes {classes!r} must be 2 to 255 distinct names; {damaged}")
-    mpp = block["mpp"]
-    low, high = MPP_RANGE
-    if (
-        isinstance(mpp, bool)
-        or not isinstance(mpp, (int, float))
-        or not (math.isfinite(mpp) and low <= mpp <= high)
-    ):
-        raise CheckpointError(f"{path}: mpp {mpp!r} must be {low:g}-{high:g} microns per pixel; {damaged}")
-    patch = block["patch_size"]
-    if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
-        raise CheckpointError(f"{path}: patch_size {patch!r} must be 1-8192 pixels; {damaged}")
-    network = block["network"]
-    depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
-    if (
-        not isinstance(network, dict)
-        or isinstance(depth, bool)
-        or not isinstance(depth, int)
-        or not 1 <= depth <= 8
-    ):
-        raise CheckpointError(f"{path}: network {network!r} is not a valid network description; {damaged}")
+        problem = f"classes {classes!r} must be 2 to 255 distinct names"
+    elif isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or not (math.isfinite(mpp) and low <= mpp <= high):
+        problem = f"mpp {mpp!r} must be {low:g}-{high:g} microns per pixel"
+    elif isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
+        problem = f"patch_size {patch!r} must be 1-8192 pixels"
+    elif not isinstance(network, dict) or isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 8:
+        problem = f"network {network!r} is not a valid network description"
+    elif network.get("num_classes") != len(classes):
+        problem = f"network {network!r} is for {network.get('num_classes')} classes, not the {len(classes)} of {classes!r}"
+    else:
+        return
+    raise CheckpointError(
+        f"{path}: histoseg block is inconsistent ({problem}); "
+        "the checkpoint is damaged or was edited; use the .ckpt written by 'histoseg fit'"
+    )
 
 
 def build_network(block: dict[str, Any]) -> torch.nn.Module:
@@ -290,9 +268,10 @@ def load_predictor(
     """
     path = resolve_checkpoint_path(path)
     if checkpoint is None:
-        checkpoint = read_checkpoint(path)
+        checkpoint = read_checkpoint(path)  # runs check_compatible
+    else:
+        check_compatible(path, checkpoint[CHECKPOINT_KEY])
     block = checkpoint[CHECKPOINT_KEY]
-    check_compatible(path, block)
     network = build_network(block)
     load_network_weights(network, checkpoint, path)
     return make_predictor(
