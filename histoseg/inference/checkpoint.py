@@ -25,11 +25,13 @@ import torch
 
 from histoseg.errors import CheckpointError
 from histoseg.inference.predictor import Predictor
+from histoseg.inference.task_kinds import TASK_KINDS
 from histoseg.io.files import sha256_file
 
 CHECKPOINT_KEY = "histoseg"
-TASKS = ("segmentation", "patch_classification")
-"""Task kinds a checkpoint's histoseg block may name (``BaseTask.task_name`` of the tasks)."""
+TASKS = tuple(TASK_KINDS)
+"""Task kinds a checkpoint's histoseg block may name (``BaseTask.task_name`` of the tasks; the keys of
+:data:`histoseg.inference.task_kinds.TASK_KINDS`)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,10 @@ def check_compatible(
 
     Always checked (every reader of a checkpoint, :func:`read_checkpoint`, runs these rules): a known
     task kind, 2 to 255 distinct class names, a plausible mpp (:data:`histoseg.io.slide.MPP_RANGE`),
-    a patch size of 1-8192 pixels, and network arguments (encoder depth 1-8) for as many classes. Against ``expected``: the same task, the same
-    network arguments (but for ``num_classes`` when ``new_head``) and the same classes (other
-    classes are allowed with ``new_head``: the head is then re-initialised).
+    a patch size of 1-8192 pixels, and network arguments (encoder depth 1-8) for as many classes.
+    Against ``expected``: the same task, the same network arguments (but for ``num_classes`` when
+    ``new_head``) and the same classes (other classes are allowed with ``new_head``: the head is
+    then re-initialised).
 
     Args:
         path: The checkpoint file (named in messages).
@@ -193,14 +196,17 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_block(path: str | os.PathLike[str], block: dict[str, Any]) -> None:
-    """The block's own facts (task, classes, mpp, patch size, network) are usable: the rules of :func:`check_compatible`.
+    """The block's own facts (task, classes, mpp, patch size, network) are usable.
+
+    The rules of :func:`check_compatible` (which every reader runs).
 
     Raises:
         CheckpointError: naming the bad entry.
     """
     from histoseg.io.slide import MPP_RANGE
 
-    task, classes, mpp, patch, network = (block[k] for k in ("task", "classes", "mpp", "patch_size", "network"))
+    task, classes, mpp = block["task"], block["classes"], block["mpp"]
+    patch, network = block["patch_size"], block["network"]
     if task not in TASKS:
         raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
     low, high = MPP_RANGE
@@ -212,14 +218,24 @@ def _check_block(path: str | os.PathLike[str], block: dict[str, Any]) -> None:
         or len(set(classes)) != len(classes)
     ):
         problem = f"classes {classes!r} must be 2 to 255 distinct names"
-    elif isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or not (math.isfinite(mpp) and low <= mpp <= high):
+    elif (
+        isinstance(mpp, bool)
+        or not isinstance(mpp, (int, float))
+        or not (math.isfinite(mpp) and low <= mpp <= high)
+    ):
         problem = f"mpp {mpp!r} must be {low:g}-{high:g} microns per pixel"
     elif isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
         problem = f"patch_size {patch!r} must be 1-8192 pixels"
-    elif not isinstance(network, dict) or isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 8:
+    elif (
+        not isinstance(network, dict)
+        or isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or not 1 <= depth <= 8
+    ):
         problem = f"network {network!r} is not a valid network description"
     elif network.get("num_classes") != len(classes):
-        problem = f"network {network!r} is for {network.get('num_classes')} classes, not the {len(classes)} of {classes!r}"
+        count = network.get("num_classes")
+        problem = f"network {network!r} is for {count} classes, not the {len(classes)} of {classes!r}"
     else:
         return
     raise CheckpointError(
@@ -230,19 +246,7 @@ def _check_block(path: str | os.PathLike[str], block: dict[str, Any]) -> None:
 
 def build_network(block: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the pure network described by a checkpoint's histoseg block (random weights)."""
-    task = block["task"]
-    config = dict(block["network"])
-    if task == "segmentation":
-        from histoseg.models.segmentation import build_segmentation_model
-
-        return build_segmentation_model(encoder_weights=None, **config)
-    if task == "patch_classification":
-        from histoseg.models.classifiers import build_classifier
-
-        return build_classifier(**config)
-    raise CheckpointError(
-        f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg"
-    )  # pragma: no cover
+    return TASK_KINDS[block["task"]].build_network(dict(block["network"]))
 
 
 def load_predictor(
@@ -289,41 +293,27 @@ def make_predictor(
 ) -> Predictor:
     """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
 
-    U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
+    The task kind's entry in :data:`histoseg.inference.task_kinds.TASK_KINDS` gives the module and
+    its tiles: U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; patch
     classifiers are convolutionalized (:class:`histoseg.models.dense.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """
     network.eval()
     classes = list(block["classes"])
-    patch = int(block["patch_size"])
     metadata = {
         "task": block["task"],
         "network": block["network"],
         "histoseg_version_trained": block.get("version"),
         "seed": block.get("seed"),
     }
-    if block["task"] == "segmentation":
-        multiple = 2 ** int(block["network"].get("encoder_depth", 5))
-        size = tile_size or max(512, patch)
-        size = max(multiple, size // multiple * multiple)
-        model: torch.nn.Module = network
-        margin = min(64, size // 8)
-    else:
-        from histoseg.models.dense import DensePredictor
-
-        if block["network"].get("arch") == "encoder" and method == "atrous":
-            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.models.atrous)
-        model = DensePredictor(network, patch_size=patch, method=method)  # type: ignore[arg-type]
-        multiple = 1
-        size = tile_size or 512
-        margin = patch // 2
+    tiling = TASK_KINDS[block["task"]].tiling(network, block, method, tile_size)
     return Predictor(
-        model=model,
+        model=tiling.model,
         classes=classes,
         mpp=float(block["mpp"]),
-        tile_size=size,
-        margin=margin,
-        size_multiple=multiple,
+        tile_size=tiling.tile_size,
+        margin=tiling.margin,
+        size_multiple=tiling.size_multiple,
         background_class=classes.index("background") if "background" in classes else None,
         checkpoint_sha256=checkpoint_sha256,
         metadata=metadata,
