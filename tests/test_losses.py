@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from histoseg.models.losses import border_weight_map, class_frequency_weights, weighted_cross_entropy
+from histoseg.labels.weight_maps import border_weight_map, class_frequency_weights
+from histoseg.models.losses import weighted_cross_entropy
 
 
 def two_objects(gap: int) -> np.ndarray:
