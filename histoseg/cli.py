@@ -324,12 +324,12 @@ def _synthesize(argv: list[str]) -> int:
 
 
 def _tool(command: str, argv: list[str]) -> int:
-    """The small commands: ``doctor`` (:mod:`histoseg.doctor`), ``corrections`` (:mod:`histoseg.labels.corrections`)."""
+    """The small commands: ``doctor`` (:mod:`histoseg.doctor`), ``corrections`` (:mod:`histoseg.corrections`)."""
     if command == "doctor":
         from histoseg.doctor import main as doctor
 
         return doctor(argv)
-    from histoseg.labels.corrections import main as corrections
+    from histoseg.corrections import main as corrections
 
     return corrections(argv)
 
