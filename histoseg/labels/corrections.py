@@ -10,10 +10,10 @@ The loop (step by step with QuPath's menu names in ``docs/qupath.md``):
    Export objects as GeoJSON);
 3. :func:`extract_corrections` (run by the command :mod:`histoseg.corrections`:
    ``histoseg corrections --predicted A.geojson --corrected B.geojson --out labels.geojson``)
-   compares the export with the prediction: a corrected feature whose class and geometry match a predicted feature (boundary moved by at most ``tolerance`` level-0
-   pixels on average: symmetric-difference area <= tolerance x perimeter) is **untouched and
-   dropped**; every other classified feature (new, redrawn, reclassified, strokes and points) is
-   kept as a label;
+   compares the export with the prediction: a corrected feature whose class and geometry match a
+   predicted feature (boundary moved by at most ``tolerance`` level-0 pixels on average:
+   symmetric-difference area <= tolerance x perimeter) is **untouched and dropped**; every other
+   classified feature (new, redrawn, reclassified, strokes and points) is kept as a label;
 4. the output is a scribble GeoJSON: a slide-table row ``kind=scribbles`` rasterises it
    (:func:`histoseg.labels.scribbles.read_scribbles_geojson`: polygons filled, lines buffered to
    the brush width), everything else unlabelled; fine-tune from the same checkpoint with
