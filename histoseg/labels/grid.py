@@ -16,10 +16,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -29,40 +28,7 @@ from histoseg.io.slide import Slide
 from histoseg.labels.dense import dense_grid
 from histoseg.labels.points import points_grid
 from histoseg.labels.scribbles import scribbles_grid
-
-if TYPE_CHECKING:
-    from histoseg.labels.table import SlideRecord
-
-
-@dataclass(frozen=True)
-class GridOptions:
-    """How labels are put on the training grid (each builder reads the options of its kind).
-
-    Attributes:
-        classes: Class names in label-index order.
-        mpp: Training resolution (microns per pixel).
-        value_map: Dense masks: ``{raw value: class name | "ignore"}`` (None = values are indices).
-        white_value_map: Dense masks: ``{raw value: class name}`` for white pixels of those values.
-        brush_um: Scribbles: stroke width in microns.
-        point_radius_um: Points: radius of each labelled disc in microns (0 = one pixel).
-        margin_px: Points: training pixels kept around the points' bounding box.
-        scribble_colours: Scribble images: ``{class name: [r, g, b]}``.
-        grow_um: Scribbles: grow each stroke's class to the colour superpixels (about ``grow_um``
-            microns across) it touches alone (:func:`histoseg.labels.superpixels.grow_to_superpixels`);
-            0 = off.
-        grow_classes: Class indices whose strokes grow (None = all).
-    """
-
-    classes: Sequence[str]
-    mpp: float
-    value_map: Mapping[int, str] | None = None
-    white_value_map: Mapping[int, str] | None = None
-    brush_um: float = 2.0
-    point_radius_um: float = 0.0
-    margin_px: int = 0
-    scribble_colours: Mapping[str, Sequence[int] | str] | None = None
-    grow_um: float = 0.0
-    grow_classes: Sequence[int] | None = None
+from histoseg.labels.types import GridOptions, SlideRecord
 
 
 class GridBuilder(Protocol):
