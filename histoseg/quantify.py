@@ -55,7 +55,7 @@ from histoseg.io.outputs import (
     slide_stems,
 )
 from histoseg.io.progress import Display as _Display
-from histoseg.io.slide import Slide, check_mpp, find_slides
+from histoseg.io.slide import Slide, check_mpp_override, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
 from histoseg.report.counting import design_path, load_counted_points, points_key
 from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
@@ -243,7 +243,7 @@ class Cohort:
         crossfit: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         if mpp is not None:
-            mpp = check_mpp(mpp, "--mpp")
+            mpp = check_mpp_override(mpp, predictor.mpp)  # the one check of --mpp on this route
         if not (isinstance(target_halfwidth, (int, float)) and 0 < target_halfwidth < 0.5):
             raise ConfigError(
                 f"--target_halfwidth {target_halfwidth}: must be a fraction in (0, 0.5); e.g. 0.05 for +-5 pp"
