@@ -21,7 +21,7 @@ from typing import Any
 
 from histoseg.errors import ArgumentParser, ConfigError, LabelError
 from histoseg.io.files import atomic_path
-from histoseg.io.outputs import is_owned_json
+from histoseg.io.ownership import is_owned_json
 from histoseg.labels.annotations import check_geometry, feature_label, load_geojson_features
 from histoseg.labels.corrections import CorrectionStats, extract_corrections
 
@@ -31,7 +31,7 @@ MARK = "histoseg_corrections"
 """Top-level key of the files written here: the ownership record (:data:`RECORD`)."""
 RECORD = {"type": str, MARK: {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
 """A file is this command's output when it has these fields of these types
-(:func:`histoseg.io.outputs.has_record`); any other file is never overwritten."""
+(:func:`histoseg.io.ownership.has_record`); any other file is never overwritten."""
 
 
 def _check_output(out: Path, inputs: Sequence[Path]) -> None:

@@ -45,7 +45,7 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha256_file
-from histoseg.io.outputs import (
+from histoseg.outputs import (
     assign_stems,
     check_cohort_files,
     is_ours,
@@ -87,7 +87,7 @@ def collect_slides(
     """Expand slide arguments (files, folders, globs) into a sorted, de-duplicated list.
 
     Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports,
-    see :func:`histoseg.io.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
+    see :func:`histoseg.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
     itself; a file merely named like an output is a slide like any other.
 
     Raises:
@@ -452,7 +452,7 @@ def _quantify_one(
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
     The result file is written first with status ``running`` (claiming the slide's output names,
-    see :mod:`histoseg.io.outputs`) and last with the slide's status.
+    see :mod:`histoseg.outputs`) and last with the slide's status.
     """
     outputs = output_paths(out, stem)
     base: dict[str, Any] = {

@@ -14,7 +14,7 @@ from conftest import make_labelled_slide
 from PIL import Image
 from reliability_helpers import expect_one_error, library_logs_follow_capture, run, snapshot, tiny_checkpoint  # noqa: F401
 
-from histoseg.io.outputs import remove_stale_temporaries
+from histoseg.outputs import remove_stale_temporaries
 
 
 @pytest.fixture

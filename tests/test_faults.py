@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from conftest import ROOT, make_labelled_slide
 
-from histoseg.io.outputs import is_ours
+from histoseg.outputs import is_ours
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from histoseg.io.outputs import REPORT_RECORD, has_record, is_ours, is_owned_json
+from histoseg.io.ownership import has_record, is_owned_json
+from histoseg.outputs import REPORT_RECORD, is_ours
 
 SPEC = {"histoseg_corrections": {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
 OURS = {
