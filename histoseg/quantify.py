@@ -45,6 +45,8 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha256_file
+from histoseg.io.progress import Display as _Display
+from histoseg.io.slide import Slide, check_mpp_override, find_slides
 from histoseg.outputs import (
     assign_stems,
     check_cohort_files,
@@ -54,8 +56,6 @@ from histoseg.outputs import (
     remove_stale_temporaries,
     slide_stems,
 )
-from histoseg.io.progress import Display as _Display
-from histoseg.io.slide import Slide, check_mpp_override, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
 from histoseg.report.counting import design_path, load_counted_points, points_key
 from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
