@@ -48,6 +48,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import harness
 import numpy as np
 
 from histoseg.report.counting import CountedSlide
@@ -67,15 +68,12 @@ FLASH_MPP = 0.34
 
 
 def true_fraction(labels: np.ndarray) -> float:
-    counts = np.bincount(labels[labels != 255].ravel(), minlength=len(CLASSES))
-    return float(counts[INT] / counts[[INT, TUB, GLOM]].sum())
+    """The interstitial fraction of a reference label map (255 = unlabelled left out), by histoseg.report."""
+    return harness.interstitial_fraction(labels, CLASSES)
 
 
 def flash_sources(seed: int, cache: Path, tiles: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """``(name, reference, leave-one-tile-out prediction, slide mpp)`` per tile (trains what is not cached)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_flash as bf
-
     out = []
     for tile in tiles:
         path = cache / f"{tile}_s{seed}.npz"
@@ -90,11 +88,11 @@ def flash_sources(seed: int, cache: Path, tiles: list[str]) -> list[tuple[str, n
                 regularizer="none", regularizer_weight=0.1, seed=seed, growth_stats=[],
             )  # configs/flash.yaml's budget and recipe
             with tempfile.TemporaryDirectory() as tmp:
-                net, wall, _, _ = bf.train_fold(args, tile, Path(tmp))
-            pred = bf.predict_tile(net, tile, 0.5)
+                net, wall, _, _ = harness.train_fold(args, tile, Path(tmp))
+            pred = harness.predict_tile(net, tile, 0.5)
             cache.mkdir(parents=True, exist_ok=True)
             torch.save(net.state_dict(), cache / f"{tile}_s{seed}.pt")
-            np.savez_compressed(path, pred=pred, ref=bf.reference(tile))
+            np.savez_compressed(path, pred=pred, ref=harness.reference(tile))
             print(f"trained {tile} seed {seed} in {wall:.0f} s", file=sys.stderr)
         data = np.load(path)
         out.append((tile, data["ref"], data["pred"], FLASH_MPP))
@@ -103,15 +101,12 @@ def flash_sources(seed: int, cache: Path, tiles: list[str]) -> list[tuple[str, n
 
 def synthetic_sources(count: int, size: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """Synthetic slides with exact truth, each scored by a colour model fitted on the next slide."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_intervals as bi
-
-    slides = bi.synthetic_slides(count + 1, size)
+    slides = harness.synthetic_slides(count + 1, size)
     out = []
     for k in range(count):
         _, image, truth = slides[k]
         _, train_image, train_truth = slides[k + 1]
-        model = bi.ColourModel().fit([train_image], [train_truth])
+        model = harness.ColourModel().fit([train_image], [train_truth])
         out.append((f"synthetic-{k}", truth, model.predict(image).astype(np.uint8), 0.5))
     return out
 
@@ -188,7 +183,6 @@ def simulate(
 def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, seed: int,
                   steps: int, folder: Path) -> np.ndarray:
     """The LOTO model of ``tile`` fine-tuned on classified points (level-0 px of the 516 centre); its map."""
-    import bench_flash as bf
     import lightning as L
 
     from histoseg.datamodules import SlideDataModule
@@ -200,8 +194,8 @@ def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels
     points = folder / f"{tile}.points.csv"
     write_points_csv(PointSet(xs + 62.0, ys + 62.0, labels.astype(np.uint8)), points, CLASSES)
     table = folder / "slides.csv"
-    image = bf.FLASH / "images" / f"{tile}_01.png"
-    table.write_text(f"slide,labels,kind,split,mpp\n{image},{points},points,train,{bf.SLIDE_MPP}\n")
+    image = harness.FLASH / "images" / f"{tile}_01.png"
+    table.write_text(f"slide,labels,kind,split,mpp\n{image},{points},points,train,{harness.SLIDE_MPP}\n")
     dm = SlideDataModule(**group_options(
         slides=str(table), classes=CLASSES, mpp=0.5, patch_size=192, batch_size=8, patches_per_epoch=steps * 8,
         val_patches=1, class_balanced=True, border_w0=0.0, num_workers=0, seed=seed,
@@ -217,7 +211,7 @@ def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
     )
     trainer.fit(task, dm)
-    return bf.predict_tile(task.network.eval(), tile, 0.5)
+    return harness.predict_tile(task.network.eval(), tile, 0.5)
 
 
 def finetune(tiles: list[str], seeds: list[int], cache: Path, n: int, steps: int, folds: int = 2) -> list[dict[str, Any]]:

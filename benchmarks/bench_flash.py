@@ -23,7 +23,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -34,269 +33,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
-NAMES = ["adenine", "alport", "healthy", "iri", "ntn", "uuo"]
-VALUE_MAP = {
-    0: "interstitium",
-    1: "tubules",
-    7: "tubules",
-    2: "glomeruli",
-    3: "glomeruli",
-    4: "other",
-    5: "other",
-    6: "other",
-}
-WHITE_MAP = {0: "other"}
-CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
-SCORED = ["interstitium", "tubules", "glomeruli", "other"]
-SLIDE_MPP = 0.34  # estimated upstream (see ../shared/data/README.md)
-GRID_SPACING_UM = 10.0  # grid points for --task grid (about 17 x 17 points per tile)
-
-
-def reference(name: str) -> np.ndarray:
-    """Dense reference of a tile's labelled centre, class indices (516, 516)."""
-    from PIL import Image
-
-    from histoseg.labels.dense import load_dense_labels
-
-    image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
-    return load_dense_labels(
-        FLASH / "labels" / f"{name}_01-labels.png",
-        CLASSES,
-        image_size=(640, 640),
-        value_map=VALUE_MAP,
-        offset=(62, 62),
-        white_value_map=WHITE_MAP,
-        image=image,
-    )
-
-
-def write_table(
-    folder: Path,
-    held_out: str,
-    labels: str,
-    fraction: float,
-    brush_um: float,
-    method: str = "skeleton",
-    stroke_length: float = 40.0,
-) -> tuple[Path, tuple[int, int]]:
-    """Slide table: five training tiles (dense or simulated scribbles), the held-out one as val.
-
-    Returns:
-        The table's path and (pixels labelled for training, labelled pixels of the dense
-        references of the training tiles), both in level-0 pixels.
-    """
-    from histoseg.labels.scribbles import write_scribbles_geojson
-    from histoseg.labels.simulate import simulate_scribbles
-    from histoseg.labels.strokes import rasterize_strokes
-
-    rows = []
-    labelled = [0, 0]
-    for i, name in enumerate(NAMES):
-        image = FLASH / "images" / f"{name}_01.png"
-        split = "val" if name == held_out else "train"
-        if labels == "points" and split == "train":
-            from histoseg.labels.points import PointSet, write_points_csv
-            from histoseg.labels.simulate import grid_points_from_mask
-
-            points = grid_points_from_mask(reference(name), spacing_px=GRID_SPACING_UM / SLIDE_MPP)
-            points = PointSet(x=points.x + 62, y=points.y + 62, label=points.label)
-            path = folder / f"{name}.points.csv"
-            write_points_csv(points, path, CLASSES)
-            rows.append([image, path, "points", split, SLIDE_MPP, "", ""])
-        elif labels == "scribbles" and split == "train":
-            mask = reference(name)
-            brush_px = max(1, round(brush_um / SLIDE_MPP))
-            strokes = simulate_scribbles(
-                mask,
-                fraction=fraction,
-                brush_px=brush_px,
-                seed=i,
-                method=method,
-                stroke_length_brushes=stroke_length,
-            )
-            labelled[0] += int((rasterize_strokes(strokes, mask.shape, brush_px) != 255).sum())
-            labelled[1] += int((mask != 255).sum())
-            path = folder / f"{name}.scribbles.geojson"
-            # strokes are in mask pixels; the mask starts at level-0 (62, 62)
-            from histoseg.labels.strokes import Stroke
-
-            shifted = [Stroke(s.class_index, s.xy + 62.0) for s in strokes]
-            write_scribbles_geojson(shifted, path, CLASSES, brush_px=max(1, round(brush_um / SLIDE_MPP)))
-            rows.append([image, path, "scribbles", split, SLIDE_MPP, "", ""])
-        else:
-            if split == "train":
-                dense_px = int((reference(name) != 255).sum())
-                labelled[0] += dense_px
-                labelled[1] += dense_px
-            rows.append(
-                [image, FLASH / "labels" / f"{name}_01-labels.png", "dense", split, SLIDE_MPP, 62, 62]
-            )
-    table = folder / "slides.csv"
-    with open(table, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["slide", "labels", "kind", "split", "mpp", "label_offset_x", "label_offset_y"])
-        writer.writerows(rows)
-    return table, (labelled[0], labelled[1])
-
-
-def predict_tile(model: torch.nn.Module, name: str, mpp: float) -> np.ndarray:
-    """Predicted classes of the tile's labelled centre at level 0, (516, 516)."""
-    from PIL import Image
-
-    from histoseg.io.slide import Slide
-
-    with Slide(FLASH / "images" / f"{name}_01.png", mpp=SLIDE_MPP) as slide:
-        w, h = slide.size_at_mpp(mpp)
-        image = slide.read_at_mpp(0, 0, w, h, mpp)
-    multiple = getattr(model, "size_multiple", 32)
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-    x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    with torch.inference_mode():
-        pred = model(x)[0, :, :h, :w].argmax(0).numpy().astype(np.uint8)
-    full = np.asarray(Image.fromarray(pred).resize((640, 640), Image.Resampling.NEAREST))
-    return full[62:578, 62:578]
-
-
-def save_figure(path: Path, name: str, ref: np.ndarray, pred: np.ndarray) -> None:
-    """Tile | reference overlay | prediction overlay (labelled centre, level-0 pixels)."""
-    from PIL import Image
-
-    from histoseg.report.areas import class_colors
-    from histoseg.report.figures import blend_labels
-
-    image = np.asarray(Image.open(FLASH / "images" / f"{name}_01.png").convert("RGB"))[62:578, 62:578]
-    colors = class_colors(CLASSES)
-    panels = [image, blend_labels(image, ref, colors, [255]), blend_labels(image, pred, colors, [255])]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
-
-
-def confusion(ref: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
-    keep = ref != 255
-    return np.bincount(ref[keep].astype(int) * n + pred[keep].astype(int), minlength=n * n).reshape(n, n)
-
-
-def interstitial_fraction(labels: np.ndarray) -> float:
-    i, t, g = (int((labels == CLASSES.index(c)).sum()) for c in ("interstitium", "tubules", "glomeruli"))
-    return i / (i + t + g) if i + t + g else float("nan")
-
-
-def train_fold(
-    args: argparse.Namespace, held_out: str, folder: Path
-) -> tuple[torch.nn.Module, float, float, tuple[int, int]]:
-    import lightning as L
-
-    from histoseg.datamodules import SlideDataModule
-    from histoseg.tasks import SegmentationTask
-    from histoseg.training_options import group_options
-
-    # Seed before the network is built: its random decoder/head init must not depend on which
-    # folds ran before (a fold's result is then the same alone or in a full run).
-    L.seed_everything(args.seed, verbose=False)
-    grid = args.task == "grid"
-    table, labelled = write_table(
-        folder,
-        held_out,
-        "points" if grid else args.labels,
-        args.scribble_fraction,
-        args.brush_um,
-        args.scribble_method,
-        args.stroke_length,
-    )
-    dm = SlideDataModule(**group_options(
-        slides=str(table),
-        classes=CLASSES,
-        value_map=VALUE_MAP,
-        white_value_map=WHITE_MAP,
-        mpp=args.mpp,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        patches_per_epoch=args.steps * args.batch_size // args.epochs,
-        val_patches=1,
-        class_balanced=True,
-        border_w0=args.border_w0,
-        border_sigma_um=args.border_sigma_um,
-        class_weighting=args.class_weighting,
-        brush_um=args.brush_um,
-        scribble_grow_um=args.grow_um if args.labels == "scribbles" else 0.0,
-        scribble_grow_classes=args.grow_classes.split(",") if args.grow_classes else None,
-        num_workers=0,
-        seed=args.seed,
-        centered=grid,
-        stain_jitter=args.stain_jitter,
-    ))
-    if grid:
-        from histoseg.tasks import PatchClassificationTask
-
-        task: L.LightningModule = PatchClassificationTask(
-            classes=CLASSES, mpp=args.mpp, patch_size=args.patch_size, lr=args.lr, scheduler="cosine"
-        )
-    else:
-        task = SegmentationTask(
-            classes=CLASSES,
-            mpp=args.mpp,
-            patch_size=args.patch_size,
-            encoder=args.encoder,
-            encoder_weights=args.encoder_weights,
-            decoder_channels=[128, 64, 32, 24, 16],
-            lr=args.lr,
-            channels_last=True,
-            loss=args.loss,
-            regularizer=args.regularizer,
-            regularizer_weight=args.regularizer_weight,
-        )
-    callbacks: list[L.Callback] = []
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        callbacks=callbacks,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    wall, cpu = time.perf_counter(), time.process_time()
-    trainer.fit(task, dm)
-    network = task.network.eval()
-    if grid:
-        from histoseg.models.dense import DensePredictor
-
-        network = DensePredictor(network, patch_size=args.patch_size, method="atrous")
-        network.size_multiple = 1  # type: ignore[assignment]
-    if args.labels == "scribbles" and args.grow_um:
-        args.growth_stats.append(growth_agreement(dm))
-    return network, time.perf_counter() - wall, time.process_time() - cpu, labelled
-
-
-def growth_agreement(dm) -> tuple[int, int, int]:  # noqa: ANN001
-    """Final training labels (grown scribbles) of the training tiles against the dense references.
-
-    Returns:
-        (labelled training-grid pixels inside the references' labelled centres, of which agree
-        with the reference, reference pixels on the grid), counted at the training mpp.
-    """
-    counts = [0, 0, 0]
-    for item in dm._labelled["train"]:
-        ref = reference(Path(item.path).name.split("_01")[0])
-        rows, cols = np.indices(item.labels.shape)
-        # training-grid pixel centres in level-0 pixels, then in the reference's centre crop
-        y = ((rows + 0.5) * item.scale).astype(int) - 62
-        x = ((cols + 0.5) * item.scale).astype(int) - 62
-        inside = (y >= 0) & (y < ref.shape[0]) & (x >= 0) & (x < ref.shape[1])
-        truth = ref[y[inside], x[inside]]
-        grown = item.labels[inside]
-        known = truth != 255
-        counts[0] += int(((grown != 255) & known).sum())
-        counts[1] += int(((grown == truth) & known).sum())
-        counts[2] += int(known.sum())
-    return counts[0], counts[1], counts[2]
+from harness import (
+    CLASSES,
+    FLASH,
+    GRID_SPACING_UM,
+    NAMES,
+    SCORED,
+    SLIDE_MPP,
+    confusion,
+    dice,
+    interstitial_fraction,
+    predict_tile,
+    reference,
+    save_figure,
+    train_fold,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,15 +245,8 @@ def run_variant(args: argparse.Namespace) -> dict:
             f"ref {ref_if:.3f} pred {pred_if:.3f} ({100 * (pred_if - ref_if):+.1f} pp)",
             flush=True,
         )
-    tp = np.diag(total).astype(float)
-    fp = total.sum(0) - tp
-    fn = total.sum(1) - tp
-    dice = {
-        c: float(2 * tp[i] / (2 * tp[i] + fp[i] + fn[i])) if (2 * tp[i] + fp[i] + fn[i]) else float("nan")
-        for i, c in enumerate(CLASSES)
-    }
     return {
-        "dice": dice,
+        "dice": dice(total),
         "tiles": per_tile,
         "confusion": total.tolist(),
         "labelled_fraction": drawn[0] / max(drawn[1], 1),

@@ -34,11 +34,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import ColourModel, interstitial_fraction, reference, synthetic_slides
 from scipy import ndimage
 
 from histoseg import KIDNEY_CLASSES
@@ -50,44 +50,6 @@ FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
 FLASH_NAMES = ["adenine", "alport", "healthy", "iri", "ntn", "uuo"]
 BG, INT, TUB, GLOM, OTHER = range(5)
 KIDNEY = np.array([INT, TUB, GLOM])
-
-
-def interstitial_fraction(labels: np.ndarray) -> float:
-    counts = np.bincount(labels.ravel(), minlength=5)
-    return float(counts[INT] / counts[KIDNEY].sum())
-
-
-def features(image: np.ndarray) -> np.ndarray:
-    """(H*W, 9) float32: RGB, RGB blurred at sigma 1 and 4 px, scaled to [0, 1]."""
-    rgb = image.astype(np.float32) / 255.0
-    parts = [rgb]
-    for sigma in (1.0, 4.0):
-        parts.append(np.stack([ndimage.gaussian_filter(rgb[..., c], sigma) for c in range(3)], -1))
-    return np.concatenate(parts, -1).reshape(-1, 9)
-
-
-class ColourModel:
-    """Per-class Gaussian (diagonal covariance) on colour features, with class priors."""
-
-    def fit(self, images: list[np.ndarray], labels: list[np.ndarray]) -> ColourModel:
-        x = np.concatenate([features(i) for i in images])
-        y = np.concatenate([lab.ravel() for lab in labels])
-        self.classes = np.unique(y[y < 255])
-        self.mean = np.stack([x[y == c].mean(0) for c in self.classes])
-        self.var = np.stack([x[y == c].var(0) + 1e-4 for c in self.classes])
-        self.logprior = np.log(np.array([np.mean(y == c) for c in self.classes]))
-        return self
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        x = features(image)
-        score = np.stack(
-            [
-                -0.5 * (((x - m) ** 2) / v + np.log(v)).sum(1) + p
-                for m, v, p in zip(self.mean, self.var, self.logprior, strict=True)
-            ],
-            1,
-        )
-        return self.classes[score.argmax(1)].reshape(image.shape[:2]).astype(np.uint8)
 
 
 def dilate_tubules(truth: np.ndarray, k: int) -> np.ndarray:
@@ -103,19 +65,7 @@ def disk(k: int) -> np.ndarray:
     return (xx**2 + yy**2) <= k * k
 
 
-def synthetic_slides(n: int, size: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    from histoseg.synthetic import render_slide
-
-    out = []
-    for i in range(n):
-        slide = render_slide(seed=100 + i, width=size[0], height=size[1])
-        out.append((f"synthetic_{i}", slide.image, slide.labels))
-    return out
-
-
 def flash_tiles() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_flash import reference
     from PIL import Image
 
     out = []

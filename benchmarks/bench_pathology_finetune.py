@@ -55,22 +55,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_flash import (  # noqa: E402
+from harness import (
     CLASSES,
     FLASH,
     NAMES,
+    SCORED,
     SLIDE_MPP,
     VALUE_MAP,
     WHITE_MAP,
     confusion,
+    dice,
     interstitial_fraction,
     predict_tile,
     reference,
 )
 
-SCORED = ["interstitium", "tubules", "glomeruli", "other"]
 TILE = 640  # level-0 side of a FLASH tile
 OFFSET = 62  # level-0 offset of the labelled 516 x 516 centre
 CENTRE = 516
@@ -313,13 +312,6 @@ def run_tile(args: argparse.Namespace, tile: str, seed: int) -> dict[str, dict]:
             "train_wall_s": wall,
         }
     return results
-
-
-def dice(conf: np.ndarray) -> dict[str, float]:
-    """Per-class Dice from a (C, C) confusion matrix (rows = reference); NaN for an absent class."""
-    tp = np.diag(conf).astype(float)
-    denom = 2 * tp + (conf.sum(0) - tp) + (conf.sum(1) - tp)
-    return {c: float(2 * tp[i] / denom[i]) if denom[i] else float("nan") for i, c in enumerate(CLASSES)}
 
 
 def pool_seed(per_tile: dict[str, dict[str, dict]], model: str) -> dict[str, float]:

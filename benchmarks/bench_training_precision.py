@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 CLASSES = ["background", "interstitium", "tubules", "glomeruli", "other"]
@@ -132,9 +133,7 @@ def score(checkpoint: str, slides: list) -> dict:
         )
         truth = np.minimum(truth_full[np.ix_(rows, cols)], n).astype(np.int64)
         pred = np.minimum(labels, n).astype(np.int64)
-        confusion += np.bincount((truth * (n + 1) + pred).ravel(), minlength=(n + 1) ** 2).reshape(
-            n + 1, n + 1
-        )
+        confusion += harness.confusion(truth, pred, n + 1)
     per_class = dice_iou_from_confusion(torch.from_numpy(confusion))[0][:n].tolist()
     dice = dict(zip(CLASSES, per_class, strict=True))
     error = 100 * (interstitial_fraction(pred_counts, CLASSES) - interstitial_fraction(true_counts, CLASSES))

@@ -23,9 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pathology_finetune import SCORED, dice  # noqa: E402  (one Dice for both tables)
+from harness import SCORED, dice  # one Dice for both tables: histoseg's
 
 PFT_MODEL = "base, whole tile"
 

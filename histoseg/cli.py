@@ -150,10 +150,6 @@ def _quantify(argv: list[str]) -> int:
     )
     parsed = parser.parse_args(argv)
     options = inference_options.from_arguments(parsed)  # every inference option checked here, once
-    if parsed.mpp is not None:
-        from histoseg.io.slide import check_mpp
-
-        check_mpp(parsed.mpp, "--mpp")
     rank, world = _rank_and_world(parsed.rank, parsed.world_size)
     if not parsed.slides.strip():
         raise HistosegError(
@@ -163,9 +159,7 @@ def _quantify(argv: list[str]) -> int:
     from histoseg.quantify import run_quantify
 
     predictor = load_predictor(parsed.ckpt_path, method=parsed.method, tile_size=options.tile_size)
-    if parsed.mpp is not None:
-        _check_mpp_override(parsed.mpp, predictor.mpp)
-    return run_quantify(
+    return run_quantify(  # checks --mpp (quantify.Cohort, before anything is written)
         predictor,
         parsed.slides,
         parsed.out,
@@ -255,7 +249,9 @@ def _sample(argv: list[str]) -> int:
 
         predictor = load_predictor(parsed.ckpt_path, tile_size=options.tile_size)
         if parsed.mpp is not None:
-            _check_mpp_override(parsed.mpp, predictor.mpp)
+            from histoseg.io.slide import check_mpp_override
+
+            check_mpp_override(parsed.mpp, predictor.mpp)
     elif parsed.slides is not None:
         raise HistosegError(
             "--slides without --ckpt_path; "
@@ -303,19 +299,6 @@ def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]
     return rank, world
 
 
-def _check_mpp_override(mpp: float, model_mpp: float) -> None:
-    """``--mpp`` is a plausible resolution, and not so coarse that the label map would be upsampled."""
-    from histoseg.io.slide import check_mpp
-
-    check_mpp(mpp, "--mpp")
-    if mpp > 8 * model_mpp:
-        raise HistosegError(
-            f"--mpp {mpp:g}: slides this coarse would be upsampled {mpp / model_mpp:.0f}x to the model's "
-            f"{model_mpp:g} microns per pixel (the label map is made at that resolution); "
-            "check the value, or use a model trained at a coarser resolution"
-        )
-
-
 def _synthesize(argv: list[str]) -> int:
     from histoseg.synthetic import main
 
@@ -324,12 +307,12 @@ def _synthesize(argv: list[str]) -> int:
 
 
 def _tool(command: str, argv: list[str]) -> int:
-    """The small commands: ``doctor`` (:mod:`histoseg.doctor`), ``corrections`` (:mod:`histoseg.labels.corrections`)."""
+    """The small commands: ``doctor`` (:mod:`histoseg.doctor`), ``corrections`` (:mod:`histoseg.corrections`)."""
     if command == "doctor":
         from histoseg.doctor import main as doctor
 
         return doctor(argv)
-    from histoseg.labels.corrections import main as corrections
+    from histoseg.corrections import main as corrections
 
     return corrections(argv)
 

@@ -39,7 +39,7 @@ from histoseg.datasets import (
 from histoseg.errors import ConfigError, LabelError
 from histoseg.labels.grid import GridOptions
 from histoseg.labels.table import SlideRecord, read_slide_table
-from histoseg.models.losses import class_frequency_weights
+from histoseg.labels.weight_maps import class_frequency_weights
 from histoseg.sources import SyntheticSlides, default_cache_dir
 from histoseg.training_options import (
     OPTION_GROUPS,

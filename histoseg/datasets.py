@@ -10,7 +10,7 @@ Data flow (training):
 3. :class:`RandomPatchDataset` draws patches around labelled pixels (optionally class-balanced);
    :class:`GridPatchDataset` tiles the labelled extent for validation. Both return a
    :class:`Sample`: image (3, P, P) uint8, mask (P, P) int64, weight (P, P) float32 (the
-   Ronneberger weight map, see :mod:`histoseg.models.losses`).
+   Ronneberger weight map, see :mod:`histoseg.labels.weight_maps`).
 
 Indices are deterministic: the random dataset derives each patch from ``(seed, index)``, and
 :class:`EpochSampler` hands out fresh indices every epoch, so a run is reproducible with any
@@ -35,7 +35,7 @@ from histoseg.io.slide import Slide
 from histoseg.labels.grid import GridOptions
 from histoseg.labels.store import PreparedLabels, TiledLabels, prepare_labels
 from histoseg.labels.table import SlideRecord
-from histoseg.models.losses import border_weight_map
+from histoseg.labels.weight_maps import border_weight_map
 
 
 class Sample(TypedDict):

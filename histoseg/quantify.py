@@ -45,7 +45,9 @@ from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha256_file
-from histoseg.io.outputs import (
+from histoseg.io.progress import Display as _Display
+from histoseg.io.slide import Slide, check_mpp_override, find_slides
+from histoseg.outputs import (
     assign_stems,
     check_cohort_files,
     is_ours,
@@ -54,8 +56,6 @@ from histoseg.io.outputs import (
     remove_stale_temporaries,
     slide_stems,
 )
-from histoseg.io.progress import Display as _Display
-from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
 from histoseg.report.counting import design_path, load_counted_points, points_key
 from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
@@ -87,7 +87,7 @@ def collect_slides(
     """Expand slide arguments (files, folders, globs) into a sorted, de-duplicated list.
 
     Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports,
-    see :func:`histoseg.io.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
+    see :func:`histoseg.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
     itself; a file merely named like an output is a slide like any other.
 
     Raises:
@@ -243,7 +243,7 @@ class Cohort:
         crossfit: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         if mpp is not None:
-            mpp = check_mpp(mpp, "--mpp")
+            mpp = check_mpp_override(mpp, predictor.mpp)  # the one check of --mpp on this route
         if not (isinstance(target_halfwidth, (int, float)) and 0 < target_halfwidth < 0.5):
             raise ConfigError(
                 f"--target_halfwidth {target_halfwidth}: must be a fraction in (0, 0.5); e.g. 0.05 for +-5 pp"
@@ -452,7 +452,7 @@ def _quantify_one(
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
     The result file is written first with status ``running`` (claiming the slide's output names,
-    see :mod:`histoseg.io.outputs`) and last with the slide's status.
+    see :mod:`histoseg.outputs`) and last with the slide's status.
     """
     outputs = output_paths(out, stem)
     base: dict[str, Any] = {

@@ -48,6 +48,7 @@ from histoseg.errors import ConfigError, HistosegError
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import ensure_writable_dir, safe_stem
+from histoseg.io.text import write_slide_table
 from histoseg.labels.counted_points import MARKER, UNCLASSIFIED, read_counted_points, write_counted_points
 from histoseg.quantify import collect_slides
 from histoseg.report.areas import read_label_level
@@ -516,15 +517,14 @@ def run_crossfit(
     folder.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {}
     for k in range(folds):
-        rows = ["slide,labels,kind,split,mpp"]
+        rows = []
         for stem, counted, fold, _ in plan:
             train = fold != k
             path = folder / f"{stem}.fold{k}.csv"
             write_points_csv(PointSet(counted.x[train], counted.y[train], counted.label[train]), path, classes)
-            rows.append(f"{paths[stem].resolve()},{path.resolve()},points,train,{'' if mpp is None else mpp}")
-        table = folder / f"fold{k}.slides.csv"
-        with atomic_path(table) as tmp:
-            Path(tmp).write_text("\n".join(rows) + "\n", encoding="utf-8")
+            slide = paths[stem].resolve()
+            rows.append({"slide": slide, "labels": path.resolve(), "kind": "points", "split": "train", "mpp": mpp})
+        table = write_slide_table(folder / f"fold{k}.slides.csv", rows)
         config = _fold_config(base, ckpt, table, folder / f"fold{k}", steps, seed + k)
         with atomic_path(folder / f"fold{k}.yaml") as tmp:
             Path(tmp).write_text(

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from typing import Any, Literal
 from histoseg import IGNORE_INDEX
 from histoseg.errors import ConfigError
 from histoseg.io.cache import default_cache_dir
-from histoseg.io.files import atomic_path
+from histoseg.io.text import write_slide_table
 from histoseg.labels.simulate import ScribbleMethod
 
 LabelKind = Literal["dense", "points", "scribbles"]
@@ -127,10 +126,7 @@ class SyntheticSlides:
         table = root / f"table-{tag}.csv"
         if not table.exists():
             rows = [self._row(i, item, root, tag, classes, brush_um) for i, item in enumerate(slides)]
-            with atomic_path(table) as tmp, open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=["slide", "labels", "kind", "split"])
-                writer.writeheader()
-                writer.writerows(rows)
+            write_slide_table(table, rows)
         return table
 
     def _row(

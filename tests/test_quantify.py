@@ -287,3 +287,11 @@ def test_real_slides_cmu1(tmp_path: Path) -> None:
     assert total_area == pytest.approx(2220 * 2967 * 0.499**2 / 1e6, rel=0.01)
     assert not math.isnan(float(rows[0]["interstitial_fraction"]))
     shutil.rmtree(out)
+
+
+def test_run_quantify_checks_the_mpp_override_against_the_model_before_writing(tmp_path):
+    """The API route gets the same one --mpp check as the command line: far coarser than the model is refused."""
+    predictor = Predictor(nn.Conv2d(3, 2, 1), ["background", "tissue"], mpp=2.0)
+    with pytest.raises(HistosegError, match="--mpp 50: .*upsampled 25x"):
+        run_quantify(predictor, tmp_path / "none.tif", tmp_path / "out", mpp=50.0, progress=False)
+    assert not (tmp_path / "out").exists()

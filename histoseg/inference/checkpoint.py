@@ -25,11 +25,13 @@ import torch
 
 from histoseg.errors import CheckpointError
 from histoseg.inference.predictor import Predictor
+from histoseg.inference.task_kinds import TASK_KINDS
 from histoseg.io.files import sha256_file
 
 CHECKPOINT_KEY = "histoseg"
-TASKS = ("segmentation", "patch_classification")
-"""Task kinds a checkpoint's histoseg block may name (``BaseTask.task_name`` of the tasks)."""
+TASKS = tuple(TASK_KINDS)
+"""Task kinds a checkpoint's histoseg block may name (``BaseTask.task_name`` of the tasks; the keys of
+:data:`histoseg.inference.task_kinds.TASK_KINDS`)."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,12 @@ def check_compatible(
     (``model.init_checkpoint``, ``new_head=True``) and by ``quantify`` (:func:`load_predictor`,
     no ``expected``).
 
-    Always checked: a known task kind, a non-empty list of distinct class names, a positive mpp,
-    and network arguments for as many classes. Against ``expected``: the same task, the same
-    network arguments (but for ``num_classes`` when ``new_head``) and the same classes (other
-    classes are allowed with ``new_head``: the head is then re-initialised).
+    Always checked (every reader of a checkpoint, :func:`read_checkpoint`, runs these rules): a known
+    task kind, 2 to 255 distinct class names, a plausible mpp (:data:`histoseg.io.slide.MPP_RANGE`),
+    a patch size of 1-8192 pixels, and network arguments (encoder depth 1-8) for as many classes.
+    Against ``expected``: the same task, the same network arguments (but for ``num_classes`` when
+    ``new_head``) and the same classes (other classes are allowed with ``new_head``: the head is
+    then re-initialised).
 
     Args:
         path: The checkpoint file (named in messages).
@@ -81,26 +85,8 @@ def check_compatible(
     Raises:
         CheckpointError: a damaged block, or a checkpoint of another model.
     """
-    task, classes, network = block["task"], block["classes"], block["network"]
-    if task not in TASKS:
-        raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
-    try:
-        mpp = float(block["mpp"])
-    except (TypeError, ValueError):
-        mpp = float("nan")
-    well_formed = (
-        isinstance(classes, (list, tuple))
-        and len(classes) >= 2
-        and all(isinstance(c, str) for c in classes)
-        and len(set(classes)) == len(classes)
-        and isinstance(network, dict)
-        and network.get("num_classes") == len(classes)
-    )
-    if not well_formed or not (mpp > 0 and math.isfinite(mpp)):
-        raise CheckpointError(
-            f"{path}: histoseg block is inconsistent (classes {classes}, mpp {block['mpp']}, network {network}); "
-            "the checkpoint is damaged or from another tool"
-        )
+    _check_block(path, block)
+    task, classes, network, mpp = block["task"], block["classes"], block["network"], float(block["mpp"])
     if expected is None:
         return []
     classes = list(classes)
@@ -205,79 +191,76 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: histoseg block lacks '{key}'; the checkpoint is damaged or from another tool"
             )
-    _check_block(path, block)
+    check_compatible(path, block)
     return checkpoint
 
 
-def _check_block(path: Path, block: dict[str, Any]) -> None:
-    """The checkpoint's own facts (classes, mpp, patch size, network) are usable, before any output exists.
+def _valid_input(geometry: object) -> bool:
+    """The block's ``input`` (a fixed-size encoder's geometry) is absent or gives size and multiple in pixels."""
+    if geometry is None:
+        return True
+    if not isinstance(geometry, dict):
+        return False
+    size, multiple = geometry.get("size"), geometry.get("multiple")
+    return (size is None or (type(size) is int and 1 <= size <= 8192)) and (
+        type(multiple) is int and 1 <= multiple <= 8192
+    )
+
+
+def _check_block(path: str | os.PathLike[str], block: dict[str, Any]) -> None:
+    """The block's own facts (task, classes, mpp, patch size, network) are usable.
+
+    The rules of :func:`check_compatible` (which every reader runs).
 
     Raises:
         CheckpointError: naming the bad entry.
     """
-    import math
-
     from histoseg.io.slide import MPP_RANGE
 
-    damaged = "the checkpoint is damaged or was edited; use the .ckpt written by 'histoseg fit'"
-    classes = block["classes"]
+    task, classes, mpp = block["task"], block["classes"], block["mpp"]
+    patch, network = block["patch_size"], block["network"]
+    if task not in TASKS:
+        raise CheckpointError(f"{path}: unknown histoseg task {task!r} in checkpoint; upgrade histoseg")
+    low, high = MPP_RANGE
+    depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
     if (
         not isinstance(classes, (list, tuple))
         or not 2 <= len(classes) <= 255
         or not all(isinstance(c, str) and c.strip() for c in classes)
         or len(set(classes)) != len(classes)
     ):
-        raise CheckpointError(f"{path}: classes {classes!r} must be 2 to 255 distinct names; {damaged}")
-    mpp = block["mpp"]
-    low, high = MPP_RANGE
-    if (
+        problem = f"classes {classes!r} must be 2 to 255 distinct names"
+    elif (
         isinstance(mpp, bool)
         or not isinstance(mpp, (int, float))
         or not (math.isfinite(mpp) and low <= mpp <= high)
     ):
-        raise CheckpointError(f"{path}: mpp {mpp!r} must be {low:g}-{high:g} microns per pixel; {damaged}")
-    patch = block["patch_size"]
-    if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
-        raise CheckpointError(f"{path}: patch_size {patch!r} must be 1-8192 pixels; {damaged}")
-    geometry = block.get("input")
-    if geometry is not None and not (
-        isinstance(geometry, dict)
-        and (
-            geometry.get("size") is None
-            or (type(geometry.get("size")) is int and 1 <= geometry["size"] <= 8192)
-        )
-        and type(geometry.get("multiple")) is int
-        and 1 <= geometry["multiple"] <= 8192
-    ):
-        raise CheckpointError(
-            f"{path}: input {geometry!r} must give the input size and multiple in pixels; {damaged}"
-        )
-    network = block["network"]
-    depth = network.get("encoder_depth", 5) if isinstance(network, dict) else None
-    if (
+        problem = f"mpp {mpp!r} must be {low:g}-{high:g} microns per pixel"
+    elif isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= 8192:
+        problem = f"patch_size {patch!r} must be 1-8192 pixels"
+    elif not _valid_input(block.get("input")):
+        problem = f"input {block.get('input')!r} must give the input size and multiple in pixels"
+    elif (
         not isinstance(network, dict)
         or isinstance(depth, bool)
         or not isinstance(depth, int)
         or not 1 <= depth <= 8
     ):
-        raise CheckpointError(f"{path}: network {network!r} is not a valid network description; {damaged}")
+        problem = f"network {network!r} is not a valid network description"
+    elif network.get("num_classes") != len(classes):
+        count = network.get("num_classes")
+        problem = f"network {network!r} is for {count} classes, not the {len(classes)} of {classes!r}"
+    else:
+        return
+    raise CheckpointError(
+        f"{path}: histoseg block is inconsistent ({problem}); "
+        "the checkpoint is damaged or was edited; use the .ckpt written by 'histoseg fit'"
+    )
 
 
 def build_network(block: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the pure network described by a checkpoint's histoseg block (random weights)."""
-    task = block["task"]
-    config = dict(block["network"])
-    if task == "segmentation":
-        from histoseg.models.segmentation import build_segmentation_model
-
-        return build_segmentation_model(encoder_weights=None, **config)
-    if task == "patch_classification":
-        from histoseg.models.classifiers import build_classifier
-
-        return build_classifier(**config)
-    raise CheckpointError(
-        f"unknown histoseg task {task!r} in checkpoint; upgrade histoseg"
-    )  # pragma: no cover
+    return TASK_KINDS[block["task"]].build_network(dict(block["network"]))
 
 
 def load_predictor(
@@ -303,9 +286,10 @@ def load_predictor(
     """
     path = resolve_checkpoint_path(path)
     if checkpoint is None:
-        checkpoint = read_checkpoint(path)
+        checkpoint = read_checkpoint(path)  # runs check_compatible
+    else:
+        check_compatible(path, checkpoint[CHECKPOINT_KEY])
     block = checkpoint[CHECKPOINT_KEY]
-    check_compatible(path, block)
     network = build_network(block)
     load_network_weights(network, checkpoint, path)
     return make_predictor(
@@ -323,47 +307,30 @@ def make_predictor(
 ) -> Predictor:
     """Wrap a trained network and its histoseg block (see :meth:`histoseg.tasks.BaseTask.histoseg_block`).
 
-    U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; a network
-    with a fixed input size (a ViT, the block's ``input.size``) tiles at exactly that size, a
+    The task kind's entry in :data:`histoseg.inference.task_kinds.TASK_KINDS` gives the module and
+    its tiles: U-Nets tile at 512 px (a multiple of ``2**encoder_depth``) with a 1/8-tile margin; a
+    network with a fixed input size (a ViT, the block's ``input.size``) tiles at exactly that size, a
     dynamic-size ViT at a multiple of ``input.multiple`` (twice its patch size); patch
     classifiers are convolutionalized (:class:`histoseg.models.dense.DensePredictor`) with a margin of
     half a patch, inside which tile-edge pixels see padded context.
     """
     network.eval()
     classes = list(block["classes"])
-    patch = int(block["patch_size"])
     metadata = {
         "task": block["task"],
         "network": block["network"],
         "histoseg_version_trained": block.get("version"),
         "seed": block.get("seed"),
     }
-    fixed: int | None = None
-    if block["task"] == "segmentation":
-        geometry = block.get("input") or {}
-        multiple = int(geometry.get("multiple") or 2 ** int(block["network"].get("encoder_depth", 5)))
-        fixed = geometry.get("size")
-        size = fixed or tile_size or max(512, patch)
-        size = max(multiple, size // multiple * multiple)
-        model: torch.nn.Module = network
-        margin = min(64, size // 8)
-    else:
-        from histoseg.models.dense import DensePredictor
-
-        if block["network"].get("arch") == "encoder" and method == "atrous":
-            method = "upsample"  # timm trunks cannot be rewritten a trous (see histoseg.models.atrous)
-        model = DensePredictor(network, patch_size=patch, method=method)  # type: ignore[arg-type]
-        multiple = 1
-        size = tile_size or 512
-        margin = patch // 2
+    tiling = TASK_KINDS[block["task"]].tiling(network, block, method, tile_size)
     return Predictor(
-        model=model,
+        model=tiling.model,
         classes=classes,
         mpp=float(block["mpp"]),
-        tile_size=size,
-        margin=margin,
-        size_multiple=multiple,
-        input_size=fixed,
+        tile_size=tiling.tile_size,
+        margin=tiling.margin,
+        size_multiple=tiling.size_multiple,
+        input_size=tiling.input_size,
         background_class=classes.index("background") if "background" in classes else None,
         checkpoint_sha256=checkpoint_sha256,
         metadata=metadata,

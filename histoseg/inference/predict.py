@@ -355,37 +355,14 @@ def _predict(
     tile, margin_px, blend, batch_size = options.tile_size, options.margin, options.blend, options.batch_size
     device = options.torch_device
     num_classes = len(predictor.classes)
-    background = predictor.background_class
-    if background is not None and not 0 <= background < num_classes:
-        background = None
-    fill = 255 if background is None else int(background)
+    background, fill = _background_and_fill(predictor)
     out_mpp = float(predictor.mpp)
     width, height = slide.size_at_mpp(out_mpp)
     scale0 = out_mpp / slide.mpp  # level-0 pixels per output pixel
 
     tiles = plan_tiles(height, width, tile, blend=blend, overlap=options.overlap, margin=margin_px)  # type: ignore[arg-type]
-    thumb, thumb_ds = slide.thumbnail(1024)
-    tissue = tissue_mask(thumb)
-    to_run = (
-        _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=blend == "crop")
-        if options.skip_glass
-        else list(tiles)
-    )
-
-    if out_path is not None:
-        folder = out_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        raw_path = folder / f".{out_path.name}.{os.getpid()}-{threading.get_ident()}.raw"
-    else:
-        fd, name = tempfile.mkstemp(prefix="histoseg-labels-", suffix=".raw")
-        os.close(fd)
-        raw_path = Path(name)
-    try:
-        sink = LabelSink(raw_path, height, width)
-    except OSError as exc:
-        raise HistosegError(
-            f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
-        ) from None
+    to_run, thumb, thumb_ds, tissue = _tiles_to_run(slide, tiles, options, scale0)
+    sink, raw_path = _open_sink(out_path, height, width)
     runner, merger, stats = _model_and_merger(predictor, options, sink, fill, background)
     advance, stop_bar = tile_bar(progress, len(to_run), slide.path.name)
     labels_memmap: np.ndarray | None = None
@@ -442,6 +419,50 @@ def _predict(
         view_counts=stats.view_counts[:, :num_classes].copy() if options.tta else None,
         timings=timings,
     )
+
+
+def _background_and_fill(predictor: Predictor) -> tuple[int | None, int]:
+    """The model's background class (None when absent or out of range) and the label of unrun tiles."""
+    background = predictor.background_class
+    if background is not None and not 0 <= background < len(predictor.classes):
+        background = None
+    return background, 255 if background is None else int(background)
+
+
+def _tiles_to_run(
+    slide: Slide, tiles: Sequence[Tile], options: InferenceOptions, scale0: float
+) -> tuple[list[Tile], np.ndarray, float, np.ndarray]:
+    """The tiles to run (on tissue with ``skip_glass``), the thumbnail, its downsample and tissue mask."""
+    thumb, thumb_ds = slide.thumbnail(1024)
+    tissue = tissue_mask(thumb)
+    to_run = (
+        _tissue_tiles(tiles, tissue, scale0 / thumb_ds, use_own=options.blend == "crop")
+        if options.skip_glass
+        else list(tiles)
+    )
+    return to_run, thumb, thumb_ds, tissue
+
+
+def _open_sink(out_path: Path | None, height: int, width: int) -> tuple[LabelSink, Path]:
+    """The band-by-band label sink and its raw file: hidden next to ``out_path``, else a temporary file.
+
+    Raises:
+        HistosegError: the folder cannot hold the temporary label map.
+    """
+    if out_path is not None:
+        folder = out_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        raw_path = folder / f".{out_path.name}.{os.getpid()}-{threading.get_ident()}.raw"
+    else:
+        fd, name = tempfile.mkstemp(prefix="histoseg-labels-", suffix=".raw")
+        os.close(fd)
+        raw_path = Path(name)
+    try:
+        return LabelSink(raw_path, height, width), raw_path
+    except OSError as exc:
+        raise HistosegError(
+            f"{raw_path.parent}: cannot write the temporary label map ({exc.strerror})"
+        ) from None
 
 
 def _model_and_merger(

@@ -21,6 +21,8 @@ from typing import Literal
 
 from torch import nn
 
+from histoseg.inference.task_kinds import TASK_KINDS
+
 
 @dataclass
 class Predictor:
@@ -56,10 +58,12 @@ class Predictor:
     def default_blend(self) -> Literal["crop", "gaussian"]:
         """How tiles are merged by default.
 
-        Centre crops for patch classifiers (exact: their tile edges see padded context),
-        Gaussian-weighted logits for segmentation networks.
+        The task kind's (:data:`histoseg.inference.task_kinds.TASK_KINDS`): centre crops for patch
+        classifiers (exact: their tile edges see padded context), Gaussian-weighted logits for
+        segmentation networks and for models of no known kind.
         """
-        return "crop" if self.metadata.get("task") == "patch_classification" else "gaussian"
+        kind = TASK_KINDS.get(str(self.metadata.get("task")))
+        return kind.blend if kind is not None else "gaussian"
 
     @property
     def num_classes(self) -> int:

@@ -77,6 +77,29 @@ def check_mpp(value: Any, where: str) -> float:
     return mpp
 
 
+def check_mpp_override(value: Any, model_mpp: float | None = None) -> float:
+    """The one check of the ``--mpp`` override, run once where a route starts (quantify, sample).
+
+    A plausible resolution (:func:`check_mpp`), and not so coarse that the model's label map,
+    made at ``model_mpp``, would be upsampled more than 8x.
+
+    Args:
+        value: The ``--mpp`` value.
+        model_mpp: The resolution the model runs at (microns per pixel), or None (not known yet).
+
+    Raises:
+        ConfigError: naming ``--mpp`` and its value.
+    """
+    mpp = check_mpp(value, "--mpp")
+    if model_mpp is not None and mpp > 8 * model_mpp:
+        raise ConfigError(
+            f"--mpp {mpp:g}: slides this coarse would be upsampled {mpp / model_mpp:.0f}x to the model's "
+            f"{model_mpp:g} microns per pixel (the label map is made at that resolution); "
+            "check the value, or use a model trained at a coarser resolution"
+        )
+    return mpp
+
+
 def check_slide_path(path: Path) -> None:
     """Refuse a path that is not a readable slide file, naming why (before any reader sees it).
 
@@ -121,7 +144,8 @@ class Slide:
     Args:
         path: Slide file (.svs, .ndpi, .mrxs, .scn, .tif/.tiff/OME-TIFF, .png, .jpg, ...).
         mpp: Level-0 resolution in microns per pixel; overrides the file's metadata. Required for
-            files that carry none (PNG/JPEG, TIFFs without resolution tags).
+            files that carry none (PNG/JPEG, TIFFs without resolution tags). Checked where it was
+            given, once (the slide table's reader, :func:`check_mpp_override`), not here again.
 
     Raises:
         SlideError: the file is missing, unreadable, or has no mpp and none was given.
@@ -130,8 +154,6 @@ class Slide:
     def __init__(self, path: str | os.PathLike[str], mpp: float | None = None) -> None:
         self.path = Path(path)
         check_slide_path(self.path)
-        if mpp is not None:
-            mpp = check_mpp(mpp, f"{self.path}: mpp override")
         backend_cls = choose_backend(self.path)
         if self.path.suffix.lower() in TIFF_BASED_SUFFIXES:
             check_tiff_complete(self.path)

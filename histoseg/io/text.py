@@ -1,5 +1,8 @@
 """Text tables as they come from real labs: UTF-8 with or without BOM, UTF-16 and Excel's Windows-1252.
 
+Also the one writer of slide tables (:func:`write_slide_table`), which
+:func:`histoseg.labels.table.read_slide_table` reads.
+
 Example:
     >>> from histoseg.io.text import read_table_text
     >>> text, encoding = read_table_text("slides.csv")  # doctest: +SKIP
@@ -7,11 +10,14 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from histoseg.errors import ConfigError
+from histoseg.io.files import atomic_path
 
 _LOG = logging.getLogger("histoseg")
 _FIX = "save it as 'CSV UTF-8' (Excel: File > Save As > CSV UTF-8)"
@@ -99,3 +105,32 @@ def spreadsheet_safe(value: object) -> object:
     if value[:1] in ("\t", "\r"):
         return "'" + value
     return value
+
+
+SLIDE_TABLE_COLUMNS = ("slide", "labels", "kind", "split", "mpp", "label_offset_x", "label_offset_y")
+"""The columns :func:`histoseg.labels.table.read_slide_table` reads, in the order they are written."""
+
+
+def write_slide_table(path: str | os.PathLike[str], rows: Iterable[Mapping[str, object]]) -> Path:
+    """Write a slide table CSV atomically: the one writer of the tables ``read_slide_table`` reads.
+
+    Columns: those of :data:`SLIDE_TABLE_COLUMNS` that the rows have, in that order, then any
+    other keys (ignored by the reader: statistics, seeds) in the order the first rows give them.
+    ``None`` is written as an empty cell (``mpp``: the slide's metadata).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = write_slide_table(path, [{"split": "val", "slide": "a.tif", "mpp": None, "seed": 3}])
+        >>> path.read_text().splitlines()
+        ['slide,split,mpp,seed', 'a.tif,val,,3']
+    """
+    rows = list(rows)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    columns = [c for c in SLIDE_TABLE_COLUMNS if c in keys]
+    columns += [k for k in keys if k not in SLIDE_TABLE_COLUMNS]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([["" if row.get(c) is None else row[c] for c in columns] for row in rows])
+    return Path(path)

@@ -146,6 +146,75 @@ def _colormap_tag(colormap: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((full * 257).T)
 
 
+def _check_pyramid_options(
+    path: str | os.PathLike[str],
+    image: ArrayLike,
+    mpp: float,
+    tile: int,
+    compression: str | None,
+    interpolation: str | None,
+    colormap: Any,
+) -> tuple[tuple[int, ...], bool, str, str]:
+    """The arguments of :func:`write_pyramid_tiff` checked, with their defaults filled in.
+
+    Returns:
+        ``(shape, is_rgb, compression, interpolation)``.
+
+    Raises:
+        HistosegError: invalid shape, dtype, mpp or option.
+    """
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) == 3 and shape[2] == 1:
+        raise HistosegError(
+            f"{path}: single-channel images must be 2-D (H, W), got shape {shape}; squeeze the channel axis"
+        )
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or min(shape[:2]) < 1:
+        raise HistosegError(
+            f"{path}: image has shape {shape}; give an (H, W) label map or an (H, W, 3) RGB image"
+        )
+    if np.dtype(image.dtype) != np.uint8:
+        raise HistosegError(f"{path}: image dtype is {np.dtype(image.dtype)}; convert it to uint8 first")
+    if not (isinstance(mpp, (int, float, np.floating)) and np.isfinite(mpp) and mpp > 0):
+        raise HistosegError(f"{path}: mpp {mpp!r} is not positive; give the microns per pixel")
+    if tile < 16 or tile % 16:
+        raise HistosegError(f"tile={tile}: not a positive multiple of 16; use e.g. 256")
+    is_rgb = len(shape) == 3
+    if colormap is not None and is_rgb:
+        raise HistosegError(f"{path}: a colormap applies to 2-D label maps only; drop it for RGB images")
+    if compression is None:
+        compression = "jpeg" if is_rgb else "deflate"
+    if compression not in ("jpeg", "deflate", "none"):
+        raise HistosegError(f"compression={compression!r} is unknown; use 'jpeg', 'deflate' or 'none'")
+    if compression == "jpeg" and colormap is not None:
+        raise HistosegError(
+            f"{path}: label maps with a colormap need lossless compression; use compression='deflate'"
+        )
+    if interpolation is None:
+        interpolation = "nearest" if colormap is not None else "mean"
+    if interpolation not in ("mean", "nearest"):
+        raise HistosegError(f"interpolation={interpolation!r} is unknown; use 'mean' or 'nearest'")
+    return shape, is_rgb, compression, interpolation
+
+
+def _tiff_page_options(
+    compression: str, colormap: Any, is_rgb: bool, jpeg_quality: int
+) -> dict[str, Any]:
+    """The ``tifffile`` keyword arguments of every page: compression and photometric interpretation."""
+    kwargs: dict[str, Any] = {}
+    if compression == "jpeg":
+        kwargs["compression"] = "jpeg"
+        kwargs["compressionargs"] = {"level": int(jpeg_quality)}
+    elif compression == "deflate":
+        kwargs["compression"] = "zlib"
+        kwargs["compressionargs"] = {"level": 6}
+    if colormap is not None:
+        kwargs["photometric"] = "palette"
+        kwargs["colormap"] = _colormap_tag(np.asarray(colormap))
+    else:
+        kwargs["photometric"] = "rgb" if is_rgb else "minisblack"
+    return kwargs
+
+
 def write_pyramid_tiff(
     path: str | os.PathLike[str],
     image: ArrayLike,
@@ -182,49 +251,8 @@ def write_pyramid_tiff(
     Raises:
         HistosegError: invalid shape, dtype, mpp or option, or the file cannot be written.
     """
-    shape = tuple(int(s) for s in image.shape)
-    if len(shape) == 3 and shape[2] == 1:
-        raise HistosegError(
-            f"{path}: single-channel images must be 2-D (H, W), got shape {shape}; squeeze the channel axis"
-        )
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or min(shape[:2]) < 1:
-        raise HistosegError(
-            f"{path}: image has shape {shape}; give an (H, W) label map or an (H, W, 3) RGB image"
-        )
-    if np.dtype(image.dtype) != np.uint8:
-        raise HistosegError(f"{path}: image dtype is {np.dtype(image.dtype)}; convert it to uint8 first")
-    if not (isinstance(mpp, (int, float, np.floating)) and np.isfinite(mpp) and mpp > 0):
-        raise HistosegError(f"{path}: mpp {mpp!r} is not positive; give the microns per pixel")
-    if tile < 16 or tile % 16:
-        raise HistosegError(f"tile={tile}: not a positive multiple of 16; use e.g. 256")
-    is_rgb = len(shape) == 3
-    if colormap is not None and is_rgb:
-        raise HistosegError(f"{path}: a colormap applies to 2-D label maps only; drop it for RGB images")
-    if compression is None:
-        compression = "jpeg" if is_rgb else "deflate"
-    if compression not in ("jpeg", "deflate", "none"):
-        raise HistosegError(f"compression={compression!r} is unknown; use 'jpeg', 'deflate' or 'none'")
-    if compression == "jpeg" and colormap is not None:
-        raise HistosegError(
-            f"{path}: label maps with a colormap need lossless compression; use compression='deflate'"
-        )
-    if interpolation is None:
-        interpolation = "nearest" if colormap is not None else "mean"
-    if interpolation not in ("mean", "nearest"):
-        raise HistosegError(f"interpolation={interpolation!r} is unknown; use 'mean' or 'nearest'")
-
-    kwargs: dict[str, Any] = {}
-    if compression == "jpeg":
-        kwargs["compression"] = "jpeg"
-        kwargs["compressionargs"] = {"level": int(jpeg_quality)}
-    elif compression == "deflate":
-        kwargs["compression"] = "zlib"
-        kwargs["compressionargs"] = {"level": 6}
-    if colormap is not None:
-        kwargs["photometric"] = "palette"
-        kwargs["colormap"] = _colormap_tag(np.asarray(colormap))
-    else:
-        kwargs["photometric"] = "rgb" if is_rgb else "minisblack"
+    shape, is_rgb, codec, reduce = _check_pyramid_options(path, image, mpp, tile, compression, interpolation, colormap)
+    kwargs = _tiff_page_options(codec, colormap, is_rgb, jpeg_quality)
 
     shapes = level_shapes(shape[0], shape[1], min_level_size)
     samples = 3 if is_rgb else 1
@@ -246,7 +274,7 @@ def write_pyramid_tiff(
                         dtype=np.uint8,
                         shape=(h, w, 3) if is_rgb else (h, w),
                     )
-                    _reduce_level(level, reduced, interpolation)
+                    _reduce_level(level, reduced, reduce)
                     level = reduced
                 # pixels per centimetre of this level: 1e4 um / (level mpp = mpp * downsample)
                 x_res = 1e4 / (float(mpp) * shape[1] / w)

@@ -35,8 +35,7 @@ from histoseg.errors import LabelError
 
 if TYPE_CHECKING:
     from histoseg.io.slide import Slide
-    from histoseg.labels.grid import GridOptions
-    from histoseg.labels.table import SlideRecord
+    from histoseg.labels.types import GridOptions, SlideRecord
 
 Image.MAX_IMAGE_PIXELS = None
 

@@ -16,11 +16,9 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -30,72 +28,7 @@ from histoseg.io.slide import Slide
 from histoseg.labels.dense import dense_grid
 from histoseg.labels.points import points_grid, points_sparse
 from histoseg.labels.scribbles import scribbles_grid, scribbles_sparse
-
-if TYPE_CHECKING:
-    from histoseg.labels.table import SlideRecord
-
-
-@dataclass(frozen=True)
-class LabelOptions:
-    """How a slide's labels become training labels (``data.labels.*``; each label kind reads its own).
-
-    Args:
-        value_map: Dense masks: ``{raw value: class name | "ignore"}``; null = the values are class
-            indices (255 = unlabelled).
-        white_value_map: Dense masks: ``{raw value: class name}`` applied to white (glass/lumen)
-            pixels of those values (tissue rule in :mod:`histoseg.io.tissue`).
-        brush_um: Scribbles: brush width in microns.
-        point_radius_um: Grid points: radius of the labelled disc around each point in microns
-            (0 = one pixel).
-        scribble_colours: Colour-coded scribble images (kind=scribbles rows with a PNG/TIFF of the
-            slide's level-0 size): ``{class name: [r, g, b]}``; white, black and transparent pixels
-            are unlabelled.
-        grow_um: Scribbles: grow each stroke's class to the colour superpixels (SLIC, about this many
-            microns across) that it alone touches, before training (ScribbleSup-style label
-            propagation, :func:`histoseg.labels.superpixels.grow_to_superpixels`); 0 = train on the
-            strokes only.
-        grow_classes: Scribbles: classes whose strokes grow; null = every class. (Grown interstitium
-            labels are the least accurate, since the thin interstitium shares superpixels with tubule
-            membranes, but leaving it out unbalanced the labels and lowered its Dice on FLASH; see
-            docs/benchmarks.md.)
-    """
-
-    value_map: Mapping[int, str] | None = None
-    white_value_map: Mapping[int, str] | None = None
-    brush_um: float = 2.0
-    point_radius_um: float = 0.0
-    scribble_colours: Mapping[str, Sequence[int] | str] | None = None
-    grow_um: float = 0.0
-    grow_classes: Sequence[str] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class GridOptions(LabelOptions):
-    """The user's :class:`LabelOptions` on one training grid (what every label builder reads).
-
-    Args:
-        classes: Class names in label-index order.
-        mpp: Training resolution (microns per pixel).
-        margin_px: Points: training pixels kept around the points' bounding box.
-    """
-
-    classes: Sequence[str]
-    mpp: float
-    margin_px: int = 0
-
-    @classmethod
-    def on_grid(
-        cls, labels: LabelOptions, classes: Sequence[str], mpp: float, margin_px: int = 0
-    ) -> GridOptions:
-        """``labels`` on the grid of ``classes`` at ``mpp``."""
-        fields = {f.name: getattr(labels, f.name) for f in dataclasses.fields(LabelOptions)}
-        return cls(**fields, classes=classes, mpp=mpp, margin_px=margin_px)
-
-    def grow_class_indices(self) -> list[int] | None:
-        """Indices of :attr:`grow_classes` in :attr:`classes` (None = every class; unknown names skipped)."""
-        if self.grow_classes is None:
-            return None
-        return [list(self.classes).index(c) for c in self.grow_classes if c in self.classes]
+from histoseg.labels.types import GridOptions, LabelOptions, SlideRecord
 
 
 class GridBuilder(Protocol):

@@ -48,8 +48,7 @@ from histoseg.labels.annotations import ClassLookup, classify_features, load_geo
 
 if TYPE_CHECKING:
     from histoseg.io.slide import Slide
-    from histoseg.labels.grid import GridOptions
-    from histoseg.labels.table import SlideRecord
+    from histoseg.labels.types import GridOptions, SlideRecord
 
 
 @dataclass

@@ -48,8 +48,7 @@ from histoseg.labels.superpixels import grow_scribbles_on_slide
 
 if TYPE_CHECKING:
     from histoseg.io.slide import Slide
-    from histoseg.labels.grid import GridOptions
-    from histoseg.labels.table import SlideRecord
+    from histoseg.labels.types import GridOptions, SlideRecord
 
 log = logging.getLogger(__name__)
 

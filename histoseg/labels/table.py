@@ -23,37 +23,16 @@ import csv
 import io
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from histoseg.errors import ConfigError
 from histoseg.io.slide import check_mpp
 from histoseg.io.text import read_table_text
 from histoseg.labels.grid import label_kinds
+from histoseg.labels.types import SlideRecord
 
 SPLITS = ("train", "val", "test", "predict")
 """The splits a slide table row may name."""
-
-
-@dataclass
-class SlideRecord:
-    """One row of a slide table.
-
-    Attributes:
-        slide: The slide file.
-        labels: Its label file (None = unlabelled).
-        kind: Label kind: a key of :data:`histoseg.labels.grid.LABEL_GRIDS` or ``"none"``.
-        split: ``train``, ``val``, ``test`` or ``predict``.
-        mpp: Level-0 mpp override (None = the slide's metadata).
-        label_offset: Level-0 ``(x, y)`` of a dense mask's top-left pixel.
-    """
-
-    slide: Path
-    labels: Path | None = None
-    kind: str = "dense"
-    split: str = "train"
-    mpp: float | None = None
-    label_offset: tuple[int, int] = (0, 0)
 
 
 def _float_or_none(value: str | None, where: str) -> float | None:

@@ -136,17 +136,8 @@ def write_overlay_png(
     Returns:
         The path written.
     """
-    from matplotlib.patches import Patch
-    from PIL import Image
-
-    thumb = np.asarray(thumbnail)
-    h0, w0 = thumb.shape[:2]
-    h, w = h0, w0
-    if max(h, w) > max_side:
-        factor = max_side / max(h, w)
-        w, h = max(1, round(w * factor)), max(1, round(h * factor))
-        thumb = np.asarray(Image.fromarray(thumb).resize((w, h), Image.Resampling.BOX))
-    small = np.asarray(Image.fromarray(np.asarray(labels, np.uint8)).resize((w, h), Image.Resampling.NEAREST))
+    thumb, small, w0 = _shrink(thumbnail, labels, max_side)
+    h, w = thumb.shape[:2]
     colors = class_colors(classes)
     bg = find_class(classes, background) if isinstance(background, str) else background
     blended = blend_labels(thumb, small, colors, [255] + ([bg] if bg is not None else []), alpha)
@@ -164,7 +155,6 @@ def write_overlay_png(
     fig_h = top + panel_h + bottom
     figure = _figure(fig_w, fig_h)
     x_start = (fig_w - (2 * panel_w + gap)) / 2
-    by_class = {str(r.get("class")): r for r in rows or []}
     box = ""
     for column, (image, name) in enumerate(((thumb, "slide"), (blended, "prediction"))):
         left = x_start + column * (panel_w + gap)
@@ -180,16 +170,53 @@ def write_overlay_png(
             x1, y1 = round((left + panel_w) * 100) - 2, round((fig_h - bottom) * 100) - 2
             box = f"{x0} {y0} {max(x0 + 1, x1)} {max(y0 + 1, y1)}"
         if column == 0 and thumbnail_mpp and thumbnail_mpp > 0:
-            um_per_px = thumbnail_mpp * w0 / w
-            length = _nice_length(0.25 * w * um_per_px)
-            if length > 0:
-                px = length / um_per_px
-                x0, y0 = 0.04 * w, 0.96 * h
-                ax.plot([x0, x0 + px], [y0, y0], color="black", linewidth=3, solid_capstyle="butt")
-                text = f"{length / 1000:g} mm" if length >= 1000 else f"{length:g} µm"
-                ax.text(x0 + px / 2, y0 - 0.015 * h, text, ha="center", va="bottom", fontsize=8)
-                ax.set_xlim(-0.5, w - 0.5)
-                ax.set_ylim(h - 0.5, -0.5)
+            _draw_scale_bar(ax, thumbnail_mpp * w0 / w, w, h)
+    handles, texts, fraction = _legend_entries(classes, shown, rows, colors)
+    _draw_legend_and_titles(figure, handles, texts, fig_h, title, fraction if rows else None)
+    return _save(figure, path, {PREDICTION_BOX_KEY: box})
+
+
+def _shrink(thumbnail: np.ndarray, labels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The thumbnail shrunk to at most ``max_side`` pixels, the label map resized to it, its original width.
+
+    Box filter for the thumbnail, nearest neighbour for the labels.
+    """
+    from PIL import Image
+
+    thumb = np.asarray(thumbnail)
+    h, w0 = thumb.shape[:2]
+    w = w0
+    if max(h, w) > max_side:
+        factor = max_side / max(h, w)
+        w, h = max(1, round(w * factor)), max(1, round(h * factor))
+        thumb = np.asarray(Image.fromarray(thumb).resize((w, h), Image.Resampling.BOX))
+    small = np.asarray(Image.fromarray(np.asarray(labels, np.uint8)).resize((w, h), Image.Resampling.NEAREST))
+    return thumb, small, w0
+
+
+def _draw_scale_bar(ax: Any, um_per_px: float, w: int, h: int) -> None:
+    """A black bar of a round length (about a quarter of the panel) at its bottom left, labelled."""
+    length = _nice_length(0.25 * w * um_per_px)
+    if length > 0:
+        px = length / um_per_px
+        x0, y0 = 0.04 * w, 0.96 * h
+        ax.plot([x0, x0 + px], [y0, y0], color="black", linewidth=3, solid_capstyle="butt")
+        text = f"{length / 1000:g} mm" if length >= 1000 else f"{length:g} µm"
+        ax.text(x0 + px / 2, y0 - 0.015 * h, text, ha="center", va="bottom", fontsize=8)
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+
+
+def _legend_entries(
+    classes: Sequence[str],
+    shown: Sequence[int],
+    rows: Sequence[Mapping[str, Any]] | None,
+    colors: np.ndarray,
+) -> tuple[list[Any], list[str], float]:
+    """Legend patches and texts (class, area, share of tissue) and the rows' interstitial fraction."""
+    from matplotlib.patches import Patch
+
+    by_class = {str(r.get("class")): r for r in rows or []}
     handles, texts = [], []
     fraction = math.nan
     for index in shown:
@@ -206,6 +233,16 @@ def write_overlay_png(
             text += f"  ({100 * float(share):.1f} % of tissue)"
         handles.append(Patch(facecolor=colors[index] / 255.0, edgecolor="black", linewidth=0.5))
         texts.append(text)
+    return handles, texts, fraction
+
+
+def _draw_legend_and_titles(
+    figure: Any, handles: list[Any], texts: list[str], fig_h: float, title: str, fraction: float | None
+) -> None:
+    """The legend and the definition below the panels; the title and the interstitial fraction above.
+
+    ``fraction`` None: no class-area rows, so no fraction line.
+    """
     figure.legend(
         handles,
         texts,
@@ -227,7 +264,7 @@ def write_overlay_png(
         color="#555555",
     )
     figure.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=11)
-    if rows:
+    if fraction is not None:
         value = f"{100 * fraction:.1f} %" if math.isfinite(fraction) else "n/a"
         figure.text(
             0.5,
@@ -238,7 +275,6 @@ def write_overlay_png(
             fontsize=11,
             fontweight="bold",
         )
-    return _save(figure, path, {PREDICTION_BOX_KEY: box})
 
 
 def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:

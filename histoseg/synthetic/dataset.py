@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -16,6 +15,7 @@ import numpy as np
 from histoseg import KIDNEY_CLASSES
 from histoseg.errors import ConfigError
 from histoseg.io.files import atomic_path, ensure_writable_dir, safe_stem
+from histoseg.io.text import write_slide_table
 from histoseg.io.tiff import describe_label_map, write_pyramid_tiff
 from histoseg.synthetic.params import (
     GENERATOR_VERSION,
@@ -280,20 +280,24 @@ def _files_of_manifest(manifest_path: Path) -> set[str]:
 
 
 def _write_table(path: Path, slides: list[SyntheticSlide]) -> None:
-    """Write the slide table ``slides.csv`` (paths relative to its folder), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["slide", "labels", "split", "mpp", "width", "height", "seed"]
-            + [f"px_{c}" for c in KIDNEY_CLASSES]
-            + [f"area_um2_{c}" for c in KIDNEY_CLASSES]
-        )
-        for s in slides:
-            writer.writerow(
-                [s.image_path.name, s.label_path.name, s.split, s.mpp, s.width, s.height, s.seed]
-                + [s.pixel_counts[c] for c in KIDNEY_CLASSES]
-                + [repr(s.areas_um2[c]) for c in KIDNEY_CLASSES]
-            )
+    """Write the slide table ``slides.csv`` (paths relative to its folder, then each slide's statistics)."""
+    write_slide_table(
+        path,
+        [
+            {
+                "slide": s.image_path.name,
+                "labels": s.label_path.name,
+                "split": s.split,
+                "mpp": s.mpp,
+                "width": s.width,
+                "height": s.height,
+                "seed": s.seed,
+                **{f"px_{c}": s.pixel_counts[c] for c in KIDNEY_CLASSES},
+                **{f"area_um2_{c}": repr(s.areas_um2[c]) for c in KIDNEY_CLASSES},
+            }
+            for s in slides
+        ],
+    )
 
 
 def _write_manifest(

@@ -161,3 +161,16 @@ def test_find_slides(tmp_path):
     assert [p.name for p in find_slides(tmp_path)] == ["a.svs", "b.tif", "notes.txt"]
     with pytest.raises(SlideError, match="no slide files"):
         find_slides(str(tmp_path / "*.ndpi"))
+
+
+def test_check_mpp_override_known_answers():
+    """The one check of --mpp: a plausible resolution, at most 8x coarser than the model's."""
+    from histoseg.errors import ConfigError
+    from histoseg.io.slide import check_mpp_override
+
+    assert check_mpp_override("0.5", 1.0) == 0.5 and check_mpp_override(8.0, 1.0) == 8.0
+    assert check_mpp_override(50) == 50.0  # model not known yet: the range alone
+    with pytest.raises(ConfigError, match=r"--mpp 50: .*upsampled 25x to the model's 2 microns"):
+        check_mpp_override(50, 2.0)
+    with pytest.raises(ConfigError, match="--mpp 0: must be a positive resolution"):
+        check_mpp_override(0, 1.0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histoseg.io.outputs import remove_stale_temporaries
+from histoseg.outputs import remove_stale_temporaries
 from tests.conftest import make_labelled_slide
 from tests.reliability.helpers import (  # noqa: F401
     expect_one_error,

@@ -123,3 +123,20 @@ def test_encodings_unconvertible_tiffs_refused(tmp_path, data, needle):
     with pytest.raises(SlideError) as info:
         read_all(tmp_path / "x.tif")
     assert needle in str(info.value) and "; save it as an 8- or 16-bit" in str(info.value)
+
+
+def test_the_one_slide_table_writer_round_trips_through_the_reader(tmp_path):
+    """io.text.write_slide_table (used by sources, synthetic and sample --crossfit): the reader reads back
+    every row, also a path with a comma and a quote; extra columns come after the reader's own."""
+    from histoseg.io.text import write_slide_table
+
+    odd = tmp_path / 'a, "b".tif'
+    rows = [
+        {"seed": 7, "slide": odd, "labels": None, "split": "val", "mpp": 0.5},
+        {"seed": 8, "slide": "c.tif", "labels": "c.csv", "kind": "points", "split": "train", "mpp": None},
+    ]
+    path = write_slide_table(tmp_path / "t.csv", rows)
+    assert path.read_text(encoding="utf-8").splitlines()[0] == "slide,labels,kind,split,mpp,seed"
+    first, second = read_slide_table(path)
+    assert (first.slide, first.labels, first.kind, first.split, first.mpp) == (odd, None, "none", "val", 0.5)
+    assert (second.slide.name, second.labels.name, second.kind, second.mpp) == ("c.tif", "c.csv", "points", None)

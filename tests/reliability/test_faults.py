@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from histoseg.io.outputs import is_ours
+from histoseg.outputs import is_ours
 from tests.conftest import ROOT, make_labelled_slide
 
 TINY = str(ROOT / "tests" / "conf" / "tiny.yaml")

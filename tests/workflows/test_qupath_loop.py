@@ -9,9 +9,10 @@ import pytest
 from scipy import ndimage
 
 from histoseg.cli import main
+from histoseg.corrections import write_corrections
 from histoseg.errors import ConfigError, LabelError
 from histoseg.labels.annotations import feature_class_name
-from histoseg.labels.corrections import extract_corrections, write_corrections
+from histoseg.labels.corrections import extract_corrections
 from histoseg.labels.scribbles import read_scribbles_geojson
 from histoseg.report.geojson import PREDICTION_NAME, label_map_to_features
 from tests.conftest import ROOT, cli_exit_code, make_labelled_slide

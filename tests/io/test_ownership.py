@@ -1,4 +1,4 @@
-"""Ownership that a user's file cannot imitate (issue 28, class 2): typed fields at fixed places."""
+"""io/ownership.py: ownership that a user's file cannot imitate (issue 28, class 2): typed fields at fixed places."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from histoseg.io.outputs import REPORT_RECORD, has_record, is_ours, is_owned_json
+from histoseg.io.ownership import has_record, is_owned_json
 
 SPEC = {"histoseg_corrections": {"predicted": str, "corrected": str, "tolerance": float}, "features": list}
 OURS = {
@@ -47,22 +47,3 @@ def test_ownership_a_user_file_can_pass_the_record_itself(tmp_path):
     assert not is_owned_json(tmp_path / "y.json", SPEC)
     assert not is_owned_json(tmp_path / "z.json", SPEC)
     assert not is_owned_json(tmp_path / "missing.json", SPEC)
-
-
-@pytest.mark.parametrize(
-    "report",
-    [
-        {"histoseg_version": None, "definitions": {}, "slides": []},
-        {"histoseg_version": "0.1", "slides": []},
-        {"notes": ["histoseg_version", "slides"]},
-        ["histoseg_version", "slides"],
-    ],
-)
-def test_ownership_a_user_file_can_pass_cohort_report(tmp_path, report):
-    """A user's report.json that only looks like histoseg's does not make the cohort names histoseg's."""
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    assert not is_ours(tmp_path / "report.csv", tmp_path)
-    ours = {"histoseg_version": "0.1", "definitions": {}, "slides": []}
-    (tmp_path / "report.json").write_text(json.dumps(ours))
-    assert is_ours(tmp_path / "report.csv", tmp_path)
-    assert set(REPORT_RECORD) == {"histoseg_version", "definitions", "slides"}

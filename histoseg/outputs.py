@@ -10,7 +10,7 @@ write. A file in ``OUT`` is histoseg's when:
   report (a JSON object whose ``histoseg_version`` is a string, ``definitions`` an object and
   ``slides`` a list: :data:`REPORT_RECORD`; it is written first).
 
-Ownership of a JSON file is always structural (:func:`has_record`, :func:`is_owned_json`): typed
+Ownership of a JSON file is always structural (:func:`histoseg.io.ownership.has_record`): typed
 fields at fixed places, so a user's file that merely contains a marker string is never histoseg's.
 
 :func:`assign_stems` gives each slide an output stem whose files collide neither with an input slide,
@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from histoseg.errors import HistosegError
 from histoseg.io.files import path_keys, real_path, safe_stem
+from histoseg.io.ownership import FieldSpec, is_owned_json
 
 COHORT_FILES = ("report.csv", "report.json", "cohort.png", "index.html")
 """Cohort-level outputs (index.html is reserved for an HTML report)."""
@@ -66,59 +65,8 @@ def is_ours(path: Path, out: Path) -> bool:
     return False
 
 
-FieldSpec = type | tuple[type, ...] | Mapping[str, "FieldSpec"]
-"""The type a field of an ownership record must have: a type, one of several types, or a nested record."""
-
 REPORT_RECORD: Mapping[str, FieldSpec] = {"histoseg_version": str, "definitions": dict, "slides": list}
 """What makes ``report.json`` histoseg's: these top-level fields, of these types."""
-
-
-def has_record(data: Any, fields: Mapping[str, FieldSpec]) -> bool:
-    """Whether parsed JSON holds an ownership record: a top-level object with every field, each of its type.
-
-    The check is structural: a field must sit at its fixed place (a key of the top-level object, or
-    of a nested record) and have its type; a user's file that merely *contains* a marker string (as
-    a value, a list item or inside a text) never passes. ``bool`` never counts as a number, and
-    ``float`` accepts integers (JSON does not distinguish ``1`` from ``1.0``).
-
-    Example:
-        >>> spec = {"histoseg_corrections": {"predicted": str, "tolerance": float}}
-        >>> has_record({"histoseg_corrections": {"predicted": "a.geojson", "tolerance": 0.5}}, spec)
-        True
-        >>> has_record(["histoseg_corrections"], spec), has_record({"histoseg_corrections": "yes"}, spec)
-        (False, False)
-    """
-    if not isinstance(data, dict):
-        return False
-    for key, spec in fields.items():
-        if key not in data:
-            return False
-        value = data[key]
-        if isinstance(spec, Mapping):
-            if not has_record(value, spec):
-                return False
-            continue
-        kinds = spec if isinstance(spec, tuple) else (spec,)
-        if float in kinds:
-            kinds = (*kinds, int)
-        if isinstance(value, bool) and bool not in kinds:
-            return False
-        if not isinstance(value, kinds):
-            return False
-    return True
-
-
-def is_owned_json(path: str | os.PathLike[str], fields: Mapping[str, FieldSpec]) -> bool:
-    """Whether the file at ``path`` is JSON holding histoseg's ownership record (:func:`has_record`).
-
-    Never raises: a missing, unreadable or non-JSON file is not histoseg's.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError, RecursionError):
-        return False
-    return has_record(data, fields)
 
 
 def _is_histoseg_report(path: Path) -> bool:
