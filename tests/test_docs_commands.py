@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_configs import TINY_UNET
 
 from tests.conftest import ROOT, cli_exit_code
+from tests.test_configs import TINY_UNET
 
 MARKER = re.compile(r"<!--\s*docs-test:\s*(skip|tested by)\s*:?\s*(.+?)\s*-->")
 SHELL = ("bash", "sh", "shell", "console")
