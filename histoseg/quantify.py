@@ -40,12 +40,13 @@ import torch
 
 from histoseg import __version__
 from histoseg.errors import ConfigError, HistosegError, SlideError
-from histoseg.inference.health import prediction_problem, slide_problem
+from histoseg.inference.health import prediction_problem, slide_problem, tissue_problem
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
 from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha256_file
 from histoseg.io.outputs import (
+    COHORT_FILES,
     assign_stems,
     check_cohort_files,
     is_ours,
@@ -88,7 +89,10 @@ def collect_slides(
 
     Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports,
     see :func:`histoseg.io.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
-    itself; a file merely named like an output is a slide like any other.
+    itself; so are outputs of earlier runs into *other* folders that a folder or glob finds
+    (``--slides 'slides/**/*.tif'`` over ``slides/out1/``: a file beside its result file
+    ``.<stem>.result.json``, or a report beside a histoseg ``report.json``). A file merely named like
+    an output is a slide like any other.
 
     Raises:
         SlideError: an empty or a single pattern that matches nothing.
@@ -99,10 +103,13 @@ def collect_slides(
         raise HistosegError(
             "--slides: no slide given; give a slide file, a folder or a glob such as 'slides/*.svs'"
         )
+    listed: set[Path] = set()  # found by a folder or a glob (not named one by one)
     for item in items:
         text = str(item)
         if not text.strip() or Path(text).is_dir() or any(ch in text for ch in "*?["):
-            found.extend(find_slides(text))
+            matches = find_slides(text)
+            found.extend(matches)
+            listed.update(matches)
         else:
             found.append(Path(text))
     out_resolved = real_path(out)
@@ -111,6 +118,8 @@ def collect_slides(
         resolved = real_path(path)
         if resolved.parent == out_resolved and is_ours(resolved, out):
             continue
+        if path in listed and is_ours(resolved, resolved.parent):
+            continue  # an output of an earlier run into another folder ('slides/**/*.tif' finds out1/s.labels.tif)
         unique.setdefault(str(resolved), path)
     return sorted(unique.values(), key=lambda p: str(p))
 
@@ -361,6 +370,11 @@ class Cohort:
             write_report_csv(out_dir / "report.csv", report_rows(results))
             write_cohort_png(out_dir / "cohort.png", results)
             page = write_html_report(out_dir, results, extra)
+        except KeyboardInterrupt:  # no report that mixes this run's files with an older run's
+            for name in COHORT_FILES:
+                with contextlib.suppress(OSError):
+                    (out_dir / name).unlink()
+            raise
         except OSError as exc:
             raise HistosegError(
                 f"{out_dir}: cannot write the cohort report ({exc.strerror or exc}); free disk space or "
@@ -452,8 +466,37 @@ def _quantify_one(
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
     The result file is written first with status ``running`` (claiming the slide's output names,
-    see :mod:`histoseg.io.outputs`) and last with the slide's status.
+    see :mod:`histoseg.io.outputs`) and last with the slide's status. Interrupted (Ctrl-C), the
+    slide's outputs and result file are removed, as if it had never started, and the interrupt goes on.
     """
+    try:
+        return _quantify_slide(
+            predictor, path, stem, out, key, options, mpp=mpp, on_progress=on_progress, display=display,
+            points=points, target_halfwidth=target_halfwidth, folds=folds,
+        )
+    except BaseException:  # KeyboardInterrupt (bad slides are recorded, never raised)
+        for output in [*output_paths(out, stem).values(), marker_path(out, stem)]:
+            with contextlib.suppress(OSError):
+                output.unlink()
+        raise
+
+
+def _quantify_slide(
+    predictor: Predictor,
+    path: Path,
+    stem: str,
+    out: Path,
+    key: dict[str, Any],
+    options: InferenceOptions,
+    *,
+    mpp: float | None,
+    on_progress: Callable[[int, int], None] | None,
+    display: _Display,
+    points: Path | None = None,
+    target_halfwidth: float = 0.05,
+    folds: _Folds | None = None,
+) -> dict[str, Any]:
+    """:func:`_quantify_one` without its interrupt cleanup."""
     outputs = output_paths(out, stem)
     base: dict[str, Any] = {
         "slide": path.name,
@@ -562,6 +605,19 @@ def _fold_predictors(
     return _Folds([by_fold[k] for k in range(int(manifest["folds"]))], manifest)
 
 
+def slide_status(pred: Any, background: int | None) -> tuple[str, str]:
+    """``("ok", "")``, or the warning status of a prediction whose areas are not valid and its reason:
+    ``nonfinite_logits``, ``no_tissue``, ``implausible_tissue`` (:func:`histoseg.inference.health.tissue_problem`),
+    ``all_glass``."""
+    foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
+    tissue_pixels = int(pred.tissue.sum()) if pred.tissue is not None else 1
+    problem = prediction_problem(pred.tiles_run, pred.nonfinite_tiles, foreground, tissue_pixels)
+    if problem is None or problem[0] == "all_glass":
+        if pred.thumbnail is not None and pred.tissue is not None and pred.tiles_run:
+            problem = tissue_problem(pred.thumbnail, pred.tissue) or problem
+    return problem if problem is not None else ("ok", "")
+
+
 def _marks(counted: Any, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The counted points as overlay marks: x and y as fractions of the slide's width and height, class."""
     width, height = float(size[0]), float(size[1])
@@ -610,31 +666,30 @@ def _predict_and_write(
             "no cross-fitting: the design changed since 'histoseg sample --crossfit' (or the slide is not in it)"
         )
     del fold_models, fold_predictions
-    collection, geo_info = labels_tif_to_geojson(
-        outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
-    )
-    write_geojson(outputs["geojson"], collection)
-    small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
-    assert pred.thumbnail is not None
-    write_overlay_png(
-        outputs["overlay"],
-        pred.thumbnail,
-        small,
-        pred.classes,
-        rows=rows,
-        title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
-        background=background,
-        thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
-        points=None if counted is None else _marks(counted, pred.slide_dimensions),
-    )
-    foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
-    problem_status = prediction_problem(
-        pred.tiles_run,
-        pred.nonfinite_tiles,
-        foreground,
-        int(pred.tissue.sum()) if pred.tissue is not None else 1,
-    )
-    status, error = problem_status if problem_status is not None else ("ok", "")
+    status, error = slide_status(pred, background)
+    geo_info: dict[str, Any] | None = None
+    if status == "ok":
+        collection, geo_info = labels_tif_to_geojson(
+            outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
+        )
+        write_geojson(outputs["geojson"], collection)
+        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+        assert pred.thumbnail is not None
+        write_overlay_png(
+            outputs["overlay"],
+            pred.thumbnail,
+            small,
+            pred.classes,
+            rows=rows,
+            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+            background=background,
+            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+            points=None if counted is None else _marks(counted, pred.slide_dimensions),
+        )
+    else:  # a warning status: no label map, GeoJSON or overlay that could pass for a result
+        for output in outputs.values():
+            with contextlib.suppress(FileNotFoundError):
+                output.unlink()
     return {
         "status": status,
         "error": error,
@@ -654,6 +709,6 @@ def _predict_and_write(
         "tiles_total": pred.tiles_total,
         "seconds": round(pred.seconds, 3),
         "geojson": geo_info,
-        "outputs": {name: p.name for name, p in outputs.items()},
+        "outputs": {name: p.name for name, p in outputs.items()} if status == "ok" else {},
         "rows": rows if status == "ok" else [],
     }
