@@ -58,7 +58,7 @@ from histoseg.io.outputs import (
 from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp, find_slides
 from histoseg.report.areas import interstitial_fraction, read_label_level
-from histoseg.report.counting import design_path, load_counted_points, points_key
+from histoseg.report.counting import design_path, load_counted_points, points_key, unmatched_points_files
 from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
 from histoseg.report.estimates import FoldModel, slide_point_estimates
 from histoseg.report.figures import write_cohort_png, write_overlay_png
@@ -216,6 +216,9 @@ def run_quantify(
     cohort = Cohort(
         predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth, crossfit=crossfit
     )
+    if rank == 0 and cohort.points is not None:
+        for line in unmatched_points_files(cohort.points, [p.name for p in cohort.paths]):
+            print(f"warning: {line}", file=sys.stderr)
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
