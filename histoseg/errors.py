@@ -75,8 +75,8 @@ INTERRUPTED = "histoseg: interrupted (Ctrl-C); no partial file was kept: run the
 _phase = "start"
 """Where the process is: ``start`` (importing, nothing written yet), ``running`` (a command runs: the
 first SIGINT raises KeyboardInterrupt so that partial outputs are removed), ``interrupted`` (that
-cleanup runs: more SIGINTs are ignored), ``finishing`` (every output is complete: SIGINT ends the
-process at once)."""
+cleanup runs: more SIGINTs are ignored), ``finishing`` (the command's work is done, every output
+complete: SIGINT is ignored and the process ends with the command's own status)."""
 
 
 def _exit_interrupted() -> NoReturn:
@@ -97,9 +97,10 @@ def _on_sigint(signum: int, frame: object) -> None:
     if _phase == "running":
         _phase = "interrupted"
         raise KeyboardInterrupt
-    if _phase in ("start", "finishing"):
+    if _phase == "start":
         _exit_interrupted()
-    # "interrupted": the first Ctrl-C's cleanup is running; its line is printed when it ends
+    # "interrupted": the first Ctrl-C's cleanup is running, its line is printed when it ends;
+    # "finishing": the command's work is done, the process ends with its own status
 
 
 def install_interrupt_handler() -> None:
@@ -118,9 +119,10 @@ def run_interruptible(work: Callable[[], object], *, whole_process: bool) -> NoR
     The first Ctrl-C while ``work`` runs raises KeyboardInterrupt in it (partial outputs are removed
     on the way out; later Ctrl-Cs are ignored meanwhile), and the line is printed once, here. A
     Ctrl-C that a library swallowed (Lightning catches KeyboardInterrupt and exits 1) still ends with
-    130. After ``work`` a Ctrl-C ends the process at once (its outputs are complete), so none reaches
-    the interpreter's shutdown; an interrupted process is ended without the interpreter's shutdown too
-    (``os._exit`` after flushing), which CPython could otherwise turn into a death by SIGINT.
+    130. Once ``work`` is done (every output complete) SIGINT is ignored, so none reaches the
+    interpreter's shutdown (where CPython would die of it, exit -2, or abort with "Fatal Python error");
+    the process ends with the command's status. An interrupted process ends without the interpreter's
+    shutdown (``os._exit`` after flushing), which CPython could otherwise also turn into a death by SIGINT.
 
     Args:
         work: The command; it may raise SystemExit with its status.
@@ -147,6 +149,10 @@ def run_interruptible(work: Callable[[], object], *, whole_process: bool) -> NoR
             if _phase == "interrupted":  # a library caught the KeyboardInterrupt
                 raise KeyboardInterrupt
             _phase = "finishing"
+            if whole_process and in_main:
+                # Ignored, not handled: CPython resets a Python handler to the default (death by
+                # SIGINT, no line) while it shuts down, but keeps an ignored signal ignored.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         except KeyboardInterrupt:
             _phase = "interrupted"
             if whole_process:
