@@ -67,7 +67,7 @@ from histoseg.report.html import write_html_report
 from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
-__all__ = ["Cohort", "collect_slides", "remove_stale_temporaries", "run_quantify", "slide_stems"]
+__all__ = ["Cohort", "collect_slides", "remove_stale_temporaries", "run_quantify", "same_file_lines", "slide_stems"]
 
 RESULT_OPTIONS = (
     "tile_size",
@@ -120,8 +120,35 @@ def collect_slides(
             continue
         if path in listed and is_ours(resolved, resolved.parent):
             continue  # an output of an earlier run into another folder ('slides/**/*.tif' finds out1/s.labels.tif)
-        unique.setdefault(str(resolved), path)
+        # One slide per *name*: the same name reached twice (a folder and a glob, a linked folder) is
+        # one slide; two names of one file (a symbolic or hard link) are two (see same_file_lines).
+        unique.setdefault(str(real_path(path.parent) / path.name), path)
     return sorted(unique.values(), key=lambda p: str(p))
+
+
+def same_file_lines(paths: Sequence[Path]) -> list[str]:
+    """One line per slide name that is the same file as an earlier one (a symbolic or a hard link).
+
+    Both names are quantified, each under its own name with its own points file, so no input is
+    dropped; the line says so, since the cohort then counts that file twice.
+    """
+    first: dict[tuple[int, int], Path] = {}
+    lines = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        identity = (stat.st_dev, stat.st_ino)
+        if identity in first:
+            lines.append(
+                f"{path}: the same file as {first[identity]} (a symbolic or hard link); both are quantified, "
+                "each under its own name and points, so the cohort counts it twice: remove one name from "
+                "--slides if that is not meant"
+            )
+        else:
+            first[identity] = path
+    return lines
 
 
 def _slide_identity(path: Path) -> dict[str, Any]:
@@ -141,12 +168,16 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_marker(path: Path, result: dict[str, Any]) -> None:
+def _clean_json(result: dict[str, Any]) -> Any:
     from histoseg.report.tables import _clean
 
+    return _clean(result)
+
+
+def _write_marker(path: Path, result: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(_clean(result), handle, indent=1, allow_nan=False)
+            json.dump(_clean_json(result), handle, indent=1, allow_nan=False)
 
 
 def _is_complete(result: dict[str, Any] | None, key: dict[str, Any], out: Path, stem: str) -> bool:
@@ -216,8 +247,11 @@ def run_quantify(
     cohort = Cohort(
         predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth, crossfit=crossfit
     )
-    if rank == 0 and cohort.points is not None:
-        for line in unmatched_points_files(cohort.points, [p.name for p in cohort.paths]):
+    if rank == 0:
+        lines = same_file_lines(cohort.paths)
+        if cohort.points is not None:
+            lines += unmatched_points_files(cohort.points, [p.name for p in cohort.paths])
+        for line in lines:
             print(f"warning: {line}", file=sys.stderr)
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
@@ -304,20 +338,31 @@ class Cohort:
             self._adopt_precision(previous)
             return previous
         callback = display.start_slide(path.name)
-        result = _quantify_one(
-            self.predictor,
-            path,
-            stem,
-            self.out_dir,
-            key,
-            self.options,
-            mpp=self.mpp,
-            on_progress=callback,
-            display=display,
-            points=self.points,
-            target_halfwidth=self.target_halfwidth,
-            folds=self.folds,
-        )
+        for _ in range(16):
+            result = _quantify_one(
+                self.predictor,
+                path,
+                stem,
+                self.out_dir,
+                key,
+                self.options,
+                mpp=self.mpp,
+                on_progress=callback,
+                display=display,
+                points=self.points,
+                target_halfwidth=self.target_halfwidth,
+                folds=self.folds,
+            )
+            if result is not None:
+                break
+            # Another run took the stem for another slide file of this name since the stems were chosen.
+            others = [s for i, s in enumerate(self.stems) if i != index]
+            stem = self.stems[index] = assign_stems([path], self.out_dir, reserved=others)[0]
+        else:
+            raise HistosegError(
+                f"{path}: no free output name in {self.out_dir} (other runs keep taking them); "
+                "give each run its own --out folder"
+            )
         display.end_slide()
         self._adopt_precision(result)
         return result
@@ -465,23 +510,72 @@ def _quantify_one(
     points: Path | None = None,
     target_halfwidth: float = 0.05,
     folds: _Folds | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
     The result file is written first with status ``running`` (claiming the slide's output names,
     see :mod:`histoseg.io.outputs`) and last with the slide's status. Interrupted (Ctrl-C), the
     slide's outputs and result file are removed, as if it had never started, and the interrupt goes on.
+    None when another slide file (a concurrent run into ``out``) holds ``stem`` (nothing is touched).
     """
+    claimed = False
     try:
+        if not _claim_marker(marker_path(out, stem), {**_base(predictor, path, stem, key), "status": "running", "error": ""}):
+            return None
+        claimed = True
         return _quantify_slide(
             predictor, path, stem, out, key, options, mpp=mpp, on_progress=on_progress, display=display,
             points=points, target_halfwidth=target_halfwidth, folds=folds,
         )
     except BaseException:  # KeyboardInterrupt (bad slides are recorded, never raised)
-        for output in [*output_paths(out, stem).values(), marker_path(out, stem)]:
-            with contextlib.suppress(OSError):
-                output.unlink()
+        if claimed:
+            for output in [*output_paths(out, stem).values(), marker_path(out, stem)]:
+                with contextlib.suppress(OSError):
+                    output.unlink()
         raise
+
+
+def _base(predictor: Predictor, path: Path, stem: str, key: dict[str, Any]) -> dict[str, Any]:
+    """The fields of every result file of a slide."""
+    return {
+        "slide": path.name,
+        "path": str(path),
+        "stem": stem,
+        "checkpoint_sha256": predictor.checkpoint_sha256,
+        "training_seed": predictor.metadata.get("seed"),
+        "histoseg_version": __version__,
+        "key": key,
+    }
+
+
+def _claim_marker(marker: Path, record: dict[str, Any]) -> bool:
+    """Write the slide's ``running`` result file unless the stem's result file records another slide file.
+
+    Created exclusively (a hard link of a complete temporary file, which fails when the name exists),
+    so of two runs that claim one stem at the same moment exactly one wins; a result file of the same
+    slide file (a rerun) is replaced. Returns False when another slide file holds the stem.
+    """
+    from histoseg.io.outputs import marker_slide
+
+    mine = record["key"]["slide"]["path"]
+    tmp = marker.with_name(f".{marker.stem}.claim-{os.getpid()}.tmp-{os.getpid()}.json")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(_clean_json(record), handle, indent=1, allow_nan=False)
+        try:
+            os.link(tmp, marker)
+            return True
+        except FileExistsError:
+            recorded = marker_slide(marker)
+            if recorded is not None and recorded != mine:
+                return False
+        except OSError:  # no hard links on this file system: replace (no exclusive claim)
+            pass
+        os.replace(tmp, marker)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _quantify_slide(
@@ -501,17 +595,8 @@ def _quantify_slide(
 ) -> dict[str, Any]:
     """:func:`_quantify_one` without its interrupt cleanup."""
     outputs = output_paths(out, stem)
-    base: dict[str, Any] = {
-        "slide": path.name,
-        "path": str(path),
-        "stem": stem,
-        "checkpoint_sha256": predictor.checkpoint_sha256,
-        "training_seed": predictor.metadata.get("seed"),
-        "histoseg_version": __version__,
-        "key": key,
-    }
+    base = _base(predictor, path, stem, key)
     try:
-        _write_marker(marker_path(out, stem), {**base, "status": "running", "error": ""})
         result = {
             **base,
             **_predict_and_write(
