@@ -615,6 +615,8 @@ def _quantify_slide(
     try:
         _write_marker(marker_path(out, stem), result)
     except OSError as exc:
+        with contextlib.suppress(OSError):  # it would say "running" for ever
+            marker_path(out, stem).unlink()
         if result["status"] != "failed":  # else its error line is already printed
             display.error(f"error: {path}: {_failure_message(exc, out)}")
         result = {**base, "status": "failed", "error": result["error"] or _failure_message(exc, out)}
