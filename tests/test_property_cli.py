@@ -353,3 +353,101 @@ def test_property_sample(assets, quantified, n, design, strata, seed, margin, so
             assert list(target.glob("*.design.json")), sorted(target.iterdir())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+CHANGES = ("nothing", "slide", "points_add", "points_edit", "points_remove", "checkpoint", "option")
+"""Every input that affects a quantify result: the slide file, its points file, the checkpoint, an option."""
+
+
+class Inputs:
+    """The inputs of one quantify run in ``work`` (a slide, maybe its points, a checkpoint, --overlap) and
+    the changes a user makes between runs."""
+
+    def __init__(self, assets, work: Path) -> None:
+        folder, slide, _, ckpt = assets
+        self.work = work
+        (work / "slides").mkdir()
+        (work / "points").mkdir()
+        shutil.copy(slide, work / "slides" / "s.tif")
+        other, _, _ = make_labelled_slide(work, "other", seed=5, size=(160, 128))
+        self.slides = {"a": slide, "b": other}
+        self.checkpoints = {"a": ckpt, "b": tiny_checkpoint(work / "b.ckpt", mpp=2.0, favour=2)}
+        self.points = {
+            "a": "x,y,class\n40,40,interstitium\n100,60,tubules\n",
+            "b": "x,y,class\n40,40,tubules\n100,60,tubules\n120,90,glomeruli\n",
+        }
+        self.state = {"slide": "a", "points": None, "checkpoint": "a", "overlap": "0"}
+        self.runs = 0
+
+    def change(self, what: str) -> None:
+        state = self.state
+        if what == "slide":
+            state["slide"] = "b" if state["slide"] == "a" else "a"
+            shutil.copy(self.slides[state["slide"]], self.work / "slides" / "s.tif")
+        elif what == "points_add" or (what == "points_edit" and state["points"] is None):
+            state["points"] = "a"
+        elif what == "points_edit":
+            state["points"] = "b" if state["points"] == "a" else "a"
+        elif what == "points_remove":
+            state["points"] = None
+        elif what == "checkpoint":
+            state["checkpoint"] = "b" if state["checkpoint"] == "a" else "a"
+        elif what == "option":
+            state["overlap"] = "0.5" if state["overlap"] == "0" else "0"
+        points = self.work / "points" / "s.points.csv"
+        if state["points"] is None:
+            points.unlink(missing_ok=True)
+        elif not points.is_file() or points.read_text() != self.points[state["points"]]:
+            points.write_text(self.points[state["points"]])
+
+    def quantify(self, out: Path) -> tuple[bytes, bytes]:
+        """Run quantify into ``out``; its report.json and report.csv."""
+        args = [
+            "quantify", "--ckpt_path", self.checkpoints[self.state["checkpoint"]], "--slides",
+            self.work / "slides" / "s.tif", "--out", out, "--points", self.work / "points",
+            f"--overlap={self.state['overlap']}", "--no_progress",
+        ]
+        code, err = run_cli(args)
+        assert code == 0, err[-3000:]
+        return (out / "report.json").read_bytes(), (out / "report.csv").read_bytes()
+
+    def rerun_matches_a_fresh_run(self, previous: tuple[bytes, bytes] | None, what: str) -> tuple[bytes, bytes]:
+        """Change ``what``, rerun into the same folder: its report is byte-identical to a fresh run's on the
+        same inputs (nothing stale), differs from the previous one after a change, equals it after none."""
+        before = dict(self.state)
+        self.change(what)
+        rerun = self.quantify(self.work / "out")
+        self.runs += 1
+        fresh = self.quantify(self.work / f"fresh{self.runs}")
+        assert rerun == fresh, f"stale report after changing {what}: {self.state}"
+        if previous is not None:
+            if self.state == before and what != "slide":  # nothing, or removing points there were none of
+                assert rerun == previous
+            else:
+                assert rerun[0] != previous[0], f"the report did not change after changing {what}"
+        return rerun
+
+
+def test_rerun_after_changing_each_input_reflects_it_and_after_nothing_is_byte_identical(assets, tmp_path):
+    """Issue 28 (must show): slides, points (added, edited, removed), checkpoint and options each change the
+    report of a rerun exactly as a fresh run's; a rerun after no change gives byte-identical reports."""
+    inputs = Inputs(assets, tmp_path)
+    report = inputs.quantify(tmp_path / "out")
+    for what in ("nothing", "slide", "nothing", "points_add", "points_edit", "nothing", "points_remove",
+                 "checkpoint", "option", "nothing"):
+        report = inputs.rerun_matches_a_fresh_run(report, what)
+    assert inputs.state == {"slide": "b", "points": None, "checkpoint": "b", "overlap": "0.5"}
+
+
+@given(steps=st.lists(st.sampled_from(CHANGES), min_size=1, max_size=3))
+@settings(parent=SETTINGS, max_examples=max(EXAMPLES // 3, 5))
+def test_property_rerun_sequences(assets, steps):
+    """Issue 28: any sequence of changes between reruns: every rerun's report is a fresh run's."""
+    work = Path(tempfile.mkdtemp(dir=assets[0]))
+    try:
+        inputs = Inputs(assets, work)
+        report = inputs.quantify(work / "out")
+        for what in steps:
+            report = inputs.rerun_matches_a_fresh_run(report, what)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
