@@ -104,8 +104,11 @@ def _on_sigint(signum: int, frame: object) -> None:
 
 
 def install_interrupt_handler() -> None:
-    """Handle SIGINT from here to the end of the process (``python -m histoseg`` calls this first,
-    before any heavy import): until a command runs, a Ctrl-C prints the line and exits with 130."""
+    """Handle SIGINT from here to the end of the process.
+
+    ``python -m histoseg`` calls this first, before any heavy import: until a command runs, a Ctrl-C
+    prints the line and exits with 130.
+    """
     import signal
     import threading
 

@@ -696,9 +696,11 @@ def _fold_predictors(
 
 
 def slide_status(pred: Any, background: int | None) -> tuple[str, str]:
-    """``("ok", "")``, or the warning status of a prediction whose areas are not valid and its reason:
-    ``nonfinite_logits``, ``no_tissue``, ``implausible_tissue`` (:func:`histoseg.inference.health.tissue_problem`),
-    ``all_glass``."""
+    """``("ok", "")``, or the warning status of a prediction whose areas are not valid, and its reason.
+
+    The statuses: ``nonfinite_logits``, ``no_tissue``, ``implausible_tissue``
+    (:func:`histoseg.inference.health.tissue_problem`), ``all_glass``.
+    """
     foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
     tissue_pixels = int(pred.tissue.sum()) if pred.tissue is not None else 1
     problem = prediction_problem(pred.tiles_run, pred.nonfinite_tiles, foreground, tissue_pixels)

@@ -149,14 +149,21 @@ def marker_slide(marker: Path) -> str | None:
             data = json.load(handle)
     except (OSError, ValueError, RecursionError):
         return None
-    slide = data.get("key", {}).get("slide") if isinstance(data, dict) and isinstance(data.get("key"), dict) else None
+    slide = (
+        data.get("key", {}).get("slide")
+        if isinstance(data, dict) and isinstance(data.get("key"), dict)
+        else None
+    )
     path = slide.get("path") if isinstance(slide, dict) else None
     return path if isinstance(path, str) else None
 
 
 def _taken(out: Path, stem: str, inputs: set[str], slide: Path | None = None) -> bool:
-    """Whether an output of ``stem`` would replace an input slide, a file histoseg did not write, or the
-    outputs of *another* slide file (a concurrent or earlier run of a slide with the same name)."""
+    """Whether an output of ``stem`` would replace an input slide, a file histoseg did not write, or another slide's.
+
+    Another slide's: the stem's result file records another slide file (a concurrent or earlier run of
+    a slide with the same name).
+    """
     if marker_path(out, stem).is_file():
         recorded = marker_slide(marker_path(out, stem))
         if slide is not None and recorded is not None and recorded != str(real_path(slide)):
@@ -169,9 +176,10 @@ def _taken(out: Path, stem: str, inputs: set[str], slide: Path | None = None) ->
 
 
 def assign_stems(paths: Sequence[Path], out: Path, reserved: Iterable[str] = ()) -> list[str]:
-    """Output stems for ``paths`` whose outputs replace no input, no file histoseg did not write and no
-    other slide file's outputs (its result file records another slide: ``OUT`` shared by two runs of
-    different slides with the same name gives the second slide its full name, then a path hash).
+    """Output stems for ``paths`` whose outputs replace no input, no file histoseg did not write, no other slide's.
+
+    Another slide file's outputs are those whose result file records it: ``OUT`` shared by two runs of
+    different slides with the same name gives the second slide its full name, then a path hash.
 
     Deterministic for the same slides and folder contents (a rerun finds the same outputs).
 

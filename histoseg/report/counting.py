@@ -276,8 +276,9 @@ def _named_stem(name: str) -> str | None:
 
 
 def unmatched_points_files(folder: Path, slide_names: Sequence[str]) -> list[str]:
-    """Why each design record or points file of ``folder`` that matches no slide is not used: one line
-    ``<file>: <what>; <fix>`` per file (the points of a slide are matched by its exact file stem).
+    """Why each design record or points file of ``folder`` that matches no slide is not used.
+
+    One line ``<file>: <what>; <fix>`` per file (the points of a slide are matched by its exact file stem).
 
     Args:
         folder: The ``--points`` folder.
