@@ -149,6 +149,13 @@ def run_interruptible(work: Callable[[], object], *, whole_process: bool) -> NoR
                 work()
             except SystemExit as exc:
                 code = exc.code
+            except BaseException:
+                if _phase != "interrupted":
+                    raise
+                # The interrupt's consequence, not a bug: a KeyboardInterrupt raised inside an import
+                # leaves a half-initialised module, and the next line of that import (numpy's, say)
+                # fails with an AttributeError that replaces it.
+                raise KeyboardInterrupt from None
             if _phase == "interrupted":  # a library caught the KeyboardInterrupt
                 raise KeyboardInterrupt
             _phase = "finishing"
