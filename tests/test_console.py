@@ -9,9 +9,9 @@ import logging
 
 def test_lightning_logs_follow_the_current_stderr_not_a_closed_one():
     """Lightning's handler keeps the stderr of Lightning's first import. In one process that runs
-    commands with stderr swapped (tests/test_readme.py's in-process ``fit --help``, then
-    tests/test_property_cli.py's fits), that stream was closed, and every Lightning log line became a
-    "--- Logging error ---" traceback (the flaky test_property_fit_slide_tables)."""
+    commands with stderr swapped, that stream may be closed, and every Lightning log line became a
+    "--- Logging error ---" traceback. (test_property_fit_slide_tables after test_readme.py still fails
+    with such a traceback: another stale handler, not found yet.)"""
     import lightning.pytorch  # noqa: F401 - installs its handler
 
     from histoseg.console import quiet_lightning
