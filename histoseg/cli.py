@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from histoseg import __version__
-from histoseg.errors import ArgumentParser, HistosegError
+from histoseg.errors import ArgumentParser, HistosegError, run_interruptible
 
 COMMANDS = ("fit", "validate", "test", "predict", "quantify", "sample", "synthesize", "corrections", "doctor")
 
@@ -339,7 +339,15 @@ commands:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of ``histoseg`` and ``python -m histoseg``."""
+    """Entry point of ``histoseg`` and ``python -m histoseg`` (``args`` None: the process's own arguments).
+
+    A Ctrl-C at any moment ends with one line and exit status 130, partial outputs removed
+    (:func:`histoseg.errors.run_interruptible`; ``python -m histoseg`` handles SIGINT from its first import).
+    """
+    run_interruptible(lambda: _main(args), whole_process=args is None)
+
+
+def _main(args: Sequence[str] | None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -374,8 +382,6 @@ def main(args: Sequence[str] | None = None) -> None:
         _fail(_one_line(exc), exc.exit_code)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
     except Exception as exc:  # noqa: BLE001 - config errors from jsonargparse and user errors from workers
         user = _user_error(exc)
         if user is not None:

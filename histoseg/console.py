@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shlex
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,12 @@ def quiet_lightning() -> None:
     """Install :class:`LightningNoise` on Lightning's loggers and handlers (idempotent); call after importing Lightning."""
     loggers = [logging.getLogger(name) for name in _LOGGERS] + [logging.getLogger()]
     for logger in loggers:
+        for handler in logger.handlers:
+            # Lightning's own handler keeps the sys.stderr of its first import: in a process that runs
+            # commands one after another with stderr swapped (tests, notebooks) that stream may be
+            # closed by now, and every log line became a "--- Logging error ---" traceback.
+            if type(handler) is logging.StreamHandler and handler.stream not in (sys.stdout, sys.__stdout__):
+                handler.stream = sys.stderr
         for target in [logger, *logger.handlers]:
             if not any(isinstance(f, LightningNoise) for f in target.filters):
                 target.addFilter(LightningNoise())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from collections import Counter
@@ -90,9 +91,32 @@ def slide_stems(paths: Sequence[Path]) -> list[str]:
     ]
 
 
-def _taken(out: Path, stem: str, inputs: set[str]) -> bool:
-    """Whether an output of ``stem`` would replace an input slide or a file histoseg did not write."""
+def marker_slide(marker: Path) -> str | None:
+    """The slide file (links followed) a result file records, None when it records none or is unreadable."""
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError, RecursionError):
+        return None
+    slide = (
+        data.get("key", {}).get("slide")
+        if isinstance(data, dict) and isinstance(data.get("key"), dict)
+        else None
+    )
+    path = slide.get("path") if isinstance(slide, dict) else None
+    return path if isinstance(path, str) else None
+
+
+def _taken(out: Path, stem: str, inputs: set[str], slide: Path | None = None) -> bool:
+    """Whether an output of ``stem`` would replace an input slide, a file histoseg did not write, or another slide's.
+
+    Another slide's: the stem's result file records another slide file (a concurrent or earlier run of
+    a slide with the same name).
+    """
     if marker_path(out, stem).is_file():
+        recorded = marker_slide(marker_path(out, stem))
+        if slide is not None and recorded is not None and recorded != str(real_path(slide)):
+            return True
         return any(path_keys(p) & inputs for p in output_paths(out, stem).values())
     for path in output_paths(out, stem).values():
         if path_keys(path) & inputs or path.exists() or path.is_symlink():
@@ -100,21 +124,29 @@ def _taken(out: Path, stem: str, inputs: set[str]) -> bool:
     return False
 
 
-def assign_stems(paths: Sequence[Path], out: Path) -> list[str]:
-    """Output stems for ``paths`` whose outputs replace no input and no file histoseg did not write.
+def assign_stems(paths: Sequence[Path], out: Path, reserved: Iterable[str] = ()) -> list[str]:
+    """Output stems for ``paths`` whose outputs replace no input, no file histoseg did not write, no other slide's.
+
+    Another slide file's outputs are those whose result file records it: ``OUT`` shared by two runs of
+    different slides with the same name gives the second slide its full name, then a path hash.
 
     Deterministic for the same slides and folder contents (a rerun finds the same outputs).
+
+    Args:
+        paths: The slides.
+        out: The output folder.
+        reserved: Stems already given to other slides of the run.
     """
     inputs = set().union(*(path_keys(p) for p in paths))
     stems = slide_stems(paths)
-    used: set[str] = set()
+    used: set[str] = set(reserved)
     for index, path in enumerate(paths):
         options = [stems[index], *[c for c in _candidates(path) if c != stems[index]]]
-        chosen = next((s for s in options if s not in used and not _taken(out, s, inputs)), None)
+        chosen = next((s for s in options if s not in used and not _taken(out, s, inputs, path)), None)
         counter = 2
         while chosen is None:
             candidate = f"{options[-1]}-{counter}"
-            if candidate not in used and not _taken(out, candidate, inputs):
+            if candidate not in used and not _taken(out, candidate, inputs, path):
                 chosen = candidate
             counter += 1
         stems[index] = chosen

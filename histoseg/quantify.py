@@ -40,7 +40,7 @@ import torch
 
 from histoseg import __version__
 from histoseg.errors import ConfigError, HistosegError, SlideError
-from histoseg.inference.health import prediction_problem, slide_problem
+from histoseg.inference.health import prediction_problem, slide_problem, tissue_problem
 from histoseg.inference.options import InferenceOptions
 from histoseg.inference.predict import predict_slide
 from histoseg.inference.predictor import Predictor
@@ -48,6 +48,7 @@ from histoseg.io.files import atomic_path, ensure_writable_dir, real_path, sha25
 from histoseg.io.progress import Display as _Display
 from histoseg.io.slide import Slide, check_mpp_override, find_slides
 from histoseg.outputs import (
+    COHORT_FILES,
     assign_stems,
     check_cohort_files,
     is_ours,
@@ -57,7 +58,7 @@ from histoseg.outputs import (
     slide_stems,
 )
 from histoseg.report.areas import interstitial_fraction, read_label_level
-from histoseg.report.counting import design_path, load_counted_points, points_key
+from histoseg.report.counting import design_path, load_counted_points, points_key, unmatched_points_files
 from histoseg.report.crossfit import fold_of_checkpoint, read_manifest
 from histoseg.report.estimates import FoldModel, slide_point_estimates
 from histoseg.report.figures import write_cohort_png, write_overlay_png
@@ -66,7 +67,7 @@ from histoseg.report.html import write_html_report
 from histoseg.report.summary import run_summary, written_since
 from histoseg.report.tables import write_report_csv, write_report_json
 
-__all__ = ["Cohort", "collect_slides", "remove_stale_temporaries", "run_quantify", "slide_stems"]
+__all__ = ["Cohort", "collect_slides", "remove_stale_temporaries", "run_quantify", "same_file_lines", "slide_stems"]
 
 RESULT_OPTIONS = (
     "tile_size",
@@ -88,7 +89,10 @@ def collect_slides(
 
     Files that are this tool's own outputs in ``out`` (label maps, GeoJSON, overlays, reports,
     see :func:`histoseg.outputs.is_ours`) are left out, so ``OUT`` may be the slide folder
-    itself; a file merely named like an output is a slide like any other.
+    itself; so are outputs of earlier runs into *other* folders that a folder or glob finds
+    (``--slides 'slides/**/*.tif'`` over ``slides/out1/``: a file beside its result file
+    ``.<stem>.result.json``, or a report beside a histoseg ``report.json``). A file merely named like
+    an output is a slide like any other.
 
     Raises:
         SlideError: an empty or a single pattern that matches nothing.
@@ -99,10 +103,13 @@ def collect_slides(
         raise HistosegError(
             "--slides: no slide given; give a slide file, a folder or a glob such as 'slides/*.svs'"
         )
+    listed: set[Path] = set()  # found by a folder or a glob (not named one by one)
     for item in items:
         text = str(item)
         if not text.strip() or Path(text).is_dir() or any(ch in text for ch in "*?["):
-            found.extend(find_slides(text))
+            matches = find_slides(text)
+            found.extend(matches)
+            listed.update(matches)
         else:
             found.append(Path(text))
     out_resolved = real_path(out)
@@ -111,8 +118,37 @@ def collect_slides(
         resolved = real_path(path)
         if resolved.parent == out_resolved and is_ours(resolved, out):
             continue
-        unique.setdefault(str(resolved), path)
+        if path in listed and is_ours(resolved, resolved.parent):
+            continue  # an output of an earlier run into another folder ('slides/**/*.tif' finds out1/s.labels.tif)
+        # One slide per *name*: the same name reached twice (a folder and a glob, a linked folder) is
+        # one slide; two names of one file (a symbolic or hard link) are two (see same_file_lines).
+        unique.setdefault(str(real_path(path.parent) / path.name), path)
     return sorted(unique.values(), key=lambda p: str(p))
+
+
+def same_file_lines(paths: Sequence[Path]) -> list[str]:
+    """One line per slide name that is the same file as an earlier one (a symbolic or a hard link).
+
+    Both names are quantified, each under its own name with its own points file, so no input is
+    dropped; the line says so, since the cohort then counts that file twice.
+    """
+    first: dict[tuple[int, int], Path] = {}
+    lines = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        identity = (stat.st_dev, stat.st_ino)
+        if identity in first:
+            lines.append(
+                f"{path}: the same file as {first[identity]} (a symbolic or hard link); both are quantified, "
+                "each under its own name and points, so the cohort counts it twice: remove one name from "
+                "--slides if that is not meant"
+            )
+        else:
+            first[identity] = path
+    return lines
 
 
 def _slide_identity(path: Path) -> dict[str, Any]:
@@ -132,12 +168,16 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_marker(path: Path, result: dict[str, Any]) -> None:
+def _clean_json(result: dict[str, Any]) -> Any:
     from histoseg.report.tables import _clean
 
+    return _clean(result)
+
+
+def _write_marker(path: Path, result: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(_clean(result), handle, indent=1, allow_nan=False)
+            json.dump(_clean_json(result), handle, indent=1, allow_nan=False)
 
 
 def _is_complete(result: dict[str, Any] | None, key: dict[str, Any], out: Path, stem: str) -> bool:
@@ -207,6 +247,12 @@ def run_quantify(
     cohort = Cohort(
         predictor, slides, out, options, mpp=mpp, points=points, target_halfwidth=target_halfwidth, crossfit=crossfit
     )
+    if rank == 0:
+        lines = same_file_lines(cohort.paths)
+        if cohort.points is not None:
+            lines += unmatched_points_files(cohort.points, [p.name for p in cohort.paths])
+        for line in lines:
+            print(f"warning: {line}", file=sys.stderr)
     mine = list(range(rank, len(cohort.paths), world_size))
     display = _Display(progress, len(mine))
     failures = 0
@@ -292,20 +338,31 @@ class Cohort:
             self._adopt_precision(previous)
             return previous
         callback = display.start_slide(path.name)
-        result = _quantify_one(
-            self.predictor,
-            path,
-            stem,
-            self.out_dir,
-            key,
-            self.options,
-            mpp=self.mpp,
-            on_progress=callback,
-            display=display,
-            points=self.points,
-            target_halfwidth=self.target_halfwidth,
-            folds=self.folds,
-        )
+        for _ in range(16):
+            result = _quantify_one(
+                self.predictor,
+                path,
+                stem,
+                self.out_dir,
+                key,
+                self.options,
+                mpp=self.mpp,
+                on_progress=callback,
+                display=display,
+                points=self.points,
+                target_halfwidth=self.target_halfwidth,
+                folds=self.folds,
+            )
+            if result is not None:
+                break
+            # Another run took the stem for another slide file of this name since the stems were chosen.
+            others = [s for i, s in enumerate(self.stems) if i != index]
+            stem = self.stems[index] = assign_stems([path], self.out_dir, reserved=others)[0]
+        else:
+            raise HistosegError(
+                f"{path}: no free output name in {self.out_dir} (other runs keep taking them); "
+                "give each run its own --out folder"
+            )
         display.end_slide(result)
         self._adopt_precision(result)
         return result
@@ -361,6 +418,11 @@ class Cohort:
             write_report_csv(out_dir / "report.csv", report_rows(results))
             write_cohort_png(out_dir / "cohort.png", results)
             page = write_html_report(out_dir, results, extra)
+        except KeyboardInterrupt:  # no report that mixes this run's files with an older run's
+            for name in COHORT_FILES:
+                with contextlib.suppress(OSError):
+                    (out_dir / name).unlink()
+            raise
         except OSError as exc:
             raise HistosegError(
                 f"{out_dir}: cannot write the cohort report ({exc.strerror or exc}); free disk space or "
@@ -448,14 +510,34 @@ def _quantify_one(
     points: Path | None = None,
     target_halfwidth: float = 0.05,
     folds: _Folds | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Process one slide; never raises for a bad slide (the failure is recorded and returned).
 
     The result file is written first with status ``running`` (claiming the slide's output names,
-    see :mod:`histoseg.outputs`) and last with the slide's status.
+    see :mod:`histoseg.outputs`) and last with the slide's status. Interrupted (Ctrl-C), the
+    slide's outputs and result file are removed, as if it had never started, and the interrupt goes on.
+    None when another slide file (a concurrent run into ``out``) holds ``stem`` (nothing is touched).
     """
-    outputs = output_paths(out, stem)
-    base: dict[str, Any] = {
+    claimed = False
+    try:
+        if not _claim_marker(marker_path(out, stem), {**_base(predictor, path, stem, key), "status": "running", "error": ""}):
+            return None
+        claimed = True
+        return _quantify_slide(
+            predictor, path, stem, out, key, options, mpp=mpp, on_progress=on_progress, display=display,
+            points=points, target_halfwidth=target_halfwidth, folds=folds,
+        )
+    except BaseException:  # KeyboardInterrupt (bad slides are recorded, never raised)
+        if claimed:
+            for output in [*output_paths(out, stem).values(), marker_path(out, stem)]:
+                with contextlib.suppress(OSError):
+                    output.unlink()
+        raise
+
+
+def _base(predictor: Predictor, path: Path, stem: str, key: dict[str, Any]) -> dict[str, Any]:
+    """The fields of every result file of a slide."""
+    return {
         "slide": path.name,
         "path": str(path),
         "stem": stem,
@@ -464,8 +546,57 @@ def _quantify_one(
         "histoseg_version": __version__,
         "key": key,
     }
+
+
+def _claim_marker(marker: Path, record: dict[str, Any]) -> bool:
+    """Write the slide's ``running`` result file unless the stem's result file records another slide file.
+
+    Created exclusively (a hard link of a complete temporary file, which fails when the name exists),
+    so of two runs that claim one stem at the same moment exactly one wins; a result file of the same
+    slide file (a rerun) is replaced. Returns False when another slide file holds the stem.
+    """
+    from histoseg.outputs import marker_slide
+
+    mine = record["key"]["slide"]["path"]
+    tmp = marker.with_name(f".{marker.stem}.claim-{os.getpid()}.tmp-{os.getpid()}.json")
     try:
-        _write_marker(marker_path(out, stem), {**base, "status": "running", "error": ""})
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(_clean_json(record), handle, indent=1, allow_nan=False)
+        try:
+            os.link(tmp, marker)
+            return True
+        except FileExistsError:
+            recorded = marker_slide(marker)
+            if recorded is not None and recorded != mine:
+                return False
+        except OSError:  # no hard links on this file system: replace (no exclusive claim)
+            pass
+        os.replace(tmp, marker)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _quantify_slide(
+    predictor: Predictor,
+    path: Path,
+    stem: str,
+    out: Path,
+    key: dict[str, Any],
+    options: InferenceOptions,
+    *,
+    mpp: float | None,
+    on_progress: Callable[[int, int], None] | None,
+    display: _Display,
+    points: Path | None = None,
+    target_halfwidth: float = 0.05,
+    folds: _Folds | None = None,
+) -> dict[str, Any]:
+    """:func:`_quantify_one` without its interrupt cleanup."""
+    outputs = output_paths(out, stem)
+    base = _base(predictor, path, stem, key)
+    try:
         result = {
             **base,
             **_predict_and_write(
@@ -484,6 +615,8 @@ def _quantify_one(
     try:
         _write_marker(marker_path(out, stem), result)
     except OSError as exc:
+        with contextlib.suppress(OSError):  # it would say "running" for ever
+            marker_path(out, stem).unlink()
         if result["status"] != "failed":  # else its error line is already printed
             display.error(f"error: {path}: {_failure_message(exc, out)}")
         result = {**base, "status": "failed", "error": result["error"] or _failure_message(exc, out)}
@@ -562,6 +695,21 @@ def _fold_predictors(
     return _Folds([by_fold[k] for k in range(int(manifest["folds"]))], manifest)
 
 
+def slide_status(pred: Any, background: int | None) -> tuple[str, str]:
+    """``("ok", "")``, or the warning status of a prediction whose areas are not valid, and its reason.
+
+    The statuses: ``nonfinite_logits``, ``no_tissue``, ``implausible_tissue``
+    (:func:`histoseg.inference.health.tissue_problem`), ``all_glass``.
+    """
+    foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
+    tissue_pixels = int(pred.tissue.sum()) if pred.tissue is not None else 1
+    problem = prediction_problem(pred.tiles_run, pred.nonfinite_tiles, foreground, tissue_pixels)
+    if problem is None or problem[0] == "all_glass":
+        if pred.thumbnail is not None and pred.tissue is not None and pred.tiles_run:
+            problem = tissue_problem(pred.thumbnail, pred.tissue) or problem
+    return problem if problem is not None else ("ok", "")
+
+
 def _marks(counted: Any, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The counted points as overlay marks: x and y as fractions of the slide's width and height, class."""
     width, height = float(size[0]), float(size[1])
@@ -611,31 +759,30 @@ def _predict_and_write(
             "no cross-fitting: the design changed since 'histoseg sample --crossfit' (or the slide is not in it)"
         )
     del fold_models, fold_predictions
-    collection, geo_info = labels_tif_to_geojson(
-        outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
-    )
-    write_geojson(outputs["geojson"], collection)
-    small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
-    assert pred.thumbnail is not None
-    write_overlay_png(
-        outputs["overlay"],
-        pred.thumbnail,
-        small,
-        pred.classes,
-        rows=rows,
-        title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
-        background=background,
-        thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
-        points=None if counted is None else _marks(counted, pred.slide_dimensions),
-    )
-    foreground = int(pred.counts.sum()) - (int(pred.counts[background]) if background is not None else 0)
-    problem_status = prediction_problem(
-        pred.tiles_run,
-        pred.nonfinite_tiles,
-        foreground,
-        int(pred.tissue.sum()) if pred.tissue is not None else 1,
-    )
-    status, error = problem_status if problem_status is not None else ("ok", "")
+    status, error = slide_status(pred, background)
+    geo_info: dict[str, Any] | None = None
+    if status == "ok":
+        collection, geo_info = labels_tif_to_geojson(
+            outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
+        )
+        write_geojson(outputs["geojson"], collection)
+        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+        assert pred.thumbnail is not None
+        write_overlay_png(
+            outputs["overlay"],
+            pred.thumbnail,
+            small,
+            pred.classes,
+            rows=rows,
+            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+            background=background,
+            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+            points=None if counted is None else _marks(counted, pred.slide_dimensions),
+        )
+    else:  # a warning status: no label map, GeoJSON or overlay that could pass for a result
+        for output in outputs.values():
+            with contextlib.suppress(FileNotFoundError):
+                output.unlink()
     return {
         "status": status,
         "error": error,
@@ -655,6 +802,6 @@ def _predict_and_write(
         "tiles_total": pred.tiles_total,
         "seconds": round(pred.seconds, 3),
         "geojson": geo_info,
-        "outputs": {name: p.name for name, p in outputs.items()},
+        "outputs": {name: p.name for name, p in outputs.items()} if status == "ok" else {},
         "rows": rows if status == "ok" else [],
     }

@@ -2,6 +2,8 @@
 with the summary (checkpoints, validation Dice per class, the quantify command to run next), and without a
 terminal one line per epoch."""
 
+import contextlib
+import io
 import logging
 import re
 import shlex
@@ -225,3 +227,29 @@ def test_fit_without_a_terminal_prints_one_line_per_epoch(tiny_slide_checkpoint,
     for k, line in enumerate(lines, 1):
         assert re.fullmatch(pattern.format(k), line), line
     assert "\r" not in out and "it/s" not in out
+
+
+def test_lightning_logs_follow_the_current_stderr_not_a_closed_one():
+    """Lightning's handler keeps the stderr of Lightning's first import. In one process that runs
+    commands with stderr swapped, that stream may be closed, and every Lightning log line became a
+    "--- Logging error ---" traceback. (test_property_fit_slide_tables after test_readme.py still fails
+    with such a traceback: another stale handler, not found yet.)"""
+    import lightning.pytorch  # noqa: F401 - installs its handler
+
+    from histoseg.console import quiet_lightning
+
+    logger = logging.getLogger("lightning.pytorch")
+    handler = logging.StreamHandler()
+    old = io.StringIO()
+    handler.stream = old
+    old.close()  # the stderr capture of an earlier command, gone
+    logger.addHandler(handler)
+    try:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            quiet_lightning()  # what every fit/validate/test/predict does first
+            logger.warning("a warning worth seeing")
+        assert "Logging error" not in err.getvalue() and "Traceback" not in err.getvalue(), err.getvalue()
+        assert "a warning worth seeing" in err.getvalue()
+    finally:
+        logger.removeHandler(handler)

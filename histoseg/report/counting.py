@@ -263,4 +263,64 @@ def _without_design(
     )
 
 
-__all__ = ["MOVED_PX", "CountedSlide", "design_path", "load_counted_points", "points_files", "points_key"]
+def _named_stem(name: str) -> str | None:
+    """The slide stem a points-folder file names (``S0.points.csv`` -> ``S0``), None for other files."""
+    lower = name.lower()
+    if lower.endswith(SUFFIX):
+        return name[: -len(SUFFIX)] or None
+    at = lower.rfind(".points.")
+    rest = lower[at:] if at > 0 else ""
+    if rest in (".points.csv", ".points.geojson", ".points.json") or _ROUND.match(rest):
+        return name[:at]
+    return None
+
+
+def unmatched_points_files(folder: Path, slide_names: Sequence[str]) -> list[str]:
+    """Why each design record or points file of ``folder`` that matches no slide is not used.
+
+    One line ``<file>: <what>; <fix>`` per file (the points of a slide are matched by its exact file stem).
+
+    Args:
+        folder: The ``--points`` folder.
+        slide_names: File names of the slides of the run (``s0.tif``).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("s0.points.csv", "S1.points.csv", "s9.design.json"):
+        ...     _ = (folder / name).write_text("")
+        >>> [line.split(":")[0].rsplit("/", 1)[-1] for line in unmatched_points_files(folder, ["s0.tif", "s1.tif"])]
+        ['S1.points.csv', 's9.design.json']
+    """
+    stems = {Path(name).stem: name for name in slide_names}
+    folded: dict[str, list[str]] = {}
+    for stem, name in stems.items():
+        folded.setdefault(stem.casefold(), []).append(name)
+    lines = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        named = _named_stem(path.name)
+        if named is None or path.name.startswith(".") or not path.is_file() or named in stems:
+            continue
+        alike = folded.get(named.casefold())
+        if alike:
+            right = path.name.replace(named, Path(alike[0]).stem, 1)
+            lines.append(
+                f"{path}: differs only in case from the slide {alike[0]}, so it is not used; rename it {right}"
+            )
+        else:
+            lines.append(
+                f"{path}: names no slide of --slides (no slide file {named}.*), so it is not used; add that "
+                "slide to --slides, or rename the file after its slide's file name"
+            )
+    return lines
+
+
+__all__ = [
+    "MOVED_PX",
+    "CountedSlide",
+    "design_path",
+    "load_counted_points",
+    "points_files",
+    "points_key",
+    "unmatched_points_files",
+]

@@ -80,3 +80,33 @@ def test_points_without_a_design_are_random_points_and_a_design_for_another_slid
     counted = load_counted_points(tmp_path, "s", CLASSES, (60, 40))
     assert counted.design is None and counted.design_name == "none" and counted.sample().kind == "random"
     assert load_counted_points(tmp_path, "t", CLASSES) is None
+
+
+def test_messages_that_mislead_points_files_matching_no_slide_are_named(capsys, tmp_path):
+    """Issue 28, class 8: a points file whose name differs only in case from its slide, or that names a
+    slide not in --slides, was ignored without a word; each now gets one warning line naming it."""
+    from tests.conftest import make_labelled_slide
+    from tests.reliability.helpers import run, tiny_checkpoint
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for i in range(2):
+        make_labelled_slide(slides, f"s{i}", seed=i)
+        (slides / f"s{i}.png").unlink()
+    points = tmp_path / "points"
+    points.mkdir()
+    for name in ("S0.points.csv", "s9.points.geojson", "s9.design.json", "notes.txt"):
+        (points / name).write_text("x,y,class\n")
+    ckpt = tiny_checkpoint(tmp_path / "m.ckpt")
+    status, _, err = run(
+        capsys, "quantify", "--ckpt_path", ckpt, "--slides", slides, "--out", tmp_path / "out",
+        "--points", points, "--no_progress",
+    )
+    assert status == 0, err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 3, err
+    assert f"warning: {points / 'S0.points.csv'}: differs only in case from the slide s0.tif" in warnings[0]
+    assert "rename it s0.points.csv" in warnings[0]
+    assert warnings[1].startswith(f"warning: {points / 's9.design.json'}: names no slide of --slides")
+    assert warnings[2].startswith(f"warning: {points / 's9.points.geojson'}: names no slide of --slides")
+    assert "notes.txt" not in err
