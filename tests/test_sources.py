@@ -17,3 +17,14 @@ def test_slide_sources_are_checked():
         SlideDataModule(slides="t.csv", synthetic=SyntheticSlides()).slide_table()
     with pytest.raises(ConfigError, match="data.slides is not set"):
         SlideDataModule().slide_table()
+
+
+def test_the_synthetic_label_kinds_are_registered_kinds():
+    """``data.synthetic.label_kind`` names what the simulator draws, as a typed Literal for ``--help``; every
+    one is a kind of the label registry (labels.grid.LABEL_GRIDS), so the table it writes always reads."""
+    import typing
+
+    from histoseg.labels.grid import label_kinds
+    from histoseg.sources import LabelKind
+
+    assert set(typing.get_args(LabelKind)) <= set(label_kinds())
