@@ -52,7 +52,7 @@ from histoseg.io.text import write_slide_table
 from histoseg.labels.counted_points import MARKER, UNCLASSIFIED, read_counted_points, write_counted_points
 from histoseg.quantify import collect_slides
 from histoseg.report.areas import read_label_level
-from histoseg.report.counting import design_path, load_counted_points, points_files
+from histoseg.report.counting import CountedSlide, design_path, load_counted_points, points_files
 from histoseg.sampling.allocation import stratum_sd
 from histoseg.sampling.design import (
     DESIGNS,
@@ -482,6 +482,43 @@ def _fold_config(base: dict[str, Any], ckpt: Path, table: Path, root: Path, step
     }
 
 
+def _crossfit_plan(out_dir: Path, classes: list[str], paths: dict[str, Path], folds: int,
+                   seed: int) -> list[tuple[str, CountedSlide, np.ndarray, str]]:
+    """Per slide with a complete classified round: its stem, counted points, fold of each point and design sha256."""
+    from histoseg.io.files import sha256_file
+    from histoseg.sampling.design import crossfit_folds
+
+    plan = []
+    for design_file in sorted(out_dir.glob(f"*{SUFFIX}")):
+        if not is_design_file(design_file):
+            continue
+        stem = design_file.name[: -len(SUFFIX)]
+        counted = load_counted_points(out_dir, stem, classes)
+        if counted is None or counted.rounds == 0:
+            continue
+        if stem not in paths:
+            raise HistosegError(
+                f"--slides: no slide file for {design_file.name} ({counted.design.slide if counted.design else stem}); "
+                "give --slides the slides the points were placed on"
+            )
+        fold_of = crossfit_folds(counted.design, folds, seed) if counted.design is not None else {}
+        fold = np.array([fold_of[str(i)] for i in counted.ids], np.int64)
+        plan.append((stem, counted, fold, sha256_file(design_file)))
+    return plan
+
+
+def _print_crossfit_next(slides: int, folds: int, folder: Path, ckpt: Path, out_dir: Path) -> None:
+    """Tell on stderr what was written and the fit and quantify commands that come next."""
+    print(f"sample: {slides} slide(s), {folds} folds -> {folder}; fit each fold, then quantify:", file=sys.stderr)
+    for k in range(folds):
+        print(f"  python -m histoseg fit --config {folder / f'fold{k}.yaml'}", file=sys.stderr)
+    print(
+        f"  python -m histoseg quantify --ckpt_path {ckpt} --slides SLIDES --out RESULTS --points {out_dir} "
+        f"--crossfit '{folder}/fold*/**/last.ckpt'",
+        file=sys.stderr,
+    )
+
+
 def run_crossfit(
     out: str | os.PathLike[str],
     *,
@@ -510,7 +547,6 @@ def run_crossfit(
     from histoseg.io.files import atomic_path, sha256_file
     from histoseg.labels.points import PointSet, write_points_csv
     from histoseg.report.crossfit import FOLDER, is_manifest, manifest_path, write_manifest
-    from histoseg.sampling.design import crossfit_folds
 
     if not 2 <= folds <= 10:
         raise ConfigError(f"--crossfit {folds}: not 2 to 10 folds; give 2 to 10 (2 is the usual choice)")
@@ -529,22 +565,7 @@ def run_crossfit(
         raise HistosegError(
             f"{folder}: exists and was not written by 'histoseg sample --crossfit'; move it away and run again"
         )
-    plan = []
-    for design_file in sorted(out_dir.glob(f"*{SUFFIX}")):
-        if not is_design_file(design_file):
-            continue
-        stem = design_file.name[: -len(SUFFIX)]
-        counted = load_counted_points(out_dir, stem, classes)
-        if counted is None or counted.rounds == 0:
-            continue
-        if stem not in paths:
-            raise HistosegError(
-                f"--slides: no slide file for {design_file.name} ({counted.design.slide if counted.design else stem}); "
-                "give --slides the slides the points were placed on"
-            )
-        fold_of = crossfit_folds(counted.design, folds, seed) if counted.design is not None else {}
-        fold = np.array([fold_of[str(i)] for i in counted.ids], np.int64)
-        plan.append((stem, counted, fold, sha256_file(design_file)))
+    plan = _crossfit_plan(out_dir, classes, paths, folds, seed)
     if not plan:
         raise HistosegError(
             f"--out {out_dir}: no slide with a complete round of classified points; classify the points "
@@ -576,14 +597,7 @@ def run_crossfit(
         }
     write_manifest(record, folds, seed, sha256_file(ckpt), manifest)
     if not quiet:
-        print(f"sample: {len(plan)} slide(s), {folds} folds -> {folder}; fit each fold, then quantify:", file=sys.stderr)
-        for k in range(folds):
-            print(f"  python -m histoseg fit --config {folder / f'fold{k}.yaml'}", file=sys.stderr)
-        print(
-            f"  python -m histoseg quantify --ckpt_path {ckpt} --slides SLIDES --out RESULTS --points {out_dir} "
-            f"--crossfit '{folder}/fold*/**/last.ckpt'",
-            file=sys.stderr,
-        )
+        _print_crossfit_next(len(plan), folds, folder, ckpt, out_dir)
     return 0
 
 
