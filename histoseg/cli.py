@@ -20,10 +20,14 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from histoseg import __version__
 from histoseg.errors import ArgumentParser, HistosegError, run_interruptible
+
+if TYPE_CHECKING:
+    from histoseg.inference.options import InferenceOptions
+    from histoseg.inference.predictor import Predictor
 
 COMMANDS = ("fit", "validate", "test", "predict", "quantify", "sample", "synthesize", "corrections", "doctor")
 
@@ -174,7 +178,8 @@ def _quantify(argv: list[str]) -> int:
     )
 
 
-def _sample(argv: list[str]) -> int:
+def _sample_parser() -> _ArgumentParser:
+    """The parser of ``histoseg sample`` (its own options and the inference options)."""
     parser = _ArgumentParser(
         prog="histoseg sample",
         description=(
@@ -222,23 +227,11 @@ def _sample(argv: list[str]) -> int:
     from histoseg.inference import options as inference_options
 
     inference_options.add_arguments(parser)
-    parsed = parser.parse_args(argv)
-    options = inference_options.from_arguments(parsed)
-    from histoseg.sample import run_crossfit, run_sample
+    return parser
 
-    if parsed.crossfit:
-        if parsed.ckpt_path is None or parsed.slides is None:
-            raise HistosegError("--crossfit: needs the model the folds fine-tune and its slides; give --ckpt_path and --slides too")
-        return run_crossfit(
-            parsed.out,
-            ckpt_path=parsed.ckpt_path,
-            slides=parsed.slides,
-            folds=parsed.crossfit,
-            seed=0 if parsed.seed is None else parsed.seed,
-            steps=parsed.finetune_steps,
-            mpp=parsed.mpp,
-        )
 
+def _sample_predictor(parsed: argparse.Namespace, options: InferenceOptions) -> Predictor | None:
+    """The model that predicts ``--slides`` (None with ``--results``), after checking the options go together."""
     predictor = None
     if parsed.ckpt_path is not None:
         if parsed.slides is None:
@@ -257,6 +250,31 @@ def _sample(argv: list[str]) -> int:
             "--slides without --ckpt_path; "
             "give --ckpt_path too (the model that predicts them), or use --results"
         )
+    return predictor
+
+
+def _sample(argv: list[str]) -> int:
+    """``histoseg sample``: place a round of counting points, or with ``--crossfit`` write the fold fine-tunings."""
+    from histoseg.inference import options as inference_options
+
+    parsed = _sample_parser().parse_args(argv)
+    options = inference_options.from_arguments(parsed)
+    from histoseg.sample import run_crossfit, run_sample
+
+    if parsed.crossfit:
+        if parsed.ckpt_path is None or parsed.slides is None:
+            raise HistosegError("--crossfit: needs the model the folds fine-tune and its slides; give --ckpt_path and --slides too")
+        return run_crossfit(
+            parsed.out,
+            ckpt_path=parsed.ckpt_path,
+            slides=parsed.slides,
+            folds=parsed.crossfit,
+            seed=0 if parsed.seed is None else parsed.seed,
+            steps=parsed.finetune_steps,
+            mpp=parsed.mpp,
+        )
+
+    predictor = _sample_predictor(parsed, options)
     return run_sample(
         parsed.out,
         results=parsed.results,

@@ -52,7 +52,7 @@ from histoseg.io.text import write_slide_table
 from histoseg.labels.counted_points import MARKER, UNCLASSIFIED, read_counted_points, write_counted_points
 from histoseg.quantify import collect_slides
 from histoseg.report.areas import read_label_level
-from histoseg.report.counting import design_path, load_counted_points, points_files
+from histoseg.report.counting import CountedSlide, design_path, load_counted_points, points_files
 from histoseg.sampling.allocation import stratum_sd
 from histoseg.sampling.design import (
     DESIGNS,
@@ -259,6 +259,121 @@ def _counted_sd(out: Path, stem: str, design: PointDesign, classes: Sequence[str
     return stratum_sd(a - ratio * b, sample.stratum, len(design.frame.strata))
 
 
+def _check_sample_options(n: int, design: str, strata: str, seed: int | None, margin_um: float,
+                          results: str | os.PathLike[str] | None, predictor: Predictor | None,
+                          slides: str | Sequence[str] | None) -> None:
+    """Reject a bad ``histoseg sample`` option (before anything is read or written)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--n {n}: fewer than 1 point per slide; give at least 1 (e.g. --n 100)")
+    if design not in DESIGNS:
+        raise ConfigError(f"--design {design}: not a design; choose one of {', '.join(DESIGNS)}")
+    if strata not in STRATA_RULES:
+        raise ConfigError(f"--strata {strata}: not a strata rule; choose one of {', '.join(STRATA_RULES)}")
+    if not (math.isfinite(margin_um) and 0 <= margin_um <= 10_000):
+        raise ConfigError(f"--margin_um {margin_um}: outside 0 to 10000 µm; give a margin in that range (default 50)")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed {seed}: negative or too large; give a non-negative integer below 2**63")
+    if (predictor is None) != (slides is None):
+        raise ConfigError("--ckpt_path and --slides go together; give both, or --results")
+    if results is not None and predictor is not None:
+        raise ConfigError("--results and --ckpt_path: two sources of label maps; give one of them")
+
+
+def _sample_sources(out_dir: Path, results: str | os.PathLike[str] | None, predictor: Predictor | None,
+                    slides: str | Sequence[str] | None) -> list[_Source]:
+    """The slides to sample: a results folder's label maps, or slides to predict (unique stems)."""
+    sources: list[_Source] = []
+    if results is not None:
+        sources = sources_from_results(Path(results))
+    elif predictor is not None and slides is not None:
+        for path in collect_slides(slides, out_dir):
+            sources.append(
+                _Source(path.name, safe_stem(path.stem), None, path, None, None, None,
+                        list(predictor.classes), predictor.background_class, predictor.checkpoint_sha256)
+            )
+        if not sources:
+            raise HistosegError(f"--slides {slides}: no slide files found; give a slide file, a folder or a glob")
+    stems = [s.stem for s in sources]
+    if len(set(stems)) != len(stems):
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise HistosegError(
+            f"--slides: two slides share the name {twice[0]!r}; their points would share files: "
+            "sample them into separate --out folders"
+        )
+    return sources
+
+
+def _round_plan(out_dir: Path, sources: list[_Source]) -> list[tuple[str, _Source | None, PointDesign | None]]:
+    """Per slide: its stem, source and earlier design (None: new), after checking the files it would write."""
+    # Slides with a design already get a round; designs in OUT without a source get one too.
+    existing = {}
+    if out_dir.is_dir():
+        for record in sorted(out_dir.glob("*.design.json")):
+            if is_design_file(record):
+                existing[record.name[: -len(".design.json")]] = record
+    plan: list[tuple[str, _Source | None, PointDesign | None]] = []
+    for source in sources:
+        record = design_path(out_dir, source.stem)
+        old_design = read_design(record) if is_design_file(record) else None
+        # The files this run would write: round 1's (no design yet) or the next round's.
+        _check_ours(out_dir, source.stem, 1 if old_design is None else old_design.last_round + 1)
+        plan.append((source.stem, source, old_design))
+    known = {stem for stem, _, _ in plan}
+    for stem, record in existing.items():
+        if stem not in known:
+            plan.append((stem, None, read_design(record)))
+    if not plan:
+        raise HistosegError(
+            f"--out {out_dir}: no design to add a round to; give --results or --ckpt_path and --slides"
+        )
+    for stem, _, old in plan:
+        if old is not None:
+            _check_ours(out_dir, stem, old.last_round + 1)
+    return plan
+
+
+def _place_round(out_dir: Path, stem: str, source: _Source | None, old: PointDesign | None,
+                 predictor: Predictor | None, options: InferenceOptions | None, *, n: int, design: str,
+                 strata: str, user_seed: int, margin_um: float,
+                 mpp: float | None) -> tuple[PointDesign, int, np.ndarray]:
+    """A slide's new design (round 1) or its next round: the design, the round number and its new points."""
+    if old is None:
+        assert source is not None
+        frame, origin = _frame_of(source, predictor, options, strata if design == "stratified" else "none",  # type: ignore[arg-type]
+                                  margin_um, mpp)
+        number = 1
+        made = new_design(source.slide, design, frame, n=n, seed=_slide_seed(user_seed, stem, 1),  # type: ignore[arg-type]
+                          source={**origin, "seed": user_seed})
+        fresh = np.ones(len(made), bool)
+    else:
+        number = old.last_round + 1
+        classes = old.source.get("classes") or (source.classes if source else [])
+        sd = _counted_sd(out_dir, stem, old, classes) if old.kind == "stratified" else None
+        made = add_round(old, n=n, seed=_slide_seed(user_seed, stem, number), counted_sd=sd)
+        made.rounds[-1]["user_seed"] = user_seed
+        fresh = made.round == number
+    return made, number, fresh
+
+
+def _write_round(out_dir: Path, stem: str, made: PointDesign, number: int, fresh: np.ndarray, quiet: bool) -> None:
+    """Write a round's points files, then the design record, and say so unless ``quiet``."""
+    names = [made.ids[i] for i in np.flatnonzero(fresh).tolist()]
+    classes = made.source.get("classes") or ["background"]
+    written = []
+    for path in _round_paths(out_dir, stem, number):
+        written.append(write_counted_points(path, names, made.x[fresh], made.y[fresh], classes))
+    write_design(made, design_path(out_dir, stem))
+    if not quiet:
+        spacing = ""
+        if made.lattice is not None and made.source.get("slide_mpp"):
+            um = made.lattice.step[0] * float(made.source["slide_mpp"])
+            spacing = f", spacing {um:.0f} µm"
+        print(
+            f"sample: {made.slide}: round {number}, {len(names)} points ({made.kind}{spacing}) -> {written[0]}",
+            file=sys.stderr,
+        )
+
+
 def run_sample(
     out: str | os.PathLike[str],
     *,
@@ -296,97 +411,18 @@ def run_sample(
     Raises:
         HistosegError: invalid option, unreadable inputs, or a file in ``out`` histoseg did not write.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n {n}: fewer than 1 point per slide; give at least 1 (e.g. --n 100)")
-    if design not in DESIGNS:
-        raise ConfigError(f"--design {design}: not a design; choose one of {', '.join(DESIGNS)}")
-    if strata not in STRATA_RULES:
-        raise ConfigError(f"--strata {strata}: not a strata rule; choose one of {', '.join(STRATA_RULES)}")
-    if not (math.isfinite(margin_um) and 0 <= margin_um <= 10_000):
-        raise ConfigError(f"--margin_um {margin_um}: outside 0 to 10000 µm; give a margin in that range (default 50)")
-    if seed is not None and not 0 <= seed < 2**63:
-        raise ConfigError(f"--seed {seed}: negative or too large; give a non-negative integer below 2**63")
-    if (predictor is None) != (slides is None):
-        raise ConfigError("--ckpt_path and --slides go together; give both, or --results")
-    if results is not None and predictor is not None:
-        raise ConfigError("--results and --ckpt_path: two sources of label maps; give one of them")
+    _check_sample_options(n, design, strata, seed, margin_um, results, predictor, slides)
     out_dir = Path(out)
     user_seed = secrets.randbits(31) if seed is None else int(seed)
-    sources: list[_Source] = []
-    if results is not None:
-        sources = sources_from_results(Path(results))
-    elif predictor is not None and slides is not None:
-        for path in collect_slides(slides, out_dir):
-            sources.append(
-                _Source(path.name, safe_stem(path.stem), None, path, None, None, None,
-                        list(predictor.classes), predictor.background_class, predictor.checkpoint_sha256)
-            )
-        if not sources:
-            raise HistosegError(f"--slides {slides}: no slide files found; give a slide file, a folder or a glob")
-    stems = [s.stem for s in sources]
-    if len(set(stems)) != len(stems):
-        twice = sorted({s for s in stems if stems.count(s) > 1})
-        raise HistosegError(
-            f"--slides: two slides share the name {twice[0]!r}; their points would share files: "
-            "sample them into separate --out folders"
-        )
-    # Slides with a design already get a round; designs in OUT without a source get one too.
-    existing = {}
-    if out_dir.is_dir():
-        for record in sorted(out_dir.glob("*.design.json")):
-            if is_design_file(record):
-                existing[record.name[: -len(".design.json")]] = record
-    plan: list[tuple[str, _Source | None, PointDesign | None]] = []
-    source: _Source | None  # plan rows below carry None for designs without a source
-    for source in sources:
-        record = design_path(out_dir, source.stem)
-        old_design = read_design(record) if is_design_file(record) else None
-        # The files this run would write: round 1's (no design yet) or the next round's.
-        _check_ours(out_dir, source.stem, 1 if old_design is None else old_design.last_round + 1)
-        plan.append((source.stem, source, old_design))
-    known = {stem for stem, _, _ in plan}
-    for stem, record in existing.items():
-        if stem not in known:
-            plan.append((stem, None, read_design(record)))
-    if not plan:
-        raise HistosegError(
-            f"--out {out_dir}: no design to add a round to; give --results or --ckpt_path and --slides"
-        )
-    for stem, _, old in plan:
-        if old is not None:
-            _check_ours(out_dir, stem, old.last_round + 1)
+    sources = _sample_sources(out_dir, results, predictor, slides)
+    plan = _round_plan(out_dir, sources)
     ensure_writable_dir(out_dir)
     for stem, source, old in plan:
-        if old is None:
-            assert source is not None
-            frame, origin = _frame_of(source, predictor, options, strata if design == "stratified" else "none",  # type: ignore[arg-type]
-                                      margin_um, mpp)
-            number = 1
-            made = new_design(source.slide, design, frame, n=n, seed=_slide_seed(user_seed, stem, 1),  # type: ignore[arg-type]
-                              source={**origin, "seed": user_seed})
-            fresh = np.ones(len(made), bool)
-        else:
-            number = old.last_round + 1
-            classes = old.source.get("classes") or (source.classes if source else [])
-            sd = _counted_sd(out_dir, stem, old, classes) if old.kind == "stratified" else None
-            made = add_round(old, n=n, seed=_slide_seed(user_seed, stem, number), counted_sd=sd)
-            made.rounds[-1]["user_seed"] = user_seed
-            fresh = made.round == number
-        names = [made.ids[i] for i in np.flatnonzero(fresh).tolist()]
-        classes = made.source.get("classes") or ["background"]
-        written = []
-        for path in _round_paths(out_dir, stem, number):
-            written.append(write_counted_points(path, names, made.x[fresh], made.y[fresh], classes))
-        write_design(made, design_path(out_dir, stem))
-        if not quiet:
-            spacing = ""
-            if made.lattice is not None and made.source.get("slide_mpp"):
-                um = made.lattice.step[0] * float(made.source["slide_mpp"])
-                spacing = f", spacing {um:.0f} µm"
-            print(
-                f"sample: {made.slide}: round {number}, {len(names)} points ({made.kind}{spacing}) -> {written[0]}",
-                file=sys.stderr,
-            )
+        made, number, fresh = _place_round(
+            out_dir, stem, source, old, predictor, options, n=n, design=design, strata=strata,
+            user_seed=user_seed, margin_um=margin_um, mpp=mpp,
+        )
+        _write_round(out_dir, stem, made, number, fresh, quiet)
     return 0
 
 
@@ -446,6 +482,43 @@ def _fold_config(base: dict[str, Any], ckpt: Path, table: Path, root: Path, step
     }
 
 
+def _crossfit_plan(out_dir: Path, classes: list[str], paths: dict[str, Path], folds: int,
+                   seed: int) -> list[tuple[str, CountedSlide, np.ndarray, str]]:
+    """Per slide with a complete classified round: its stem, counted points, fold of each point and design sha256."""
+    from histoseg.io.files import sha256_file
+    from histoseg.sampling.design import crossfit_folds
+
+    plan = []
+    for design_file in sorted(out_dir.glob(f"*{SUFFIX}")):
+        if not is_design_file(design_file):
+            continue
+        stem = design_file.name[: -len(SUFFIX)]
+        counted = load_counted_points(out_dir, stem, classes)
+        if counted is None or counted.rounds == 0:
+            continue
+        if stem not in paths:
+            raise HistosegError(
+                f"--slides: no slide file for {design_file.name} ({counted.design.slide if counted.design else stem}); "
+                "give --slides the slides the points were placed on"
+            )
+        fold_of = crossfit_folds(counted.design, folds, seed) if counted.design is not None else {}
+        fold = np.array([fold_of[str(i)] for i in counted.ids], np.int64)
+        plan.append((stem, counted, fold, sha256_file(design_file)))
+    return plan
+
+
+def _print_crossfit_next(slides: int, folds: int, folder: Path, ckpt: Path, out_dir: Path) -> None:
+    """Tell on stderr what was written and the fit and quantify commands that come next."""
+    print(f"sample: {slides} slide(s), {folds} folds -> {folder}; fit each fold, then quantify:", file=sys.stderr)
+    for k in range(folds):
+        print(f"  python -m histoseg fit --config {folder / f'fold{k}.yaml'}", file=sys.stderr)
+    print(
+        f"  python -m histoseg quantify --ckpt_path {ckpt} --slides SLIDES --out RESULTS --points {out_dir} "
+        f"--crossfit '{folder}/fold*/**/last.ckpt'",
+        file=sys.stderr,
+    )
+
+
 def run_crossfit(
     out: str | os.PathLike[str],
     *,
@@ -474,7 +547,6 @@ def run_crossfit(
     from histoseg.io.files import atomic_path, sha256_file
     from histoseg.labels.points import PointSet, write_points_csv
     from histoseg.report.crossfit import FOLDER, is_manifest, manifest_path, write_manifest
-    from histoseg.sampling.design import crossfit_folds
 
     if not 2 <= folds <= 10:
         raise ConfigError(f"--crossfit {folds}: not 2 to 10 folds; give 2 to 10 (2 is the usual choice)")
@@ -493,22 +565,7 @@ def run_crossfit(
         raise HistosegError(
             f"{folder}: exists and was not written by 'histoseg sample --crossfit'; move it away and run again"
         )
-    plan = []
-    for design_file in sorted(out_dir.glob(f"*{SUFFIX}")):
-        if not is_design_file(design_file):
-            continue
-        stem = design_file.name[: -len(SUFFIX)]
-        counted = load_counted_points(out_dir, stem, classes)
-        if counted is None or counted.rounds == 0:
-            continue
-        if stem not in paths:
-            raise HistosegError(
-                f"--slides: no slide file for {design_file.name} ({counted.design.slide if counted.design else stem}); "
-                "give --slides the slides the points were placed on"
-            )
-        fold_of = crossfit_folds(counted.design, folds, seed) if counted.design is not None else {}
-        fold = np.array([fold_of[str(i)] for i in counted.ids], np.int64)
-        plan.append((stem, counted, fold, sha256_file(design_file)))
+    plan = _crossfit_plan(out_dir, classes, paths, folds, seed)
     if not plan:
         raise HistosegError(
             f"--out {out_dir}: no slide with a complete round of classified points; classify the points "
@@ -540,14 +597,7 @@ def run_crossfit(
         }
     write_manifest(record, folds, seed, sha256_file(ckpt), manifest)
     if not quiet:
-        print(f"sample: {len(plan)} slide(s), {folds} folds -> {folder}; fit each fold, then quantify:", file=sys.stderr)
-        for k in range(folds):
-            print(f"  python -m histoseg fit --config {folder / f'fold{k}.yaml'}", file=sys.stderr)
-        print(
-            f"  python -m histoseg quantify --ckpt_path {ckpt} --slides SLIDES --out RESULTS --points {out_dir} "
-            f"--crossfit '{folder}/fold*/**/last.ckpt'",
-            file=sys.stderr,
-        )
+        _print_crossfit_next(len(plan), folds, folder, ckpt, out_dir)
     return 0
 
 
