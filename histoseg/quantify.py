@@ -716,6 +716,42 @@ def _marks(counted: Any, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, n
     return np.asarray(counted.x) / width, np.asarray(counted.y) / height, np.asarray(counted.label)
 
 
+def _write_geojson_and_overlay(
+    path: Path,
+    pred: Any,
+    outputs: dict[str, Path],
+    rows: list[dict[str, Any]],
+    background: int | None,
+    counted: Any,
+) -> dict[str, Any]:
+    """Write the slide's GeoJSON and overlay PNG from its written label map; the GeoJSON's summary."""
+    collection, geo_info = labels_tif_to_geojson(
+        outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
+    )
+    write_geojson(outputs["geojson"], collection)
+    small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
+    assert pred.thumbnail is not None
+    write_overlay_png(
+        outputs["overlay"],
+        pred.thumbnail,
+        small,
+        pred.classes,
+        rows=rows,
+        title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
+        background=background,
+        thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
+        points=None if counted is None else _marks(counted, pred.slide_dimensions),
+    )
+    return geo_info
+
+
+def _remove_outputs(outputs: dict[str, Path]) -> None:
+    """Delete the slide's output files that exist (a warning status keeps none of them)."""
+    for output in outputs.values():
+        with contextlib.suppress(FileNotFoundError):
+            output.unlink()
+
+
 def _predict_and_write(
     predictor: Predictor,
     path: Path,
@@ -762,27 +798,9 @@ def _predict_and_write(
     status, error = slide_status(pred, background)
     geo_info: dict[str, Any] | None = None
     if status == "ok":
-        collection, geo_info = labels_tif_to_geojson(
-            outputs["labels"], pred.classes, slide_mpp=pred.slide_mpp, label_mpp=pred.mpp, background=background
-        )
-        write_geojson(outputs["geojson"], collection)
-        small, _, _ = read_label_level(outputs["labels"], max_pixels=2048 * 2048)
-        assert pred.thumbnail is not None
-        write_overlay_png(
-            outputs["overlay"],
-            pred.thumbnail,
-            small,
-            pred.classes,
-            rows=rows,
-            title=f"{path.name}   (label map {pred.mpp:g} µm/px)",
-            background=background,
-            thumbnail_mpp=pred.slide_mpp * pred.thumbnail_downsample,
-            points=None if counted is None else _marks(counted, pred.slide_dimensions),
-        )
+        geo_info = _write_geojson_and_overlay(path, pred, outputs, rows, background, counted)
     else:  # a warning status: no label map, GeoJSON or overlay that could pass for a result
-        for output in outputs.values():
-            with contextlib.suppress(FileNotFoundError):
-                output.unlink()
+        _remove_outputs(outputs)
     return {
         "status": status,
         "error": error,

@@ -277,10 +277,10 @@ def _draw_legend_and_titles(
         )
 
 
-def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:
-    """The cohort plot as a matplotlib Figure (see :func:`write_cohort_png`)."""
-    from matplotlib.lines import Line2D
-
+def _cohort_slides(
+    results: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], list[float], list[Any], list[bool], list[str]]:
+    """The plotted slides' names, fractions, headlines and "model outside" flags, and the failed slides' names."""
     from histoseg.report.tables import model_outside_headline, slide_headline
 
     names, values, heads, flags, failed = [], [], [], [], []
@@ -296,16 +296,13 @@ def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:
         values.append(math.nan if value is None else float(value))
         heads.append(slide_headline(result))
         flags.append(bool(model_outside_headline(result)))
-    n = max(len(names), 1)
-    any_head = any(h is not None for h in heads)
-    height = min(1.6 + 0.28 * n * (1.5 if any_head else 1.0) + (0.4 if failed else 0.0), 60.0)
-    height += 0.5 if any_head else 0.0
-    figure = _figure(7.5, height)
-    ax = figure.subplots()
-    ys = np.arange(len(names), dtype=float)[::-1]
-    model_y = ys + (0.15 if any_head else 0.0)  # the model above, the estimate from points below
-    finite = [math.isfinite(v) for v in values]
-    xs = [100 * v if ok else 0.0 for v, ok in zip(values, finite, strict=True)]
+    return names, values, heads, flags, failed
+
+
+def _draw_model_dots(
+    ax: Any, xs: list[float], model_y: np.ndarray, finite: list[bool], flags: list[bool]
+) -> None:
+    """The model-only values: a stem, a dot (ringed red when outside the interval) and its label per slide."""
     ax.hlines(model_y, 0, xs, color="#bbbbbb", linewidth=1)
     ax.scatter(
         [x for x, ok in zip(xs, finite, strict=True) if ok],
@@ -326,48 +323,73 @@ def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:
             va="center",
             fontsize=8,
         )
+
+
+def _draw_point_estimates(
+    figure: Any, ax: Any, shown: list[tuple[float, Any, bool]], failed: list[str], height: float
+) -> list[float]:
+    """The counted points' estimates with their 95 % intervals, "model outside" marks and the legend; the upper ends."""
+    from matplotlib.lines import Line2D
+
+    est = np.array([100 * float(h["if_estimate"]) for _, h, _ in shown])
+    low = np.array([100 * float(h["if_ci_low"]) for _, h, _ in shown])
+    high = np.array([100 * float(h["if_ci_high"]) for _, h, _ in shown])
+    ax.errorbar(
+        est,
+        [y for y, _, _ in shown],
+        xerr=[est - low, high - est],
+        fmt="s",
+        color="#0072b2",
+        markersize=5,
+        capsize=3,
+        elinewidth=1.2,
+        zorder=4,
+        label="estimate from counted points, 95 % interval",
+    )
+    for (y, _, flag), right in zip(shown, high, strict=True):
+        if flag:
+            ax.annotate(
+                "model outside",
+                (right, y),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7.5,
+                color="#d00000",
+                fontweight="bold",
+            )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="black", label="model only"),
+        Line2D([], [], marker="s", color="#0072b2", label="from counted points (95 % interval)"),
+    ]
+    if any(f for _, _, f in shown):
+        handles.append(
+            Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="#d00000",
+                   markeredgewidth=2.0, label="model outside the interval")  # fmt: skip
+        )
+    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, (0.3 if failed else 0.02) / height),
+                  ncol=len(handles), fontsize=7.5, frameon=False)  # fmt: skip
+    return list(high)
+
+
+def cohort_figure(results: Sequence[Mapping[str, Any]]) -> Any:
+    """The cohort plot as a matplotlib Figure (see :func:`write_cohort_png`)."""
+    names, values, heads, flags, failed = _cohort_slides(results)
+    n = max(len(names), 1)
+    any_head = any(h is not None for h in heads)
+    height = min(1.6 + 0.28 * n * (1.5 if any_head else 1.0) + (0.4 if failed else 0.0), 60.0)
+    height += 0.5 if any_head else 0.0
+    figure = _figure(7.5, height)
+    ax = figure.subplots()
+    ys = np.arange(len(names), dtype=float)[::-1]
+    model_y = ys + (0.15 if any_head else 0.0)  # the model above, the estimate from points below
+    finite = [math.isfinite(v) for v in values]
+    xs = [100 * v if ok else 0.0 for v, ok in zip(values, finite, strict=True)]
+    _draw_model_dots(ax, xs, model_y, finite, flags)
     rights = [x for x, ok in zip(xs, finite, strict=True) if ok]
     shown = [(y - 0.15, h, f) for y, h, f in zip(ys, heads, flags, strict=True) if h is not None]
     if shown:
-        est = np.array([100 * float(h["if_estimate"]) for _, h, _ in shown])
-        low = np.array([100 * float(h["if_ci_low"]) for _, h, _ in shown])
-        high = np.array([100 * float(h["if_ci_high"]) for _, h, _ in shown])
-        ax.errorbar(
-            est,
-            [y for y, _, _ in shown],
-            xerr=[est - low, high - est],
-            fmt="s",
-            color="#0072b2",
-            markersize=5,
-            capsize=3,
-            elinewidth=1.2,
-            zorder=4,
-            label="estimate from counted points, 95 % interval",
-        )
-        for (y, _, flag), right in zip(shown, high, strict=True):
-            if flag:
-                ax.annotate(
-                    "model outside",
-                    (right, y),
-                    xytext=(6, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=7.5,
-                    color="#d00000",
-                    fontweight="bold",
-                )
-        rights += list(high)
-        handles = [
-            Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="black", label="model only"),
-            Line2D([], [], marker="s", color="#0072b2", label="from counted points (95 % interval)"),
-        ]
-        if any(f for _, _, f in shown):
-            handles.append(
-                Line2D([], [], marker="o", linestyle="", color="#e69f00", markeredgecolor="#d00000",
-                       markeredgewidth=2.0, label="model outside the interval")  # fmt: skip
-            )
-        figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, (0.3 if failed else 0.02) / height),
-                      ncol=len(handles), fontsize=7.5, frameon=False)  # fmt: skip
+        rights += _draw_point_estimates(figure, ax, shown, failed, height)
     ax.set_yticks(ys, [_short(name) for name in names], fontsize=8)
     for label, flag in zip(ax.get_yticklabels(), flags, strict=True):
         if flag:
