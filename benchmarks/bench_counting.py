@@ -206,10 +206,7 @@ def finetune_fold(tile: str, state: dict, xs: np.ndarray, ys: np.ndarray, labels
         channels_last=True, loss="ce", regularizer="crf", regularizer_weight=0.1,
     )
     task.network.load_state_dict(state)
-    trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-    )
+    trainer = harness.quiet_trainer(max_epochs=1)
     trainer.fit(task, dm)
     return harness.predict_tile(task.network.eval(), tile, 0.5)
 

@@ -67,6 +67,7 @@ from harness import (
     dice,
     interstitial_fraction,
     predict_tile,
+    quiet_trainer,
     reference,
 )
 
@@ -245,17 +246,7 @@ def fit(
         init_checkpoint=init,
         freeze_encoder=False,
     )
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(task, dm)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

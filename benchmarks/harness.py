@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from scipy import ndimage
 
 from histoseg.io.text import write_slide_table
 from histoseg.report.areas import interstitial_fraction as fraction_of_counts
+
+if TYPE_CHECKING:
+    import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 FLASH = ROOT.parent / "shared" / "data" / "flash-mouse-pas"
@@ -164,6 +168,26 @@ def save_figure(path: Path, name: str, ref: np.ndarray, pred: np.ndarray) -> Non
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)
 
 
+def quiet_trainer(**options: Any) -> L.Trainer:
+    """A CPU Trainer of one device that trains only: no logger, checkpoints, bars, summary or validation.
+
+    ``options`` (``max_epochs``, ``callbacks``, ...) are added to or replace these.
+    """
+    import lightning as L
+
+    settings: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(**{**settings, **options})
+
+
 def train_fold(
     args: argparse.Namespace, held_out: str, folder: Path
 ) -> tuple[torch.nn.Module, float, float, tuple[int, int]]:
@@ -228,19 +252,7 @@ def train_fold(
             regularizer=args.regularizer,
             regularizer_weight=args.regularizer_weight,
         )
-    callbacks: list[L.Callback] = []
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        callbacks=callbacks,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=args.epochs)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(task, dm)
     network = task.network.eval()

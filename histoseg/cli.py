@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from histoseg import __version__
-from histoseg.errors import ArgumentParser, HistosegError, run_interruptible
+from histoseg.errors import ArgumentParser, ConfigError, HistosegError, run_interruptible
 
 if TYPE_CHECKING:
     from histoseg.inference.options import InferenceOptions
@@ -394,6 +394,7 @@ def _main(args: Sequence[str] | None) -> None:
             sys.exit(_synthesize(argv[1:]))
         if command in ("corrections", "doctor"):
             sys.exit(_tool(command, argv[1:]))
+        check_moved_options(argv)
         cleaned = _drop_synthetic_on_data_switch(argv)
         _lightning_cli(None if args is None and cleaned == argv else cleaned)
     except HistosegError as exc:
@@ -428,6 +429,73 @@ def _config_files(argv: list[str]) -> list[str]:
     return files
 
 
+def _moved(key: str) -> str | None:
+    """The grouped place of a flat data option (``data.brush_um`` -> ``data.labels.brush_um``), or None."""
+    from histoseg.training_options import MOVED_OPTIONS
+
+    for prefix in ("data.init_args.", "data."):
+        if key.startswith(prefix):
+            new = MOVED_OPTIONS.get(key[len(prefix) :])
+            return None if new is None else prefix + new
+    return None
+
+
+def check_moved_options(argv: list[str]) -> None:
+    """One ``error:`` line for a data option written flat, as before the options were grouped.
+
+    Looks at ``--data.<name>`` options and at ``data:`` / ``data.init_args:`` keys of every
+    ``--config`` file (:data:`histoseg.training_options.MOVED_OPTIONS`), before Lightning is imported.
+
+    Raises:
+        ConfigError: naming the option (or the config file) and where the option went.
+    """
+    from histoseg.training_options import OPTION_GROUPS
+
+    groups = ", ".join(OPTION_GROUPS)
+    for arg in argv:
+        if arg.startswith("--data."):
+            key = arg[2:].split("=", 1)[0]
+            new = _moved(key)
+            if new is not None:
+                raise ConfigError(
+                    f"--{key}: moved to --{new} (training options are grouped: {groups}); use --{new}"
+                )
+    for name, data in _config_data(argv):
+        blocks = [("data.", data)]
+        if isinstance(data.get("init_args"), dict):
+            blocks.append(("data.init_args.", data["init_args"]))
+        for prefix, block in blocks:
+            for key in block:
+                new = _moved(prefix + str(key))
+                if new is not None:
+                    group, field = new[len(prefix) :].split(".")
+                    raise ConfigError(
+                        f"{name}: {prefix}{key} moved to {new} (training options are grouped: {groups}); "
+                        f"write it as '{field}: ...' inside a '{group}:' block under {prefix.rstrip('.')}"
+                    )
+
+
+def _config_data(argv: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``(file, its data: block)`` of every readable ``--config`` file that has one, in order.
+
+    Unreadable files and files that are not YAML are left out: the configuration parser reports them
+    as one line, with the file's own problem.
+    """
+    import yaml
+
+    found = []
+    for name in _config_files(argv):
+        try:
+            with open(name, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        data = document.get("data") if isinstance(document, dict) else None
+        if isinstance(data, dict):
+            found.append((name, data))
+    return found
+
+
 def _drop_synthetic_on_data_switch(argv: list[str]) -> list[str]:
     """``argv`` with ``--data.synthetic null`` before a ``--data CLASS`` that leaves a config's synthetic slides.
 
@@ -441,20 +509,11 @@ def _drop_synthetic_on_data_switch(argv: list[str]) -> list[str]:
     """
     import re
 
-    import yaml
-
     synthetic = False
-    for name in _config_files(argv):
-        try:
-            with open(name, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle)
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue  # reported as one line by the configuration check
-        data = document.get("data") if isinstance(document, dict) else None
-        if isinstance(data, dict):
-            init_args = data.get("init_args")
-            init = init_args if isinstance(init_args, dict) else data
-            synthetic = synthetic or init.get("synthetic") is not None
+    for _, data in _config_data(argv):
+        init_args = data.get("init_args")
+        init = init_args if isinstance(init_args, dict) else data
+        synthetic = synthetic or init.get("synthetic") is not None
     if not synthetic:
         return argv
     out: list[str] = []

@@ -32,7 +32,6 @@ from histoseg.inference.checkpoint import (
     resolve_checkpoint_path,
 )
 from histoseg.tasks import BaseTask
-from histoseg.training_options import MOVED_OPTIONS, OPTION_GROUPS
 from histoseg.writers import SlideWriter
 
 log = logging.getLogger(__name__)
@@ -318,67 +317,9 @@ class HistosegCLI(LightningCLI):
                 sys.exit(1)
 
 
-def _moved(key: str) -> str | None:
-    """The grouped place of a flat data option (``data.brush_um`` -> ``data.labels.brush_um``), or None."""
-    for prefix in ("data.init_args.", "data."):
-        if key.startswith(prefix):
-            new = MOVED_OPTIONS.get(key[len(prefix) :])
-            return None if new is None else prefix + new
-    return None
-
-
-def check_moved_options(args: list[str]) -> None:
-    """One ``error:`` line for a data option written flat, as before the options were grouped.
-
-    Looks at ``--data.<name>`` options and at ``data:`` / ``data.init_args:`` keys of every
-    ``--config`` file (:data:`histoseg.training_options.MOVED_OPTIONS`).
-
-    Raises:
-        ConfigError: naming the option (or the config file) and where the option went.
-    """
-    import yaml
-
-    groups = ", ".join(OPTION_GROUPS)
-    configs = []
-    for index, arg in enumerate(args):
-        if arg.startswith("--data."):
-            key = arg[2:].split("=", 1)[0]
-            new = _moved(key)
-            if new is not None:
-                raise ConfigError(
-                    f"--{key}: moved to --{new} (training options are grouped: {groups}); use --{new}"
-                )
-        if arg == "--config" and index + 1 < len(args):
-            configs.append(args[index + 1])
-        elif arg.startswith("--config="):
-            configs.append(arg.split("=", 1)[1])
-    for name in configs:
-        try:
-            with open(name, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # reported by the configuration parser, with the file's own problem
-        data = document.get("data") if isinstance(document, dict) else None
-        if not isinstance(data, dict):
-            continue
-        blocks = [("data.", data)]
-        if isinstance(data.get("init_args"), dict):
-            blocks.append(("data.init_args.", data["init_args"]))
-        for prefix, block in blocks:
-            for key in block:
-                new = _moved(prefix + str(key))
-                if new is not None:
-                    group, field = new[len(prefix) :].split(".")
-                    raise ConfigError(
-                        f"{name}: {prefix}{key} moved to {new} (training options are grouped: {groups}); "
-                        f"write it as '{field}: ...' inside a '{group}:' block under {prefix.rstrip('.')}"
-                    )
-
-
 def run(args: list[str] | None) -> None:
     """Run ``histoseg fit|validate|test|predict`` with ``args`` (None: ``sys.argv``)."""
     quiet_lightning()
-    check_moved_options(sys.argv[1:] if args is None else list(args))
     HistosegCLI(
         model_class=BaseTask,
         datamodule_class=SlideDataModule,

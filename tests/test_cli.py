@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from histoseg.cli import check_moved_options
+from histoseg.errors import ConfigError
 from tests.conftest import FLASH, ROOT, cli_exit_code
 from tests.test_configs import TINY_UNET  # tiny network overrides: end-to-end runs take seconds
 
@@ -294,3 +296,61 @@ def test_a_long_configuration_error_is_cut_between_words():
     text = message.split("invalid configuration: ", 1)[1].split("; check the option", 1)[0]
     assert len(text) <= 310 and text.endswith(" ...")
     assert re.fullmatch(r"word\d{3}", text[: -len(" ...")].split()[-1]), text[-30:]
+
+
+# ---- the flat data options of before fail with one line naming their new place ----------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.brush_um", "3"], "--data.brush_um: moved to --data.labels.brush_um"),
+        (
+            ["--data.init_args.num_workers=2"],
+            "--data.init_args.num_workers: moved to --data.init_args.loader.num_workers",
+        ),
+        (["--data.augment", "false"], "--data.augment: moved to --data.augmentation.enabled"),
+    ],
+)
+def test_a_flat_data_flag_is_one_line_naming_its_new_place(args, message):
+    with pytest.raises(ConfigError) as info:
+        check_moved_options(["fit", *args])
+    assert str(info.value).startswith(message) and "; use --data." in str(info.value)
+
+
+def test_a_flat_option_fails_before_lightning_is_imported(capsys):
+    """Through the command line: one error line, exit 2, and no Lightning import for a config to refuse."""
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom histoseg.cli import main\ntry:\n    main(['fit', '--data.brush_um', '3'])\n"
+         "except SystemExit as e:\n    print(e.code, 'lightning' in ' '.join(sys.modules))"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert code.stdout.split() == ["2", "False"], code.stdout + code.stderr
+    assert code.stderr.strip().splitlines() == [
+        "error: --data.brush_um: moved to --data.labels.brush_um (training options are grouped: labels, patches, "
+        "weighting, augmentation, loader); use --data.labels.brush_um"
+    ]
+
+
+def test_a_flat_config_key_names_the_file_and_the_group(tmp_path):
+    config = tmp_path / "old.yaml"
+    config.write_text("data:\n  class_path: x\n  init_args:\n    slides: t.csv\n    scribble_grow_um: 4\n")
+    with pytest.raises(ConfigError) as info:
+        check_moved_options(["fit", "--config", str(config)])
+    assert str(info.value) == (
+        f"{config}: data.init_args.scribble_grow_um moved to data.init_args.labels.grow_um (training options "
+        "are grouped: labels, patches, weighting, augmentation, loader); write it as 'grow_um: ...' inside a "
+        "'labels:' block under data.init_args"
+    )
+
+
+def test_grouped_options_and_other_files_pass(tmp_path):
+    config = tmp_path / "new.yaml"
+    config.write_text("data:\n  init_args:\n    mpp: 0.5\n    labels: {brush_um: 3}\n")
+    check_moved_options(["fit", f"--config={config}", "--data.labels.brush_um", "2", "--data.mpp", "1"])
+    check_moved_options(["fit", "--config", str(tmp_path / "missing.yaml")])  # the parser names it
+    (tmp_path / "list.yaml").write_text("- a\n")
+    check_moved_options(["fit", "--config", str(tmp_path / "list.yaml")])
+
+
+def test_shipped_configs_are_grouped():
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        check_moved_options(["fit", "--config", str(config)])
